@@ -1,0 +1,68 @@
+#pragma once
+// Layer 5: rotate q and k (k optional, its own head count for GQA) in one call.
+#include <cstdint>
+#include <optional>
+
+#include "ropekit/cache.hpp"
+#include "ropekit/spec.hpp"
+#include "ropekit/tensor_view.hpp"
+
+namespace ropekit {
+
+// Where each token sits.
+struct Positions {
+  enum class Kind { offset, offsets, ids, packed };
+  Kind kind = Kind::offset;
+  int64_t start = 0;       // offset: every sequence starts at `start`
+  IndexView values;        // offsets: one per sequence; ids: one per token; packed: optional offsets per sequence
+  IndexView cu_seqlens;    // packed: B+1 increasing boundaries, cu[0] = 0, cu[B] = tokens
+
+  // Token s of every sequence is at start + s (prefill: 0; decode: the cache length).
+  static Positions from_offset(int64_t start = 0) { return {Kind::offset, start, {}, {}}; }
+  // Token s of sequence b is at offsets[b] + s.
+  static Positions per_sequence(IndexView offsets) { return {Kind::offsets, 0, offsets, {}}; }
+  // One id per token: B*S ids (b-major) for rank-4 views, T ids for rank 3.
+  static Positions token_ids(IndexView ids) { return {Kind::ids, 0, ids, {}}; }
+  // Rank-3 (T, H, D) views holding several sequences back to back: token t of sequence b is at
+  // t - cu_seqlens[b] + offsets[b] (offsets optional: 0).
+  static Positions packed(IndexView cu_seqlens, IndexView offsets = {}) {
+    return {Kind::packed, 0, offsets, cu_seqlens};
+  }
+};
+
+enum class Direction {
+  forward,   // y = a * s * R(theta) x            (a: attention factor, s: xPos scale)
+  backward,  // vector-Jacobian product of forward: g_x = a * s * R(-theta) g_y
+  inverse,   // undoes forward: x = R(-theta) y / (a * s)
+};
+
+struct ApplyOptions {
+  Direction direction = Direction::forward;
+  // xPos exponent is (position - xpos_center) / scale_base. Centering cancels in q.k; the Zeta/xPos
+  // modules center on the middle of the sequence.
+  double xpos_center = 0.0;
+  // CUDA stream (cudaStream_t) for device views; ignored on the CPU.
+  void* stream = nullptr;
+};
+
+struct RopeTensors {
+  TensorView q;
+  std::optional<TensorView> k;
+  std::optional<TensorView> q_out;  // absent: rotate q in place
+  std::optional<TensorView> k_out;  // absent: rotate k in place
+};
+
+// Rotate with a prebuilt table (it must already cover every position: see CosSinCache::ensure).
+// All arguments are checked before any output is written; an Error leaves outputs untouched.
+void apply_rope(const RopeTensors& tensors, const Positions& positions, const CosSinCache& table,
+                const ApplyOptions& options = {});
+
+// Convenience: builds a table for the positions used (dynamic NTK / LongRoPE see the largest
+// position + 1 as the sequence length), then applies.
+void apply_rope(const RopeTensors& tensors, const Positions& positions, const RopeSpec& spec,
+                const ApplyOptions& options = {});
+
+// The largest position the call would read plus one (0 for no tokens). Checks positions first.
+int64_t required_table_size(const RopeTensors& tensors, const Positions& positions);
+
+}  // namespace ropekit

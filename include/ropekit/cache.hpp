@@ -1,0 +1,71 @@
+#pragma once
+// Layer 3: fp32 cos/sin for positions [0, size()), the attention factor folded in.
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "ropekit/spec.hpp"
+
+namespace ropekit {
+
+struct CacheOptions {
+  // false: angle = float32(p) * float32(inv_freq), rounded once as PyTorch computes it; cos/sin of
+  //        that float angle evaluated in double. Matches what models were trained with.
+  // true:  angle = p * inv_freq in double with full range reduction: fp32-accurate at p = 1e7.
+  bool exact = false;
+};
+
+// Reading (row, cos, sin, inv_freq, ...) is safe from any number of threads while no thread calls a
+// non-const method (ensure, prepare_for_seq_len). Growing reallocates: pointers from row() are
+// invalidated by ensure() and prepare_for_seq_len().
+class CosSinCache {
+ public:
+  explicit CosSinCache(RopeSpec spec, int64_t positions = 0, CacheOptions options = {});
+
+  const RopeSpec& spec() const { return spec_; }
+  const CacheOptions& options() const { return options_; }
+  int64_t size() const { return size_; }        // positions covered: [0, size)
+  int64_t pairs() const { return spec_.pairs(); }
+
+  // Row p: pairs() cosines followed by pairs() sines, attention factor included.
+  const float* row(int64_t position) const { return table_.data() + position * 2 * pairs(); }
+  std::span<const float> table() const { return {table_.data(), static_cast<size_t>(size_ * 2 * pairs())}; }
+
+  // Frequencies in use now (dynamic NTK / LongRoPE depend on the last prepare_for_seq_len).
+  const std::vector<double>& inv_freq() const { return inv_freq_; }
+  double attention_factor() const { return attention_factor_; }
+  // Per-pair ln(zeta_i) / scale_base for xPos (empty without xPos).
+  const std::vector<double>& xpos_log_zeta() const { return xpos_log_zeta_; }
+
+  // Grow to cover at least n positions (geometric growth). Rows already built keep their values.
+  void ensure(int64_t n);
+
+  // Follow HF's rule for the length-dependent schemes before a forward over seq_len positions:
+  //  - DynamicNtk: if seq_len exceeds the length the table was scaled for, rescale for seq_len; if
+  //    seq_len < original_max and the table was rescaled, reset to the original frequencies.
+  //  - LongRope: long factors when seq_len > original_max, short ones otherwise.
+  // Then ensure(seq_len). Other schemes: just ensure(seq_len).
+  void prepare_for_seq_len(int64_t seq_len);
+
+  // The sequence length the current frequencies were chosen for (dynamic NTK / LongRoPE).
+  int64_t scaled_for() const { return scaled_for_; }
+  // Bumped whenever existing rows change or move (for device copies keyed on it).
+  uint64_t generation() const { return generation_; }
+
+ private:
+  void set_frequencies(int64_t seq_len);
+  void fill_rows(int64_t begin, int64_t end);
+
+  RopeSpec spec_;
+  CacheOptions options_;
+  std::vector<double> inv_freq_;
+  std::vector<float> inv_freq_f32_;
+  double attention_factor_ = 1.0;
+  std::vector<double> xpos_log_zeta_;
+  std::vector<float> table_;
+  int64_t size_ = 0;
+  int64_t scaled_for_ = 0;
+  uint64_t generation_ = 0;
+};
+
+}  // namespace ropekit

@@ -1,0 +1,9 @@
+#pragma once
+// The whole public API.
+#include "ropekit/apply.hpp"
+#include "ropekit/cache.hpp"
+#include "ropekit/error.hpp"
+#include "ropekit/frequencies.hpp"
+#include "ropekit/spec.hpp"
+#include "ropekit/tensor_view.hpp"
+#include "ropekit/version.hpp"

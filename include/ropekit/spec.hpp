@@ -1,0 +1,124 @@
+#pragma once
+// Layer 1: what rotation to apply. A RopeSpec is validated when it is built: a bad spec never exists.
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <variant>
+#include <vector>
+
+namespace ropekit {
+
+// Which elements form a rotated pair.
+//   half:        (i, i + rotary_dim/2)  -- HF / GPT-NeoX `rotate_half`
+//   interleaved: (2i, 2i + 1)           -- GPT-J, LLaMA's complex form, `rotate_every_two`
+enum class Style { half, interleaved };
+
+namespace scaling {
+
+struct None {};
+
+// Position interpolation: inv_freq / factor.
+struct Linear {
+  double factor = 1.0;
+};
+
+// NTK-aware base change: base * alpha^(d / (d - 2)).
+struct NtkAware {
+  double alpha = 1.0;
+};
+
+// HF "dynamic": the NTK base grows with the sequence length once it passes original_max.
+struct DynamicNtk {
+  double factor = 1.0;
+  int64_t original_max = 2048;
+};
+
+// YaRN (HF "yarn" and jquesnelle's reference, which adds extrapolation_factor and attn_factor).
+struct Yarn {
+  double factor = 1.0;
+  int64_t original_max = 2048;
+  double beta_fast = 32.0;
+  double beta_slow = 1.0;
+  double extrapolation_factor = 1.0;
+  double attn_factor = 1.0;
+  std::optional<double> mscale;            // DeepSeek-style: attention = mscale(f, mscale) / mscale(f, mscale_all_dim)
+  std::optional<double> mscale_all_dim;
+  std::optional<double> attention_factor;  // overrides the computed attention factor
+  bool truncate = true;                    // floor/ceil the correction range (HF's `truncate`)
+};
+
+// Llama 3.1 frequency-dependent interpolation.
+struct Llama3 {
+  double factor = 8.0;
+  double low_freq_factor = 1.0;
+  double high_freq_factor = 4.0;
+  int64_t original_max = 8192;
+};
+
+// LongRoPE (Phi-3): per-pair factors, short below original_max, long above.
+struct LongRope {
+  std::vector<double> short_factor;
+  std::vector<double> long_factor;
+  int64_t original_max = 4096;
+  double factor = 1.0;                     // max_position_embeddings / original_max (attention factor only)
+  std::optional<double> attention_factor;  // overrides sqrt(1 + ln(factor) / ln(original_max))
+};
+
+// Giraffe truncated basis: theta*_k = theta_k if theta_k >= b, rho if a <= theta_k < b, 0 below a.
+struct Truncated {
+  double a = 0.0;
+  double b = 0.0;
+  double rho = 0.0;
+  // b = 2*pi / length, a = b / 8, rho = b / 16.
+  static Truncated from_length(double length);
+};
+
+}  // namespace scaling
+
+using Scaling = std::variant<scaling::None, scaling::Linear, scaling::NtkAware, scaling::DynamicNtk,
+                             scaling::Yarn, scaling::Llama3, scaling::LongRope, scaling::Truncated>;
+
+// xPos: pair i of q is scaled by zeta_i^(p / scale_base), of k by zeta_i^(-p / scale_base),
+// zeta_i = (2i + gamma * rotary_dim) / ((1 + gamma) * rotary_dim).
+struct Xpos {
+  double scale_base = 512.0;
+  double gamma = 0.4;
+};
+
+struct SpecParams {
+  int64_t head_dim = 0;
+  int64_t rotary_dim = 0;  // 0 means head_dim; partial rotary otherwise
+  double base = 10000.0;   // theta
+  Style style = Style::half;
+  Scaling scaling = scaling::None{};
+  std::optional<Xpos> xpos;
+};
+
+class RopeSpec {
+ public:
+  // Throws ropekit::Error naming the first invalid field.
+  explicit RopeSpec(SpecParams params);
+
+  const SpecParams& params() const { return params_; }
+  int64_t head_dim() const { return params_.head_dim; }
+  int64_t rotary_dim() const { return params_.rotary_dim; }
+  int64_t pairs() const { return params_.rotary_dim / 2; }
+  double base() const { return params_.base; }
+  Style style() const { return params_.style; }
+  const Scaling& scaling() const { return params_.scaling; }
+  const std::optional<Xpos>& xpos() const { return params_.xpos; }
+
+  // "half" / "interleaved", "none" / "linear" / "ntk_aware" / "dynamic" / "yarn" / "llama3" / "longrope" / "truncated".
+  std::string style_name() const;
+  std::string scaling_name() const;
+  // One line, e.g. "head_dim=128 rotary_dim=128 base=500000 style=half scaling=llama3(factor=8, ...)".
+  std::string describe() const;
+
+ private:
+  SpecParams params_;
+};
+
+std::string to_string(Style style);
+Style style_from_string(const std::string& name);  // throws Error on an unknown name
+
+}  // namespace ropekit

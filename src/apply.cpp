@@ -1,0 +1,271 @@
+// Checks every argument, then hands one RopeParams to the backend of the views' device.
+#include "ropekit/apply.hpp"
+
+#include <algorithm>
+
+#include "backend.hpp"
+#include "check.hpp"
+#include "overlap.hpp"
+
+namespace ropekit {
+namespace {
+
+using detail::cat;
+using detail::fail;
+
+// Token grid of a view: rank 4 is (B, S), rank 3 is (1, T).
+struct Grid {
+  int64_t batch;
+  int64_t seq;
+};
+
+Grid grid_of(const TensorView& v) {
+  return v.rank == 4 ? Grid{v.shape[0], v.shape[1]} : Grid{1, v.shape[0]};
+}
+
+int64_t heads_of(const TensorView& v) { return v.shape[static_cast<size_t>(v.rank - 2)]; }
+
+bool valid_dtype(DType d) { return d == DType::f32 || d == DType::f16 || d == DType::bf16; }
+
+void check_view(const TensorView& v, const std::string& name, int64_t head_dim) {
+  if (v.rank != 3 && v.rank != 4)
+    fail(name + ".rank", "3 (tokens, heads, head_dim) or 4 (batch, seq, heads, head_dim)", v.rank);
+  if (!valid_dtype(v.dtype)) fail(name + ".dtype", "f32, f16 or bf16", static_cast<int>(v.dtype));
+  for (int d = 0; d < v.rank; ++d) {
+    const auto i = static_cast<size_t>(d);
+    if (v.shape[i] < 0) fail(cat(name, ".shape[", d, "]"), ">= 0", v.shape[i]);
+    if (v.strides[i] < 0) fail(cat(name, ".strides[", d, "]"), ">= 0", v.strides[i]);
+  }
+  const int64_t last = v.shape[static_cast<size_t>(v.rank - 1)];
+  if (last != head_dim) fail(name + ".shape[-1]", cat(head_dim, " (the spec's head_dim)"), cat(last, " in ", v.shape_string()));
+  if (v.numel() > 0) {
+    if (v.strides[static_cast<size_t>(v.rank - 1)] != 1)
+      fail(name + ".strides[-1]", "1 (last dimension contiguous)", v.strides[static_cast<size_t>(v.rank - 1)]);
+    if (v.data == nullptr) fail(name + ".data", "a non-null pointer", "nullptr");
+  }
+}
+
+void check_same_shape(const TensorView& out, const std::string& out_name, const TensorView& in,
+                      const std::string& in_name) {
+  bool same = out.rank == in.rank;
+  for (int d = 0; same && d < in.rank; ++d) same = out.shape[static_cast<size_t>(d)] == in.shape[static_cast<size_t>(d)];
+  if (!same) fail(out_name + ".shape", cat(in.shape_string(), " (as ", in_name, ")"), out.shape_string());
+  if (out.dtype != in.dtype) fail(out_name + ".dtype", cat(to_string(in.dtype), " (as ", in_name, ")"), to_string(out.dtype));
+  if (!(out.device == in.device))
+    fail(out_name + ".device", cat(to_string(in.device), " (as ", in_name, ")"), to_string(out.device));
+}
+
+void check_index_device(const IndexView& v, const std::string& name, const Device& device) {
+  if (!(v.device == device)) fail(name + ".device", cat(to_string(device), " (as q)"), to_string(v.device));
+  if (v.size > 0 && v.data == nullptr) fail(name + ".data", "a non-null pointer", "nullptr");
+  if (v.type != IndexType::i32 && v.type != IndexType::i64) fail(name + ".type", "i32 or i64", static_cast<int>(v.type));
+}
+
+// Checks the structure of `positions` against the token grid; returns the largest position + 1.
+int64_t check_positions(const Positions& pos, const TensorView& q, int64_t& num_sequences) {
+  const Grid g = grid_of(q);
+  const int64_t tokens = g.batch * g.seq;
+  int64_t lowest = 0;
+  int64_t highest = -1;
+  auto see = [&](int64_t p) {
+    lowest = std::min(lowest, p);
+    highest = std::max(highest, p);
+  };
+  num_sequences = 0;
+  switch (pos.kind) {
+    case Positions::Kind::offset:
+      if (pos.start < 0) fail("positions.start", ">= 0", pos.start);
+      if (tokens > 0) see(pos.start + g.seq - 1);
+      break;
+    case Positions::Kind::offsets:
+      check_index_device(pos.values, "positions.offsets", q.device);
+      if (pos.values.size != g.batch) fail("positions.offsets.size", cat(g.batch, " (one per sequence)"), pos.values.size);
+      if (pos.values.device.type != DeviceType::cpu) return -1;  // device arrays: the backend checks
+      for (int64_t b = 0; b < g.batch; ++b) {
+        const int64_t off = pos.values[b];
+        if (off < 0) fail(cat("positions.offsets[", b, "]"), ">= 0", off);
+        if (g.seq > 0) see(off + g.seq - 1);
+      }
+      break;
+    case Positions::Kind::ids:
+      check_index_device(pos.values, "positions.ids", q.device);
+      if (pos.values.size != tokens)
+        fail("positions.ids.size", cat(tokens, " (one per token of ", q.shape_string(), ")"), pos.values.size);
+      if (pos.values.device.type != DeviceType::cpu) return -1;
+      for (int64_t t = 0; t < tokens; ++t) {
+        const int64_t id = pos.values[t];
+        if (id < 0) fail(cat("positions.ids[", t, "]"), ">= 0", id);
+        see(id);
+      }
+      break;
+    case Positions::Kind::packed: {
+      if (q.rank != 3) fail("positions", "packed positions (cu_seqlens) with rank-3 (tokens, heads, head_dim) views", cat("q of rank ", q.rank));
+      check_index_device(pos.cu_seqlens, "positions.cu_seqlens", q.device);
+      if (pos.cu_seqlens.size < 2) fail("positions.cu_seqlens.size", ">= 2 (number of sequences + 1)", pos.cu_seqlens.size);
+      num_sequences = pos.cu_seqlens.size - 1;
+      if (!pos.values.empty()) {
+        check_index_device(pos.values, "positions.offsets", q.device);
+        if (pos.values.size != num_sequences)
+          fail("positions.offsets.size", cat(num_sequences, " (one per sequence in cu_seqlens)"), pos.values.size);
+      }
+      if (pos.cu_seqlens.device.type != DeviceType::cpu) return -1;
+      if (pos.cu_seqlens[0] != 0) fail("positions.cu_seqlens[0]", "0", pos.cu_seqlens[0]);
+      for (int64_t b = 0; b < num_sequences; ++b) {
+        const int64_t begin = pos.cu_seqlens[b];
+        const int64_t end = pos.cu_seqlens[b + 1];
+        if (end < begin) fail(cat("positions.cu_seqlens[", b + 1, "]"), cat(">= cu_seqlens[", b, "] (", begin, ")"), end);
+        const int64_t off = pos.values.empty() ? 0 : pos.values[b];
+        if (off < 0) fail(cat("positions.offsets[", b, "]"), ">= 0", off);
+        if (end > begin) see(off + end - begin - 1);
+      }
+      const int64_t last = pos.cu_seqlens[num_sequences];
+      if (last != g.seq) fail(cat("positions.cu_seqlens[", num_sequences, "]"), cat(g.seq, " (the number of tokens in q)"), last);
+      break;
+    }
+    default:
+      fail("positions.kind", "offset, offsets, ids or packed", static_cast<int>(pos.kind));
+  }
+  (void)lowest;
+  return highest + 1;
+}
+
+struct Checked {
+  detail::RopeParams params;
+  int64_t needed = 0;  // largest position + 1, or -1 when positions live on a device
+};
+
+detail::Operand operand(const TensorView& in, const std::optional<TensorView>& out, float sign) {
+  detail::Operand op;
+  const TensorView& o = out ? *out : in;
+  op.in = in.data;
+  op.out = o.data;
+  op.heads = heads_of(in);
+  const int r = in.rank;
+  const auto stride = [](const TensorView& v, int d) { return v.strides[static_cast<size_t>(d)]; };
+  op.in_stride[0] = r == 4 ? stride(in, 0) : 0;
+  op.in_stride[1] = stride(in, r - 3);
+  op.in_stride[2] = stride(in, r - 2);
+  op.out_stride[0] = r == 4 ? stride(o, 0) : 0;
+  op.out_stride[1] = stride(o, r - 3);
+  op.out_stride[2] = stride(o, r - 2);
+  op.in_place = !out || detail::same_view(in, *out);
+  op.xpos_sign = sign;
+  return op;
+}
+
+Checked check(const RopeTensors& t, const Positions& positions, const RopeSpec& spec) {
+  const int64_t head_dim = spec.head_dim();
+  check_view(t.q, "q", head_dim);
+  const Grid g = grid_of(t.q);
+  if (t.k) {
+    const TensorView& k = *t.k;
+    check_view(k, "k", head_dim);
+    if (k.rank != t.q.rank) fail("k.rank", cat(t.q.rank, " (as q)"), k.rank);
+    if (k.dtype != t.q.dtype) fail("k.dtype", cat(to_string(t.q.dtype), " (as q)"), to_string(k.dtype));
+    if (!(k.device == t.q.device)) fail("k.device", cat(to_string(t.q.device), " (as q)"), to_string(k.device));
+    const Grid gk = grid_of(k);
+    if (gk.batch != g.batch || gk.seq != g.seq)
+      fail("k.shape", cat("the same leading (batch, seq) / tokens as q ", t.q.shape_string()), k.shape_string());
+  }
+  if (t.k_out && !t.k) fail("k_out", "no k_out without k", "a k_out view");
+  if (t.q_out) {
+    check_view(*t.q_out, "q_out", head_dim);
+    check_same_shape(*t.q_out, "q_out", t.q, "q");
+  }
+  if (t.k_out) {
+    check_view(*t.k_out, "k_out", head_dim);
+    check_same_shape(*t.k_out, "k_out", *t.k, "k");
+  }
+
+  // Aliasing: each written view is disjoint from every other written and read view, except that
+  // an output may be exactly its own input (in place).
+  const TensorView& q_written = t.q_out ? *t.q_out : t.q;
+  if (detail::self_overlapping(q_written)) fail(t.q_out ? "q_out" : "q", "a view with no element reachable twice (written in place)", cat("strides that overlap for shape ", q_written.shape_string()));
+  if (t.q_out && !detail::same_view(*t.q_out, t.q) && detail::may_overlap(*t.q_out, t.q))
+    fail("q_out", "memory disjoint from q, or exactly q (in place)", "a partial overlap with q");
+  if (t.k) {
+    const TensorView& k_written = t.k_out ? *t.k_out : *t.k;
+    const char* k_name = t.k_out ? "k_out" : "k";
+    const char* q_name = t.q_out ? "q_out" : "q";
+    if (detail::self_overlapping(k_written)) fail(k_name, "a view with no element reachable twice (written in place)", cat("strides that overlap for shape ", k_written.shape_string()));
+    if (t.k_out && !detail::same_view(*t.k_out, *t.k) && detail::may_overlap(*t.k_out, *t.k))
+      fail("k_out", "memory disjoint from k, or exactly k (in place)", "a partial overlap with k");
+    if (detail::may_overlap(q_written, k_written)) fail(k_name, cat("memory disjoint from ", q_name), cat("an overlap with ", q_name));
+    if (t.q_out && detail::may_overlap(*t.q_out, *t.k)) fail("q_out", "memory disjoint from k (k is read after q is written)", "an overlap with k");
+    if (t.k_out && detail::may_overlap(*t.k_out, t.q)) fail("k_out", "memory disjoint from q", "an overlap with q");
+  }
+
+  Checked c;
+  int64_t num_sequences = 0;
+  c.needed = check_positions(positions, t.q, num_sequences);
+
+  auto& p = c.params;
+  p.dtype = t.q.dtype;
+  p.style = spec.style();
+  p.device = t.q.device;
+  p.batch = g.batch;
+  p.seq = g.seq;
+  p.head_dim = head_dim;
+  p.rotary_dim = spec.rotary_dim();
+  p.pairs = spec.pairs();
+  p.q = operand(t.q, t.q_out, 1.0f);
+  if (t.k) {
+    p.k = operand(*t.k, t.k_out, -1.0f);
+    p.has_k = true;
+  }
+  p.positions = positions;
+  p.num_sequences = num_sequences;
+  p.has_xpos = spec.xpos().has_value();
+  return c;
+}
+
+void dispatch(const detail::RopeParams& p) {
+  if (p.device.type == DeviceType::cpu) return detail::apply_cpu(p);
+#if defined(ROPEKIT_HAS_CUDA)
+  return detail::apply_cuda(p);
+#else
+  fail("q.device", "cpu (this build of ropekit has no CUDA backend)", to_string(p.device));
+#endif
+}
+
+bool empty(const RopeTensors& t) { return t.q.numel() == 0 && (!t.k || t.k->numel() == 0); }
+
+}  // namespace
+
+int64_t required_table_size(const RopeTensors& tensors, const Positions& positions) {
+  int64_t num_sequences = 0;
+  if (tensors.q.rank != 3 && tensors.q.rank != 4)
+    fail("q.rank", "3 (tokens, heads, head_dim) or 4 (batch, seq, heads, head_dim)", tensors.q.rank);
+  return std::max<int64_t>(check_positions(positions, tensors.q, num_sequences), 0);
+}
+
+void apply_rope(const RopeTensors& tensors, const Positions& positions, const CosSinCache& table,
+                const ApplyOptions& options) {
+  Checked c = check(tensors, positions, table.spec());
+  if (c.needed > table.size())
+    fail("positions", cat("< ", table.size(), " (the table's size; call CosSinCache::ensure or prepare_for_seq_len)"),
+         cat("position ", c.needed - 1));
+  detail::require_finite(options.xpos_center, "options.xpos_center");
+  if (options.direction != Direction::forward && options.direction != Direction::backward &&
+      options.direction != Direction::inverse)
+    fail("options.direction", "forward, backward or inverse", static_cast<int>(options.direction));
+  if (empty(tensors)) return;
+  auto& p = c.params;
+  p.direction = options.direction;
+  p.stream = options.stream;
+  p.table = &table;
+  p.xpos_center = options.xpos_center;
+  p.attention_factor = table.attention_factor();
+  dispatch(p);
+}
+
+void apply_rope(const RopeTensors& tensors, const Positions& positions, const RopeSpec& spec,
+                const ApplyOptions& options) {
+  const Checked c = check(tensors, positions, spec);
+  if (c.needed < 0) fail("positions", "host (cpu) arrays when no table is given", "device arrays");
+  CosSinCache table(spec);
+  table.prepare_for_seq_len(c.needed);
+  apply_rope(tensors, positions, table, options);
+}
+
+}  // namespace ropekit

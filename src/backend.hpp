@@ -1,0 +1,53 @@
+#pragma once
+// The one parameter struct that crosses from apply() into every backend. apply() has checked
+// everything in it; a backend only loops.
+#include <cstdint>
+
+#include "ropekit/apply.hpp"
+
+namespace ropekit::detail {
+
+// q or k: where to read, where to write, and the (b, s, h) strides in elements of each.
+struct Operand {
+  const void* in = nullptr;
+  void* out = nullptr;
+  int64_t heads = 0;
+  int64_t in_stride[3]{};   // batch, seq, head
+  int64_t out_stride[3]{};
+  bool in_place = false;    // out == in with the same strides: pass-through dims are left alone
+  float xpos_sign = 1.0f;   // +1 for q (zeta^(p/sb)), -1 for k
+};
+
+struct RopeParams {
+  DType dtype = DType::f32;
+  Style style = Style::half;
+  Direction direction = Direction::forward;
+  Device device{};
+  void* stream = nullptr;
+
+  // Token grid: rank 4 is batch x seq; rank 3 is 1 x tokens (packed: cu_seqlens splits it).
+  int64_t batch = 0;
+  int64_t seq = 0;
+  int64_t head_dim = 0;
+  int64_t rotary_dim = 0;
+  int64_t pairs = 0;
+
+  Operand q;
+  Operand k;
+  bool has_k = false;
+
+  Positions positions;   // validated: every position is in [0, table rows)
+  int64_t num_sequences = 0;  // packed: cu_seqlens.size - 1
+
+  const CosSinCache* table = nullptr;  // host table; rows of pairs cos then pairs sin
+  bool has_xpos = false;
+  double xpos_center = 0.0;
+  double attention_factor = 1.0;
+};
+
+void apply_cpu(const RopeParams& params);
+#if defined(ROPEKIT_HAS_CUDA)
+void apply_cuda(const RopeParams& params);
+#endif
+
+}  // namespace ropekit::detail

@@ -1,0 +1,57 @@
+#pragma once
+// Argument checks that throw ropekit::Error with "<what>: expected <expected>, got <value>".
+#include <charconv>
+#include <cmath>
+#include <sstream>
+#include <string>
+#include <type_traits>
+
+#include "ropekit/error.hpp"
+
+namespace ropekit::detail {
+
+// Shortest text that reads back as the same double ("0.1", "500000", "nan").
+inline std::string format_double(double value) {
+  char buffer[64];
+  const auto result = std::to_chars(buffer, buffer + sizeof buffer, value);
+  return std::string(buffer, result.ptr);
+}
+
+template <typename Part>
+void append(std::ostringstream& out, const Part& part) {
+  if constexpr (std::is_floating_point_v<Part>) {
+    out << format_double(static_cast<double>(part));
+  } else {
+    out << part;
+  }
+}
+
+template <typename... Parts>
+std::string cat(const Parts&... parts) {
+  std::ostringstream out;
+  (append(out, parts), ...);
+  return out.str();
+}
+
+template <typename Value>
+[[noreturn]] void fail(const std::string& what, const std::string& expected, const Value& got) {
+  throw Error(cat(what, ": expected ", expected, ", got ", got));
+}
+
+inline void require(bool ok, const std::string& what, const std::string& expected, const std::string& got) {
+  if (!ok) fail(what, expected, got);
+}
+
+inline void require_finite_positive(double value, const std::string& what) {
+  if (!std::isfinite(value) || value <= 0) fail(what, "a finite number > 0", value);
+}
+
+inline void require_finite_at_least(double value, double least, const std::string& what) {
+  if (!std::isfinite(value) || value < least) fail(what, cat("a finite number >= ", least), value);
+}
+
+inline void require_finite(double value, const std::string& what) {
+  if (!std::isfinite(value)) fail(what, "a finite number", value);
+}
+
+}  // namespace ropekit::detail

@@ -1,0 +1,44 @@
+#pragma once
+// The per-pair rotation coefficients, shared by every backend: one place for the formula.
+//   y_a = c * a - s * b
+//   y_b = s * a + c * b
+// with (cos, sin) from the table (attention factor a already folded in) and the xPos scale x.
+#include <cmath>
+
+#include "ropekit/apply.hpp"
+
+#if defined(__CUDACC__)
+#define ROPEKIT_HD __host__ __device__ __forceinline__
+#else
+#define ROPEKIT_HD inline
+#endif
+
+namespace ropekit::detail {
+
+// x = zeta^(sign * (p - center) / scale_base), given ln(zeta) / scale_base.
+ROPEKIT_HD float xpos_scale(double position, double center, double log_zeta_over_base, float sign) {
+  return static_cast<float>(std::exp(static_cast<double>(sign) * (position - center) * log_zeta_over_base));
+}
+
+// forward: a x R(t); backward (VJP): a x R(-t); inverse: R(-t) / (a x).
+ROPEKIT_HD void pair_coefficients(float cos_a, float sin_a, float xscale, Direction direction,
+                                  float inv_attention_sq, float& c, float& s) {
+  switch (direction) {
+    case Direction::forward:
+      c = cos_a * xscale;
+      s = sin_a * xscale;
+      break;
+    case Direction::backward:
+      c = cos_a * xscale;
+      s = -sin_a * xscale;
+      break;
+    case Direction::inverse: {
+      const float k = inv_attention_sq / xscale;
+      c = cos_a * k;
+      s = -sin_a * k;
+      break;
+    }
+  }
+}
+
+}  // namespace ropekit::detail

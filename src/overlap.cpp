@@ -1,0 +1,129 @@
+#include "overlap.hpp"
+
+#include <algorithm>
+#include <cstdint>
+#include <vector>
+
+namespace ropekit::detail {
+namespace {
+
+struct Dim {
+  int64_t extent;
+  int64_t stride;  // bytes
+};
+
+// A view as base + {sum i_k * stride_k} + [0, block) bytes, dims sorted by stride, outermost first.
+struct Layout {
+  std::vector<Dim> dims;
+  int64_t block = 0;       // bytes of the contiguous last dimension
+  bool broadcast = false;  // a dim of extent > 1 and stride 0 (adds no addresses)
+};
+
+Layout layout_of(const TensorView& v) {
+  const int64_t esize = dtype_size(v.dtype);
+  Layout out;
+  out.block = v.shape[static_cast<size_t>(v.rank - 1)] * esize;
+  for (int d = 0; d < v.rank - 1; ++d) {
+    const auto n = v.shape[static_cast<size_t>(d)];
+    const auto stride = v.strides[static_cast<size_t>(d)] * esize;
+    if (n > 1 && stride == 0) out.broadcast = true;
+    if (n > 1 && stride != 0) out.dims.push_back({n, stride});
+  }
+  std::sort(out.dims.begin(), out.dims.end(), [](const Dim& x, const Dim& y) { return x.stride > y.stride; });
+  return out;
+}
+
+int64_t span(const std::vector<Dim>& dims, size_t from, int64_t block) {
+  int64_t s = block;
+  for (size_t k = from; k < dims.size(); ++k) s += (dims[k].extent - 1) * dims[k].stride;
+  return s;
+}
+
+struct Search {
+  const Layout& a;
+  const Layout& b;
+  int64_t budget = 1 << 16;
+
+  // Do a's dims [ia..] at offset 0 and b's dims [ib..] at offset delta (bytes) share a byte?
+  bool overlap(size_t ia, int64_t delta, size_t ib) {
+    if (--budget < 0) return true;  // too costly to decide: say "may overlap"
+    const int64_t span_a = span(a.dims, ia, a.block);
+    const int64_t span_b = span(b.dims, ib, b.block);
+    if (delta >= span_a || delta + span_b <= 0) return false;
+    const bool has_a = ia < a.dims.size();
+    const bool has_b = ib < b.dims.size();
+    if (!has_a && !has_b) return true;
+    if (has_a && has_b && a.dims[ia].stride == b.dims[ib].stride) {
+      const int64_t s = a.dims[ia].stride;
+      const int64_t inner_a = span(a.dims, ia + 1, a.block);
+      const int64_t inner_b = span(b.dims, ib + 1, b.block);
+      if (inner_a <= s && inner_b <= s) {
+        // Block i of a and block j of b can meet only when k = j - i puts them within one stride.
+        const int64_t na = a.dims[ia].extent;
+        const int64_t nb = b.dims[ib].extent;
+        const int64_t k_lo = floor_div(-inner_b - delta, s);
+        for (int64_t k = k_lo; k <= k_lo + 2; ++k) {
+          // Need i in [0, na) with i + k in [0, nb).
+          if (std::max<int64_t>(0, -k) >= std::min(na, nb - k)) continue;
+          if (overlap(ia + 1, delta + k * s, ib + 1)) return true;
+        }
+        return false;
+      }
+    }
+    // Split whichever view has the larger outer stride, block by block.
+    const bool split_a = has_a && (!has_b || a.dims[ia].stride >= b.dims[ib].stride);
+    if (split_a) {
+      const Dim d = a.dims[ia];
+      for (int64_t i = 0; i < d.extent; ++i) {
+        if (overlap(ia + 1, delta - i * d.stride, ib)) return true;
+        if (budget < 0) return true;
+      }
+    } else {
+      const Dim d = b.dims[ib];
+      for (int64_t j = 0; j < d.extent; ++j) {
+        if (overlap(ia, delta + j * d.stride, ib + 1)) return true;
+        if (budget < 0) return true;
+      }
+    }
+    return false;
+  }
+
+  static int64_t floor_div(int64_t x, int64_t y) {
+    int64_t q = x / y;
+    if ((x % y != 0) && ((x < 0) != (y < 0))) --q;
+    return q;
+  }
+};
+
+int64_t address(const TensorView& v) { return static_cast<int64_t>(reinterpret_cast<uintptr_t>(v.data)); }
+
+}  // namespace
+
+bool may_overlap(const TensorView& a, const TensorView& b) {
+  if (a.numel() == 0 || b.numel() == 0) return false;
+  const Layout la = layout_of(a);
+  const Layout lb = layout_of(b);
+  Search search{la, lb};
+  return search.overlap(0, address(b) - address(a), 0);
+}
+
+bool self_overlapping(const TensorView& v) {
+  if (v.numel() == 0) return false;
+  const Layout l = layout_of(v);
+  if (l.broadcast) return true;
+  for (size_t k = 0; k < l.dims.size(); ++k) {
+    if (l.dims[k].stride < span(l.dims, k + 1, l.block)) return true;
+  }
+  return false;
+}
+
+bool same_view(const TensorView& a, const TensorView& b) {
+  if (a.data != b.data || a.dtype != b.dtype || a.rank != b.rank || !(a.device == b.device)) return false;
+  for (int d = 0; d < a.rank; ++d) {
+    const auto i = static_cast<size_t>(d);
+    if (a.shape[i] != b.shape[i] || (a.shape[i] > 1 && a.strides[i] != b.strides[i])) return false;
+  }
+  return true;
+}
+
+}  // namespace ropekit::detail

@@ -1,0 +1,155 @@
+#include "ropekit/spec.hpp"
+
+#include <cmath>
+#include <numbers>
+
+#include "check.hpp"
+
+namespace ropekit {
+namespace {
+
+using detail::cat;
+using detail::fail;
+
+void validate(const scaling::None&, const SpecParams&) {}
+
+void validate(const scaling::Linear& s, const SpecParams&) {
+  detail::require_finite_positive(s.factor, "scaling.linear.factor");
+}
+
+void validate(const scaling::NtkAware& s, const SpecParams& p) {
+  detail::require_finite_positive(s.alpha, "scaling.ntk_aware.alpha");
+  if (p.rotary_dim <= 2) fail("rotary_dim", "> 2 for ntk_aware (exponent d / (d - 2))", p.rotary_dim);
+}
+
+void validate(const scaling::DynamicNtk& s, const SpecParams& p) {
+  detail::require_finite_at_least(s.factor, 1.0, "scaling.dynamic.factor");
+  if (s.original_max <= 0) fail("scaling.dynamic.original_max", "> 0", s.original_max);
+  if (p.rotary_dim <= 2) fail("rotary_dim", "> 2 for dynamic NTK (exponent d / (d - 2))", p.rotary_dim);
+}
+
+void validate(const scaling::Yarn& s, const SpecParams&) {
+  detail::require_finite_positive(s.factor, "scaling.yarn.factor");
+  if (s.original_max <= 0) fail("scaling.yarn.original_max", "> 0", s.original_max);
+  detail::require_finite_positive(s.beta_fast, "scaling.yarn.beta_fast");
+  detail::require_finite_positive(s.beta_slow, "scaling.yarn.beta_slow");
+  detail::require_finite_at_least(s.extrapolation_factor, 0.0, "scaling.yarn.extrapolation_factor");
+  detail::require_finite_positive(s.attn_factor, "scaling.yarn.attn_factor");
+  if (s.mscale) detail::require_finite(*s.mscale, "scaling.yarn.mscale");
+  if (s.mscale_all_dim) detail::require_finite(*s.mscale_all_dim, "scaling.yarn.mscale_all_dim");
+  if (s.attention_factor) detail::require_finite_positive(*s.attention_factor, "scaling.yarn.attention_factor");
+}
+
+void validate(const scaling::Llama3& s, const SpecParams&) {
+  detail::require_finite_positive(s.factor, "scaling.llama3.factor");
+  detail::require_finite_positive(s.low_freq_factor, "scaling.llama3.low_freq_factor");
+  detail::require_finite_positive(s.high_freq_factor, "scaling.llama3.high_freq_factor");
+  if (!(s.high_freq_factor > s.low_freq_factor))
+    fail("scaling.llama3.high_freq_factor", cat("> low_freq_factor (", s.low_freq_factor, ")"), s.high_freq_factor);
+  if (s.original_max <= 0) fail("scaling.llama3.original_max", "> 0", s.original_max);
+}
+
+void validate(const scaling::LongRope& s, const SpecParams& p) {
+  const auto pairs = static_cast<size_t>(p.rotary_dim / 2);
+  if (s.short_factor.size() != pairs)
+    fail("scaling.longrope.short_factor", cat(pairs, " values (rotary_dim / 2)"), cat(s.short_factor.size(), " values"));
+  if (s.long_factor.size() != pairs)
+    fail("scaling.longrope.long_factor", cat(pairs, " values (rotary_dim / 2)"), cat(s.long_factor.size(), " values"));
+  for (size_t i = 0; i < pairs; ++i) {
+    detail::require_finite_positive(s.short_factor[i], cat("scaling.longrope.short_factor[", i, "]"));
+    detail::require_finite_positive(s.long_factor[i], cat("scaling.longrope.long_factor[", i, "]"));
+  }
+  if (s.original_max <= 0) fail("scaling.longrope.original_max", "> 0", s.original_max);
+  detail::require_finite_positive(s.factor, "scaling.longrope.factor");
+  if (s.attention_factor) detail::require_finite_positive(*s.attention_factor, "scaling.longrope.attention_factor");
+}
+
+void validate(const scaling::Truncated& s, const SpecParams&) {
+  detail::require_finite_at_least(s.a, 0.0, "scaling.truncated.a");
+  detail::require_finite_at_least(s.b, 0.0, "scaling.truncated.b");
+  detail::require_finite_at_least(s.rho, 0.0, "scaling.truncated.rho");
+  if (s.a > s.b) fail("scaling.truncated.a", cat("<= b (", s.b, ")"), s.a);
+}
+
+std::string describe_scaling(const Scaling& scaling) {
+  struct Visitor {
+    std::string operator()(const scaling::None&) const { return "none"; }
+    std::string operator()(const scaling::Linear& s) const { return cat("linear(factor=", s.factor, ")"); }
+    std::string operator()(const scaling::NtkAware& s) const { return cat("ntk_aware(alpha=", s.alpha, ")"); }
+    std::string operator()(const scaling::DynamicNtk& s) const {
+      return cat("dynamic(factor=", s.factor, ", original_max=", s.original_max, ")");
+    }
+    std::string operator()(const scaling::Yarn& s) const {
+      std::string out = cat("yarn(factor=", s.factor, ", original_max=", s.original_max, ", beta_fast=", s.beta_fast,
+                            ", beta_slow=", s.beta_slow);
+      if (s.extrapolation_factor != 1.0) out += cat(", extrapolation_factor=", s.extrapolation_factor);
+      if (s.attn_factor != 1.0) out += cat(", attn_factor=", s.attn_factor);
+      if (s.mscale) out += cat(", mscale=", *s.mscale);
+      if (s.mscale_all_dim) out += cat(", mscale_all_dim=", *s.mscale_all_dim);
+      if (s.attention_factor) out += cat(", attention_factor=", *s.attention_factor);
+      if (!s.truncate) out += ", truncate=false";
+      return out + ")";
+    }
+    std::string operator()(const scaling::Llama3& s) const {
+      return cat("llama3(factor=", s.factor, ", low_freq_factor=", s.low_freq_factor,
+                 ", high_freq_factor=", s.high_freq_factor, ", original_max=", s.original_max, ")");
+    }
+    std::string operator()(const scaling::LongRope& s) const {
+      std::string out = cat("longrope(original_max=", s.original_max, ", factor=", s.factor);
+      if (s.attention_factor) out += cat(", attention_factor=", *s.attention_factor);
+      return out + cat(", ", s.short_factor.size(), " short/long factors)");
+    }
+    std::string operator()(const scaling::Truncated& s) const {
+      return cat("truncated(a=", s.a, ", b=", s.b, ", rho=", s.rho, ")");
+    }
+  };
+  return std::visit(Visitor{}, scaling);
+}
+
+}  // namespace
+
+scaling::Truncated scaling::Truncated::from_length(double length) {
+  detail::require_finite_positive(length, "scaling.truncated.length");
+  const double b = 2.0 * std::numbers::pi / length;
+  return {b / 8.0, b, b / 16.0};
+}
+
+RopeSpec::RopeSpec(SpecParams params) : params_(std::move(params)) {
+  auto& p = params_;
+  if (p.head_dim <= 0 || p.head_dim % 2 != 0) fail("head_dim", "an even number > 0", p.head_dim);
+  if (p.rotary_dim == 0) p.rotary_dim = p.head_dim;
+  if (p.rotary_dim < 0 || p.rotary_dim % 2 != 0) fail("rotary_dim", "an even number > 0", p.rotary_dim);
+  if (p.rotary_dim > p.head_dim) fail("rotary_dim", cat("<= head_dim (", p.head_dim, ")"), p.rotary_dim);
+  if (!std::isfinite(p.base) || p.base <= 1.0) fail("base", "a finite number > 1", p.base);
+  if (p.style != Style::half && p.style != Style::interleaved) fail("style", "half or interleaved", static_cast<int>(p.style));
+  std::visit([&](const auto& s) { validate(s, p); }, p.scaling);
+  if (p.xpos) {
+    detail::require_finite_positive(p.xpos->scale_base, "xpos.scale_base");
+    detail::require_finite_positive(p.xpos->gamma, "xpos.gamma");
+  }
+}
+
+std::string to_string(Style style) { return style == Style::half ? "half" : "interleaved"; }
+
+Style style_from_string(const std::string& name) {
+  if (name == "half" || name == "neox") return Style::half;
+  if (name == "interleaved" || name == "gptj") return Style::interleaved;
+  fail("style", "\"half\" or \"interleaved\"", cat('"', name, '"'));
+}
+
+std::string RopeSpec::style_name() const { return to_string(params_.style); }
+
+std::string RopeSpec::scaling_name() const {
+  static constexpr const char* names[] = {"none", "linear", "ntk_aware", "dynamic", "yarn", "llama3", "longrope",
+                                          "truncated"};
+  return names[params_.scaling.index()];
+}
+
+std::string RopeSpec::describe() const {
+  std::string out = cat("head_dim=", head_dim(), " rotary_dim=", rotary_dim(), " base=", base(),
+                        " style=", style_name(), " scaling=", describe_scaling(params_.scaling));
+  if (params_.xpos) out += cat(" xpos(scale_base=", params_.xpos->scale_base, ", gamma=", params_.xpos->gamma, ")");
+  return out;
+}
+
+}  // namespace ropekit

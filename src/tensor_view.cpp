@@ -1,0 +1,66 @@
+#include "ropekit/tensor_view.hpp"
+
+#include "check.hpp"
+
+namespace ropekit {
+
+int64_t dtype_size(DType dtype) {
+  switch (dtype) {
+    case DType::f32: return 4;
+    case DType::f16:
+    case DType::bf16: return 2;
+  }
+  detail::fail("dtype", "f32, f16 or bf16", static_cast<int>(dtype));
+}
+
+std::string to_string(DType dtype) {
+  switch (dtype) {
+    case DType::f32: return "f32";
+    case DType::f16: return "f16";
+    case DType::bf16: return "bf16";
+  }
+  return detail::cat("dtype(", static_cast<int>(dtype), ")");
+}
+
+std::string to_string(const Device& device) {
+  return device.type == DeviceType::cpu ? std::string("cpu") : detail::cat("cuda:", device.index);
+}
+
+int64_t TensorView::numel() const {
+  int64_t n = 1;
+  for (int i = 0; i < rank; ++i) n *= shape[static_cast<size_t>(i)];
+  return n;
+}
+
+std::string TensorView::shape_string() const {
+  std::string out = "[";
+  for (int i = 0; i < rank; ++i) out += detail::cat(i ? ", " : "", shape[static_cast<size_t>(i)]);
+  return out + "]";
+}
+
+TensorView TensorView::contiguous(void* data, DType dtype, std::initializer_list<int64_t> shape, Device device) {
+  if (shape.size() < 1 || shape.size() > 4) detail::fail("shape", "1 to 4 dimensions", shape.size());
+  TensorView v{data, dtype, device, static_cast<int>(shape.size()), {}, {}};
+  int i = 0;
+  for (int64_t extent : shape) v.shape[static_cast<size_t>(i++)] = extent;
+  int64_t stride = 1;
+  for (int d = v.rank - 1; d >= 0; --d) {
+    v.strides[static_cast<size_t>(d)] = stride;
+    stride *= v.shape[static_cast<size_t>(d)];
+  }
+  return v;
+}
+
+TensorView TensorView::bshd(void* data, DType dtype, int64_t B, int64_t S, int64_t H, int64_t D, Device device) {
+  return contiguous(data, dtype, {B, S, H, D}, device);
+}
+
+TensorView TensorView::bhsd(void* data, DType dtype, int64_t B, int64_t H, int64_t S, int64_t D, Device device) {
+  return {data, dtype, device, 4, {B, S, H, D}, {H * S * D, D, S * D, 1}};
+}
+
+TensorView TensorView::thd(void* data, DType dtype, int64_t T, int64_t H, int64_t D, Device device) {
+  return contiguous(data, dtype, {T, H, D}, device);
+}
+
+}  // namespace ropekit

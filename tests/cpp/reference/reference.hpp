@@ -1,0 +1,66 @@
+#pragma once
+// A plain float64 RoPE, written from the formulas and independent of ropekit's kernels and tables:
+// the yardstick every backend is tested against. Inputs are float64 copies of the stored values.
+#include <cmath>
+#include <cstdint>
+#include <vector>
+
+namespace ropekit_test {
+
+enum class RefStyle { half, interleaved };
+enum class RefDirection { forward, backward, inverse };
+
+struct RefRope {
+  int64_t head_dim = 0;
+  int64_t rotary_dim = 0;
+  RefStyle style = RefStyle::half;
+  std::vector<double> inv_freq;   // rotary_dim / 2 angles per position unit
+  double attention = 1.0;         // folded into cos and sin
+  bool xpos = false;
+  std::vector<double> xpos_zeta;  // rotary_dim / 2
+  double xpos_scale_base = 512.0;
+  double xpos_center = 0.0;
+  bool float32_angles = true;     // angle = float(p) * float(inv_freq), as torch computes it
+};
+
+// Rotates one head row x (head_dim values) for a token at `position`.
+// sign = +1 for q, -1 for k (the xPos exponent's sign).
+inline std::vector<double> reference_row(const RefRope& r, const std::vector<double>& x, int64_t position,
+                                         double sign, RefDirection dir) {
+  std::vector<double> y = x;
+  const int64_t pairs = r.rotary_dim / 2;
+  for (int64_t i = 0; i < pairs; ++i) {
+    const double f = r.inv_freq[static_cast<size_t>(i)];
+    const double angle = r.float32_angles
+                             ? static_cast<double>(static_cast<float>(position) * static_cast<float>(f))
+                             : static_cast<double>(position) * f;
+    double scale = r.attention;
+    if (r.xpos) {
+      scale *= std::pow(r.xpos_zeta[static_cast<size_t>(i)],
+                        sign * (static_cast<double>(position) - r.xpos_center) / r.xpos_scale_base);
+    }
+    double c = std::cos(angle);
+    double s = std::sin(angle);
+    if (dir == RefDirection::backward) {
+      s = -s;
+      c *= scale;
+      s *= scale;
+    } else if (dir == RefDirection::inverse) {
+      s = -s;
+      c /= scale;
+      s /= scale;
+    } else {
+      c *= scale;
+      s *= scale;
+    }
+    const int64_t ia = r.style == RefStyle::half ? i : 2 * i;
+    const int64_t ib = r.style == RefStyle::half ? i + pairs : 2 * i + 1;
+    const double a = x[static_cast<size_t>(ia)];
+    const double b = x[static_cast<size_t>(ib)];
+    y[static_cast<size_t>(ia)] = a * c - b * s;
+    y[static_cast<size_t>(ib)] = b * c + a * s;
+  }
+  return y;
+}
+
+}  // namespace ropekit_test
