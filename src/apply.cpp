@@ -242,7 +242,7 @@ int64_t required_table_size(const RopeTensors& tensors, const Positions& positio
 void apply_rope(const RopeTensors& tensors, const Positions& positions, const CosSinCache& table,
                 const ApplyOptions& options) {
   Checked c = check(tensors, positions, table.spec());
-  if (c.needed > table.size())
+  if (!options.compute_sincos && c.needed > table.size())
     fail("positions", cat("< ", table.size(), " (the table's size; call CosSinCache::ensure or prepare_for_seq_len)"),
          cat("position ", c.needed - 1));
   detail::require_finite(options.xpos_center, "options.xpos_center");
@@ -253,6 +253,9 @@ void apply_rope(const RopeTensors& tensors, const Positions& positions, const Co
   auto& p = c.params;
   p.direction = options.direction;
   p.stream = options.stream;
+  p.compute_sincos = options.compute_sincos;
+  if (options.num_threads < 0) fail("options.num_threads", ">= 0 (0: every core)", options.num_threads);
+  p.num_threads = options.num_threads;
   p.table = &table;
   p.xpos_center = options.xpos_center;
   p.attention_factor = table.attention_factor();

@@ -40,6 +40,8 @@ struct RopeParams {
   int64_t num_sequences = 0;  // packed: cu_seqlens.size - 1
 
   const CosSinCache* table = nullptr;  // host table; rows of pairs cos then pairs sin
+  bool compute_sincos = false;         // angles from table->inv_freq() instead of table rows
+  int num_threads = 0;
   bool has_xpos = false;
   double xpos_center = 0.0;
   double attention_factor = 1.0;

@@ -5,6 +5,7 @@
 #include <limits>
 
 #include "check.hpp"
+#include "coefficients.hpp"
 #include "ropekit/frequencies.hpp"
 
 namespace ropekit {
@@ -48,13 +49,8 @@ void CosSinCache::fill_rows(int64_t begin, int64_t end) {
     float* cos_row = table_.data() + p * 2 * n;
     float* sin_row = cos_row + n;
     for (int64_t i = 0; i < n; ++i) {
-      double angle;
-      if (options_.exact) {
-        angle = static_cast<double>(p) * inv_freq_[static_cast<size_t>(i)];
-      } else {
-        // float32(p) * float32(inv_freq), one float32 rounding, as torch computes the angles.
-        angle = static_cast<double>(static_cast<float>(p) * inv_freq_f32_[static_cast<size_t>(i)]);
-      }
+      const auto k = static_cast<size_t>(i);
+      const double angle = detail::rope_angle(p, inv_freq_[k], inv_freq_f32_[k], options_.exact);
       cos_row[i] = static_cast<float>(std::cos(angle) * attention_factor_);
       sin_row[i] = static_cast<float>(std::sin(angle) * attention_factor_);
     }

@@ -15,6 +15,13 @@
 
 namespace ropekit::detail {
 
+// The rotation angle of a pair at a position. Default: float32(p) * float32(inv_freq) with one
+// float32 rounding, as PyTorch computes it (models were trained with these angles); exact: double.
+ROPEKIT_HD double rope_angle(int64_t position, double inv_freq, float inv_freq_f32, bool exact) {
+  return exact ? static_cast<double>(position) * inv_freq
+               : static_cast<double>(static_cast<float>(position) * inv_freq_f32);
+}
+
 // x = zeta^(sign * (p - center) / scale_base), given ln(zeta) / scale_base.
 ROPEKIT_HD float xpos_scale(double position, double center, double log_zeta_over_base, float sign) {
   return static_cast<float>(std::exp(static_cast<double>(sign) * (position - center) * log_zeta_over_base));

@@ -41,6 +41,11 @@ struct ApplyOptions {
   // xPos exponent is (position - xpos_center) / scale_base. Centering cancels in q.k; the Zeta/xPos
   // modules center on the middle of the sequence.
   double xpos_center = 0.0;
+  // Compute cos/sin in the kernel from positions and the table's inv_freq (accurate, range-reduced;
+  // honours CacheOptions::exact) instead of reading table rows: positions need not be < table size.
+  bool compute_sincos = false;
+  // CPU threads: 0 uses every core; small calls run on the calling thread regardless.
+  int num_threads = 0;
   // CUDA stream (cudaStream_t) for device views; ignored on the CPU.
   void* stream = nullptr;
 };

@@ -33,6 +33,7 @@ class CosSinCache {
 
   // Frequencies in use now (dynamic NTK / LongRoPE depend on the last prepare_for_seq_len).
   const std::vector<double>& inv_freq() const { return inv_freq_; }
+  const std::vector<float>& inv_freq_f32() const { return inv_freq_f32_; }  // each rounded to float32
   double attention_factor() const { return attention_factor_; }
   // Per-pair ln(zeta_i) / scale_base for xPos (empty without xPos).
   const std::vector<double>& xpos_log_zeta() const { return xpos_log_zeta_; }

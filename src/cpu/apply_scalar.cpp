@@ -1,5 +1,6 @@
 // CPU backend: the plain loop. Per token, the pair coefficients are computed once and reused for
 // every head of q and k; each head row is then rotated in fp32 and stored once.
+#include <cmath>
 #include <cstring>
 #include <vector>
 
@@ -26,9 +27,26 @@ struct BF16 {
   static uint16_t store(float v) { return float_to_bf16(v); }
 };
 
+// cos then sin of one position, from the table or computed here (compute_sincos).
+const float* cos_sin_row(const RopeParams& p, int64_t position, float* scratch) {
+  if (!p.compute_sincos) return p.table->row(position);
+  const auto& f = p.table->inv_freq();
+  const auto& f32 = p.table->inv_freq_f32();
+  const bool exact = p.table->options().exact;
+  for (int64_t i = 0; i < p.pairs; ++i) {
+    const auto k = static_cast<size_t>(i);
+    const double angle = rope_angle(position, f[k], f32[k], exact);
+    scratch[i] = static_cast<float>(std::cos(angle) * p.attention_factor);
+    scratch[i + p.pairs] = static_cast<float>(std::sin(angle) * p.attention_factor);
+  }
+  return scratch;
+}
+
 // Coefficients for one token and one operand sign.
 void token_coefficients(const RopeParams& p, int64_t position, float sign, float* c, float* s) {
-  const float* row = p.table->row(position);
+  thread_local std::vector<float> scratch;
+  scratch.resize(static_cast<size_t>(2 * p.pairs));
+  const float* row = cos_sin_row(p, position, scratch.data());
   const float* cos_row = row;
   const float* sin_row = row + p.pairs;
   const auto& log_zeta = p.table->xpos_log_zeta();
