@@ -1,0 +1,160 @@
+#pragma once
+// Frequency formulas written out independently of ropekit, following HuggingFace transformers'
+// rope-init functions (modeling_rope_utils) and jquesnelle's YaRN, in float64. ropekit's results are
+// compared against these. Only the spec's parameters are read from ropekit, never its frequencies.
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <numbers>
+#include <variant>
+#include <vector>
+
+#include "ropekit/spec.hpp"
+
+namespace hf {
+
+// torch: 1 / base ** (arange(0, dim, 2).float() / dim): the exponent is a float32 quotient.
+inline double exponent(int64_t i, int64_t dim) {
+  return static_cast<double>(static_cast<float>(2 * i) / static_cast<float>(dim));
+}
+
+inline std::vector<double> default_inv_freq(int64_t dim, double base) {
+  std::vector<double> out;
+  for (int64_t i = 0; i < dim / 2; ++i) out.push_back(1.0 / std::pow(base, exponent(i, dim)));
+  return out;
+}
+
+// What torch computes end to end in float32 (pow of float32 operands, then 1 / x in float32).
+inline std::vector<float> default_inv_freq_torch_f32(int64_t dim, double base) {
+  std::vector<float> out;
+  for (int64_t i = 0; i < dim / 2; ++i) {
+    const float e = static_cast<float>(2 * i) / static_cast<float>(dim);
+    out.push_back(1.0f / std::pow(static_cast<float>(base), e));
+  }
+  return out;
+}
+
+inline double correction_dim(double rotations, double dim, double base, double max_pos) {
+  return (dim * std::log(max_pos / (rotations * 2.0 * std::numbers::pi))) / (2.0 * std::log(base));
+}
+
+inline double mscale(double scale, double m = 1.0) { return scale <= 1.0 ? 1.0 : 0.1 * m * std::log(scale) + 1.0; }
+
+inline std::vector<double> yarn_inv_freq(const ropekit::scaling::Yarn& s, int64_t dim, double base) {
+  double low = correction_dim(s.beta_fast, static_cast<double>(dim), base, static_cast<double>(s.original_max));
+  double high = correction_dim(s.beta_slow, static_cast<double>(dim), base, static_cast<double>(s.original_max));
+  if (s.truncate) {
+    low = std::floor(low);
+    high = std::ceil(high);
+  }
+  low = std::max(low, 0.0);
+  high = std::min(high, static_cast<double>(dim - 1));
+  if (low == high) high += 0.001;
+  std::vector<double> out;
+  for (int64_t i = 0; i < dim / 2; ++i) {
+    const double pos_freq = std::pow(base, exponent(i, dim));
+    const double extrapolation = 1.0 / pos_freq;
+    const double interpolation = 1.0 / (s.factor * pos_freq);
+    const double ramp = std::clamp((static_cast<double>(i) - low) / (high - low), 0.0, 1.0);
+    const double extrapolation_weight = (1.0 - ramp) * s.extrapolation_factor;
+    out.push_back(interpolation * (1.0 - extrapolation_weight) + extrapolation * extrapolation_weight);
+  }
+  return out;
+}
+
+inline double yarn_attention(const ropekit::scaling::Yarn& s) {
+  double a;
+  if (s.attention_factor) {
+    a = *s.attention_factor;
+  } else if (s.mscale && s.mscale_all_dim && *s.mscale != 0 && *s.mscale_all_dim != 0) {
+    a = mscale(s.factor, *s.mscale) / mscale(s.factor, *s.mscale_all_dim);
+  } else {
+    a = mscale(s.factor);
+  }
+  return a * s.attn_factor;
+}
+
+inline std::vector<double> llama3_inv_freq(const ropekit::scaling::Llama3& s, int64_t dim, double base) {
+  const double old_context = static_cast<double>(s.original_max);
+  const double low_wavelen = old_context / s.low_freq_factor;
+  const double high_wavelen = old_context / s.high_freq_factor;
+  std::vector<double> out;
+  for (double f : default_inv_freq(dim, base)) {
+    const double wavelen = 2.0 * std::numbers::pi / f;
+    const double scaled = wavelen > low_wavelen ? f / s.factor : f;
+    const double smooth = (old_context / wavelen - s.low_freq_factor) / (s.high_freq_factor - s.low_freq_factor);
+    const double smoothed = (1.0 - smooth) * scaled / s.factor + smooth * scaled;
+    const bool medium = !(wavelen < high_wavelen) && !(wavelen > low_wavelen);
+    out.push_back(medium ? smoothed : scaled);
+  }
+  return out;
+}
+
+inline std::vector<double> dynamic_inv_freq(const ropekit::scaling::DynamicNtk& s, int64_t dim, double base,
+                                            int64_t seq_len) {
+  const double max_pos = static_cast<double>(s.original_max);
+  const double len = seq_len > s.original_max ? static_cast<double>(seq_len) : max_pos;
+  const double d = static_cast<double>(dim);
+  const double new_base = base * std::pow(s.factor * len / max_pos - (s.factor - 1.0), d / (d - 2.0));
+  return default_inv_freq(dim, new_base);
+}
+
+inline std::vector<double> longrope_inv_freq(const ropekit::scaling::LongRope& s, int64_t dim, double base,
+                                             int64_t seq_len) {
+  const auto& ext = seq_len > s.original_max ? s.long_factor : s.short_factor;
+  std::vector<double> out;
+  for (int64_t i = 0; i < dim / 2; ++i)
+    out.push_back(1.0 / (ext[static_cast<size_t>(i)] * std::pow(base, exponent(i, dim))));
+  return out;
+}
+
+inline double longrope_attention(const ropekit::scaling::LongRope& s) {
+  if (s.attention_factor) return *s.attention_factor;
+  if (s.factor <= 1.0) return 1.0;
+  return std::sqrt(1.0 + std::log(s.factor) / std::log(static_cast<double>(s.original_max)));
+}
+
+// Giraffe truncated basis: theta* replaces theta.
+inline std::vector<double> truncated_inv_freq(const ropekit::scaling::Truncated& s, int64_t dim, double base) {
+  std::vector<double> out;
+  for (double theta : default_inv_freq(dim, base)) out.push_back(theta >= s.b ? theta : (theta >= s.a ? s.rho : 0.0));
+  return out;
+}
+
+inline std::vector<double> xpos_zeta(int64_t dim, double gamma) {
+  std::vector<double> out;
+  for (int64_t i = 0; i < dim / 2; ++i)
+    out.push_back((2.0 * static_cast<double>(i) + gamma * static_cast<double>(dim)) / ((1.0 + gamma) * static_cast<double>(dim)));
+  return out;
+}
+
+// The frequencies of a spec by the formulas above (seq_len for the length-dependent schemes).
+inline std::vector<double> inv_freq(const ropekit::RopeSpec& spec, int64_t seq_len) {
+  namespace sc = ropekit::scaling;
+  const int64_t dim = spec.rotary_dim();
+  const double base = spec.base();
+  const auto& v = spec.scaling();
+  if (std::holds_alternative<sc::None>(v)) return default_inv_freq(dim, base);
+  if (const auto* s = std::get_if<sc::Linear>(&v)) {
+    auto out = default_inv_freq(dim, base);
+    for (double& f : out) f /= s->factor;
+    return out;
+  }
+  if (const auto* s = std::get_if<sc::NtkAware>(&v)) {
+    const double d = static_cast<double>(dim);
+    return default_inv_freq(dim, base * std::pow(s->alpha, d / (d - 2.0)));
+  }
+  if (const auto* s = std::get_if<sc::DynamicNtk>(&v)) return dynamic_inv_freq(*s, dim, base, seq_len);
+  if (const auto* s = std::get_if<sc::Yarn>(&v)) return yarn_inv_freq(*s, dim, base);
+  if (const auto* s = std::get_if<sc::Llama3>(&v)) return llama3_inv_freq(*s, dim, base);
+  if (const auto* s = std::get_if<sc::LongRope>(&v)) return longrope_inv_freq(*s, dim, base, seq_len);
+  return truncated_inv_freq(std::get<sc::Truncated>(v), dim, base);
+}
+
+inline double attention(const ropekit::RopeSpec& spec) {
+  if (const auto* s = std::get_if<ropekit::scaling::Yarn>(&spec.scaling())) return yarn_attention(*s);
+  if (const auto* s = std::get_if<ropekit::scaling::LongRope>(&spec.scaling())) return longrope_attention(*s);
+  return 1.0;
+}
+
+}  // namespace hf
