@@ -12,6 +12,9 @@ namespace ropekit::detail {
 
 // Shortest text that reads back as the same double ("0.1", "500000", "nan").
 inline std::string format_double(double value) {
+  // Whole numbers in full ("500000", not to_chars' shorter "5e+05"): bases and lengths read as written.
+  if (std::isfinite(value) && value == std::trunc(value) && std::fabs(value) < 1e15)
+    return std::to_string(static_cast<long long>(value));
   char buffer[64];
   const auto result = std::to_chars(buffer, buffer + sizeof buffer, value);
   return std::string(buffer, result.ptr);
