@@ -292,7 +292,9 @@ inline void run_case(const Case& c, Rng& rng) {
       EXPECT_LE(e.relative(), tol) << "norm-wise relative error";
       EXPECT_LE(e.max_diff, tol * e.max_ref) << "largest elementwise error vs largest reference magnitude";
     }
-    if (op.out) EXPECT_TRUE(op.in.bytes() == op.original.bytes()) << "input changed by an out-of-place call";
+    if (op.out) {
+      EXPECT_TRUE(op.in.bytes() == op.original.bytes()) << "input changed by an out-of-place call";
+    }
   };
   check(q, +1.0, "q");
   if (k) check(*k, -1.0, "k");

@@ -128,6 +128,52 @@ inline std::vector<double> xpos_zeta(int64_t dim, double gamma) {
   return out;
 }
 
+// The same pipelines as torch runs them in float32 (HF computes inv_freq with float32 tensors; only
+// scalars such as the NTK base are Python doubles). ropekit (double) must agree to ~3e-7 relative.
+namespace torch_f32 {
+
+inline std::vector<float> yarn(const ropekit::scaling::Yarn& s, int64_t dim, double base) {
+  double low = correction_dim(s.beta_fast, static_cast<double>(dim), base, static_cast<double>(s.original_max));
+  double high = correction_dim(s.beta_slow, static_cast<double>(dim), base, static_cast<double>(s.original_max));
+  if (s.truncate) {
+    low = std::floor(low);
+    high = std::ceil(high);
+  }
+  low = std::max(low, 0.0);
+  high = std::min(high, static_cast<double>(dim - 1));
+  if (low == high) high += 0.001;
+  std::vector<float> out;
+  for (int64_t i = 0; i < dim / 2; ++i) {
+    const float pos_freq = std::pow(static_cast<float>(base), static_cast<float>(2 * i) / static_cast<float>(dim));
+    const float extrapolation = 1.0f / pos_freq;
+    const float interpolation = 1.0f / (static_cast<float>(s.factor) * pos_freq);
+    const float ramp = std::clamp((static_cast<float>(i) - static_cast<float>(low)) / static_cast<float>(high - low), 0.0f, 1.0f);
+    const float w = (1.0f - ramp) * static_cast<float>(s.extrapolation_factor);
+    out.push_back(interpolation * (1.0f - w) + extrapolation * w);
+  }
+  return out;
+}
+
+inline std::vector<float> llama3(const ropekit::scaling::Llama3& s, int64_t dim, double base) {
+  const float old_context = static_cast<float>(s.original_max);
+  const float low_wavelen = old_context / static_cast<float>(s.low_freq_factor);
+  const float high_wavelen = old_context / static_cast<float>(s.high_freq_factor);
+  const float factor = static_cast<float>(s.factor);
+  std::vector<float> out;
+  for (float f : default_inv_freq_torch_f32(dim, base)) {
+    const float wavelen = 2.0f * std::numbers::pi_v<float> / f;
+    const float scaled = wavelen > low_wavelen ? f / factor : f;
+    const float smooth = (old_context / wavelen - static_cast<float>(s.low_freq_factor)) /
+                         static_cast<float>(s.high_freq_factor - s.low_freq_factor);
+    const float smoothed = (1.0f - smooth) * scaled / factor + smooth * scaled;
+    const bool medium = !(wavelen < high_wavelen) && !(wavelen > low_wavelen);
+    out.push_back(medium ? smoothed : scaled);
+  }
+  return out;
+}
+
+}  // namespace torch_f32
+
 // The frequencies of a spec by the formulas above (seq_len for the length-dependent schemes).
 inline std::vector<double> inv_freq(const ropekit::RopeSpec& spec, int64_t seq_len) {
   namespace sc = ropekit::scaling;

@@ -216,6 +216,33 @@ TEST(Frequencies, XposZeta) {
   EXPECT_NEAR(z[3], 9.2 / 11.2, 1e-15);
 }
 
+// Every family against torch's float32 pipeline (what models were trained with): ~3e-7 relative.
+TEST(Frequencies, FamiliesMatchTorchFloat32) {
+  auto as_double = [](const std::vector<float>& v) { return std::vector<double>(v.begin(), v.end()); };
+  for (int64_t dim : {64, 128}) {
+    // linear: inv_freq / factor in float32.
+    auto lin = hf::default_inv_freq_torch_f32(dim, 10000.0);
+    for (float& f : lin) f /= 8.0f;
+    expect_close(ropekit::inv_freq(make(dim, 10000.0, sc::Linear{.factor = 8.0})), as_double(lin), kTorch, "linear f32");
+    // NTK-aware and dynamic: the base is a double scalar, the power a float32 tensor op.
+    const double d = static_cast<double>(dim);
+    expect_close(ropekit::inv_freq(make(dim, 10000.0, sc::NtkAware{.alpha = 4.0})),
+                 as_double(hf::default_inv_freq_torch_f32(dim, 10000.0 * std::pow(4.0, d / (d - 2.0)))), kTorch, "ntk f32");
+    expect_close(ropekit::inv_freq(make(dim, 10000.0, sc::DynamicNtk{.factor = 4.0, .original_max = 2048}), 6000),
+                 as_double(hf::default_inv_freq_torch_f32(dim, 10000.0 * std::pow(4.0 * 6000 / 2048 - 3.0, d / (d - 2.0)))),
+                 kTorch, "dynamic f32");
+    for (const sc::Yarn& y : {sc::Yarn{.factor = 4.0, .original_max = 4096}, sc::Yarn{.factor = 32.0, .original_max = 4096, .truncate = false},
+                              sc::Yarn{.factor = 8.0, .original_max = 2048, .extrapolation_factor = 0.5}})
+      // Blended pairs: torch's float32 ramp weight carries ~6e-8 absolute error, which the blend
+      // amplifies by up to `factor` relative to the result; ropekit (double) is the exact side.
+      expect_close(ropekit::inv_freq(make(dim, 10000.0, y)), as_double(hf::torch_f32::yarn(y, dim, 10000.0)),
+                   kTorch * y.factor, "yarn f32");
+    const sc::Llama3 l{.factor = 8.0, .low_freq_factor = 1.0, .high_freq_factor = 4.0, .original_max = 8192};
+    expect_close(ropekit::inv_freq(make(dim, 500000.0, l)), as_double(hf::torch_f32::llama3(l, dim, 500000.0)),
+                 kTorch * l.factor, "llama3 f32");  // same blend amplification
+  }
+}
+
 // Seed decisions (DESIGN.md): the YaRN helpers' reference values.
 TEST(YarnHelpers, SeedReferenceValues) {
   EXPECT_NEAR(ropekit::find_correction_dim(32, 128, 10000, 2048), 16.128, 1e-3);
