@@ -132,6 +132,31 @@ TEST(ApplyShapes, LongPrefill4097Tokens) {
   }
 }
 
+// Positions far past the training length: float32 angles (default) and exact ones, from the table
+// and computed in the kernel.
+TEST(ApplyShapes, LargePositionIds) {
+  RT_SEEDED_RNG(rng);
+  for (bool exact : {false, true})
+    for (bool sincos : {false, true}) {
+      Case c;
+      c.dtype = rng.pick<DType>({DType::f32, DType::f16, DType::bf16});
+      c.style = rng.coin() ? Style::half : Style::interleaved;
+      c.layout = Layout::thd;
+      c.out_layout = Layout::thd;
+      c.pos = PosMode::ids64;
+      c.max_position = 200000;
+      c.exact = exact;
+      c.compute_sincos = sincos;
+      c.in_place = rng.coin();
+      c.seq = 16;
+      c.q_heads = 2;
+      c.k_heads = 1;
+      c.head_dim = 16;
+      c.rotary_dim = 16;
+      run_case(c, rng);
+    }
+}
+
 // Every scaling family through the table and through apply_rope(spec), which prepares the table for
 // the largest position (dynamic NTK and LongRoPE depend on it).
 TEST(ApplyScalings, EveryFamilyAgainstReference) {
