@@ -88,7 +88,8 @@ struct PairRow {
 std::vector<PairRow> pair_rows(const RopeSpec& spec, int64_t seq_len);
 
 struct PlotInput {
-  std::string title;
+  std::string title;     // e.g. "preset llama3.1-8b"
+  std::string subtitle;  // the spec's description
   std::vector<PairRow> rows;
   int64_t original_context;
   int64_t context;

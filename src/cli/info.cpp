@@ -72,7 +72,7 @@ int cmd_info(const std::vector<std::string>& tokens, std::ostream& out) {
   if (auto plot = args.text("plot")) {
     std::ofstream file(*plot);
     if (!file) throw UsageError("--plot: cannot write \"" + *plot + "\"");
-    file << plot_svg({label + ": " + r.spec.describe(), rows, original, std::max(context, seq_len)});
+    file << plot_svg({label, r.spec.describe(), rows, original, std::max(context, seq_len)});
     if (!file) throw UsageError("--plot: writing \"" + *plot + "\" failed");
   }
 

@@ -211,10 +211,18 @@ std::string plot_svg(const PlotInput& in) {
   o << "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" << kWidth << "\" height=\"" << kHeight
     << "\" viewBox=\"0 0 " << kWidth << " " << kHeight << "\" font-family=\"DejaVu Sans, Helvetica, Arial, sans-serif\">\n";
   o << "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n";
-  std::string title = in.title.size() > 150 ? in.title.substr(0, 147) + "..." : in.title;
-  text(o, kWidth / 2, 24, title, "middle", 12);
-  wavelength_panel(o, in, {kLeft, 70, kWidth - kRight, 400});
-  decay_panel(o, in, {kLeft, 480, kWidth - kRight, 770});
+  text(o, kWidth / 2, 22, in.title, "middle", 15, " font-weight=\"bold\"");
+  // The spec description on at most two lines, split at a ", " near the middle when long.
+  std::vector<std::string> lines{in.subtitle};
+  if (in.subtitle.size() > 120) {
+    const size_t cut = in.subtitle.find(", ", in.subtitle.size() / 2);
+    const size_t space = in.subtitle.rfind(' ', in.subtitle.size() / 2);
+    const size_t at = cut != std::string::npos ? cut + 1 : space;
+    if (at != std::string::npos) lines = {in.subtitle.substr(0, at), in.subtitle.substr(at + 1)};
+  }
+  for (size_t i = 0; i < lines.size(); ++i) text(o, kWidth / 2, 40 + 15.0 * static_cast<double>(i), lines[i], "middle", 11);
+  wavelength_panel(o, in, {kLeft, 100, kWidth - kRight, 410});
+  decay_panel(o, in, {kLeft, 490, kWidth - kRight, 770});
   o << "</svg>\n";
   return o.str();
 }
