@@ -220,6 +220,7 @@ Scaling read_scaling(const Node& block, const Node& root, int64_t rotary_dim,
   }
   if (t == "yarn") {
     scaling::Yarn s;
+    const auto explicit_factor = block.number_above("factor", 0.0);
     // original_max_position_embeddings: the pre-YaRN context; HF falls back to max_position_embeddings.
     if (original_from_block) {
       s.original_max = *original_from_block;
@@ -233,8 +234,8 @@ Scaling read_scaling(const Node& block, const Node& root, int64_t rotary_dim,
     // (Older HF releases overwrote factor with that ratio whenever original_max_position_embeddings
     // was present, which turned Qwen2.5's documented {factor 4, original 32768} with
     // max_position_embeddings 32768 into factor 1; HF later fixed this and only warns on a mismatch.)
-    if (auto factor = block.number_above("factor", 0.0)) {
-      s.factor = *factor;
+    if (explicit_factor) {
+      s.factor = *explicit_factor;
     } else if (original_from_block && max_position_embeddings) {
       s.factor = static_cast<double>(*max_position_embeddings) / static_cast<double>(*original_from_block);
     } else {
