@@ -145,9 +145,26 @@ void wavelength_panel(std::ostringstream& o, const PlotInput& in, const Box& b) 
     line(o, b.x0, yc, b.x1, yc, kScaledContext);
     text(o, b.x0 + 6, yc - 5, "scaled context " + std::to_string(in.context), "start", 11, " fill=\"#b06d00\"");
   }
-  legend(o, b.x1 + 16, b.y0 + 14,
-         {{"scaled", kScaled}, {"original (no scaling)", kOriginal}, {"original context", kOriginalContext},
-          {"scaled context", kScaledContext}});
+  std::vector<std::pair<std::string, std::string>> items = {
+      {"scaled", kScaled}, {"original (no scaling)", kOriginal}, {"original context", kOriginalContext}};
+  if (in.context != in.original_context) items.emplace_back("scaled context", kScaledContext);
+  // Pairs that no longer rotate (truncated basis: theta = 0) have no finite wavelength: mark them
+  // on the top edge.
+  bool removed = false;
+  for (const auto& r : in.rows) {
+    if (std::isfinite(r.wavelength)) continue;
+    removed = true;
+    const double x = X(static_cast<double>(r.index));
+    o << "<polygon points=\"" << num(x - 4) << "," << num(b.y0 + 2) << " " << num(x + 4) << "," << num(b.y0 + 2) << " "
+      << num(x) << "," << num(b.y0 + 9) << "\" fill=\"#1f5fbf\"/>\n";
+  }
+  legend(o, b.x1 + 16, b.y0 + 14, items);
+  if (removed) {
+    const double y = b.y0 + 14 + 20.0 * static_cast<double>(items.size());
+    o << "<polygon points=\"" << num(b.x1 + 26) << "," << num(y - 4) << " " << num(b.x1 + 34) << "," << num(y - 4)
+      << " " << num(b.x1 + 30) << "," << num(y + 3) << "\" fill=\"#1f5fbf\"/>\n";
+    text(o, b.x1 + 50, y + 4, "removed (\xce\xb8 = 0)", "start", 12);
+  }
   o << "</g>\n";
 }
 
