@@ -4,6 +4,7 @@
 #include "ropekit/cache.hpp"
 #include "ropekit/error.hpp"
 #include "ropekit/frequencies.hpp"
+#include "ropekit/hf_config.hpp"
 #include "ropekit/spec.hpp"
 #include "ropekit/tensor_view.hpp"
 #include "ropekit/version.hpp"

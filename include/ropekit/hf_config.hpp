@@ -1,0 +1,34 @@
+#pragma once
+// Front: read the RoPE part of a HuggingFace `config.json` into a RopeSpec.
+//
+// Follows HF transformers' rules (modeling_rope_utils.py): rope_theta (or GPT-NeoX's
+// rotary_emb_base), head_dim (or hidden_size / num_attention_heads), partial rotary as
+// int(head_dim * partial_rotary_factor) (or rotary_pct, or an absolute rotary_dim), and the scaling
+// block under `rope_scaling` or the newer `rope_parameters`, keyed by `rope_type` (or legacy `type`):
+// default, linear, dynamic, yarn, longrope (alias "su"), llama3. Errors are ropekit::Error naming the
+// JSON path, e.g. `rope_scaling.factor: expected a number > 0, got "abc"`.
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "ropekit/spec.hpp"
+
+namespace ropekit {
+
+struct HfConfigInfo {
+  RopeSpec spec;
+  std::optional<int64_t> max_position_embeddings;  // the (scaled) context the config declares
+  std::string model_type;                          // "" when absent
+  std::optional<int64_t> num_attention_heads;      // q heads
+  std::optional<int64_t> num_key_value_heads;      // k heads (defaults to num_attention_heads)
+};
+
+RopeSpec spec_from_hf_config_json(std::string_view json);
+RopeSpec spec_from_hf_config(const std::filesystem::path& path);
+
+HfConfigInfo hf_config_info_json(std::string_view json);
+HfConfigInfo hf_config_info(const std::filesystem::path& path);
+
+}  // namespace ropekit

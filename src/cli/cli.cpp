@@ -1,0 +1,197 @@
+// Command dispatch, help texts and `ropekit presets`.
+#include <cstdio>
+#include <nlohmann/json.hpp>
+
+#include "cli.hpp"
+#include "presets.hpp"
+#include "ropekit/error.hpp"
+#include "ropekit/version.hpp"
+
+namespace ropekit::cli {
+
+const char* const kMainHelp = R"(ropekit - rotary positional embeddings: inspect, verify and benchmark
+
+usage: ropekit <command> [arguments]   (ropekit <command> --help for details)
+
+commands:
+  info     show a RoPE spec, its attention factor and what the scaling does to every pair
+           e.g. ropekit info llama3.1-8b --plot llama31.svg
+  presets  list the built-in model presets
+           e.g. ropekit presets --json
+  verify   check every kernel path of this build against a float64 reference
+           e.g. ropekit verify phi3-mini-128k
+  bench    time apply_rope on a model's head configuration against memcpy
+           e.g. ropekit bench llama3-8b --prefill 1024
+
+exit status: 0 success, 1 a check failed (verify), 2 a bad argument or input file
+)";
+
+const char* const kInfoHelp = R"(usage: ropekit info <preset | config.json | spec flags> [--seq-len N] [--json] [--plot FILE.svg]
+
+What a RoPE spec rotates with: the spec, the attention factor folded into cos and sin, and per pair
+i the inverse frequency, the wavelength 2*pi/inv_freq in tokens, the unscaled (original)
+wavelength, their ratio and the regime: extrapolated (frequency unchanged), interpolated (divided by
+the full factor), blended (in between), constant / removed (truncated basis).
+
+The spec comes from one of:
+  <preset>               a built-in preset (see ropekit presets), e.g. ropekit info llama3.1-8b
+  <config.json>          a HuggingFace config.json, e.g. ropekit info ./Llama-3.1-8B/config.json
+  spec flags             e.g. ropekit info --head-dim 128 --base 500000 --scaling llama3 --factor 8 --original-max 8192
+
+spec flags (only without a preset or config):
+  --head-dim N           head dimension (required), e.g. --head-dim 128
+  --rotary-dim N         rotate only the first N dims (partial rotary; default head_dim), e.g. --rotary-dim 32
+  --base X               theta, default 10000, e.g. --base 500000
+  --style S              half (pairs i, i+d/2; HF rotate_half, default) or interleaved (2i, 2i+1; GPT-J)
+  --scaling S            none | linear | ntk | dynamic | yarn | llama3 | longrope | truncated, e.g. --scaling yarn
+  --factor X             context factor (linear, dynamic, yarn, llama3 need it; longrope: attention only), e.g. --factor 4
+  --original-max N       pre-scaling context (dynamic, yarn, llama3, longrope need it), e.g. --original-max 8192
+  --beta-fast X          yarn: fast boundary in rotations, default 32, e.g. --beta-fast 32
+  --beta-slow X          yarn: slow boundary in rotations, default 1, e.g. --beta-slow 1
+  --mscale X             yarn: DeepSeek mscale, e.g. --mscale 0.707
+  --mscale-all-dim X     yarn: DeepSeek mscale_all_dim, e.g. --mscale-all-dim 0.707
+  --attention-factor X   yarn / longrope: override the attention factor, e.g. --attention-factor 1.0
+  --low-freq-factor X    llama3: default 1, e.g. --low-freq-factor 1
+  --high-freq-factor X   llama3: default 4, e.g. --high-freq-factor 4
+  --alpha X              ntk: NTK-aware base multiplier, e.g. --scaling ntk --alpha 8
+  --short-factor LIST    longrope: rotary_dim/2 comma-separated factors, e.g. --short-factor 1,1,1.5,2
+  --long-factor LIST     longrope: rotary_dim/2 comma-separated factors, e.g. --long-factor 1,2,4,8
+  --a X --b X --rho X    truncated: keep theta >= b, rho for a <= theta < b, 0 below a, e.g. --a 0.001 --b 0.01 --rho 0.0005
+  --truncate-length L    truncated: b = 2*pi/L, a = b/8, rho = b/16 instead of --a/--b/--rho, e.g. --truncate-length 4096
+  --xpos-scale-base X    add xPos with this scale base, e.g. --xpos-scale-base 512
+  --max-positions N      the scaled context to show (default original-max * factor, or 4096), e.g. --max-positions 32768
+
+output flags:
+  --seq-len N            frequencies for a sequence of N tokens (dynamic NTK and LongRoPE depend on it;
+                         default: the scaled context), e.g. --seq-len 4096
+  --json                 print JSON instead of the table, e.g. ropekit info gemma-7b --json
+  --plot FILE.svg        also write a two-panel SVG: wavelength per pair (original vs scaled, log
+                         scale, context lengths as lines) and the relative-distance decay curve
+                         mean_i cos(delta*theta_i) up to the scaled context, e.g. --plot rope.svg
+
+--json schema (one object):
+  source                  "preset" | "config" | "flags"
+  name                    preset name or config path (null for flags)
+  spec                    {description, head_dim, rotary_dim, base, style, scaling}
+  max_position_embeddings declared context (null when unknown)
+  original_context        context before scaling; context: after scaling; seq_len: as used
+  attention_factor        number
+  num_attention_heads, num_key_value_heads   (null when unknown)
+  pairs                   [{index, inv_freq, original_inv_freq, wavelength, original_wavelength,
+                            ratio, regime}]  (wavelength and ratio are null when infinite)
+)";
+
+const char* const kPresetsHelp = R"(usage: ropekit presets [--json]
+
+Lists the built-in presets: name, published checkpoint, head_dim / rotary_dim / base / style /
+scaling, context and head counts. Each preset is also a config.json in tests/data/configs/.
+  --json   a JSON array of {name, model, source, description, max_position_embeddings,
+           num_attention_heads, num_key_value_heads}, e.g. ropekit presets --json
+)";
+
+const char* const kVerifyHelp = R"(usage: ropekit verify [preset | config.json | spec flags] [--tokens N] [--seed S]
+
+Runs every CPU kernel path of this build -- f32 / f16 / bf16 x half / interleaved x forward /
+backward / inverse x cos-sin from the table / computed in the kernel -- on random inputs at random
+positions, and compares with a float64 reference that ships in this binary. Prints PASS/FAIL and
+the worst relative error per path (tolerances f32 1e-5, f16 1e-3, bf16 8e-3; NaN fails); exit
+status 1 when any path fails. The frequencies are the spec's; both pair styles are checked.
+  (no argument)   uses llama3.1-8b, e.g. ropekit verify
+  --tokens N      tokens per sequence (2 sequences), default 16, e.g. --tokens 64
+  --seed S        random seed (default: fresh each run), e.g. --seed 7
+Spec flags are as for ropekit info, e.g. ropekit verify --head-dim 64 --base 10000
+)";
+
+const char* const kBenchHelp = R"(usage: ropekit bench [preset | config.json | spec flags] [options]
+
+Times apply_rope (q and k in place, the preset's q / k head counts) for a prefill shape
+(1 x N tokens) and a decode shape (B sequences x 1 token at their own offsets), and a memcpy of the
+same bytes in the same run. Reports the median over repeats: time, GB/s (q and k read and written
+once), memcpy GB/s and the ratio.
+  (no argument)     uses llama3.1-8b
+  --device cpu      the device (only cpu in this command), e.g. --device cpu
+  --prefill N       prefill tokens, default 2048, e.g. --prefill 512
+  --decode-batch B  sequences in the decode shape, default 32, e.g. --decode-batch 8
+  --repeats R       repeats (median), default 7, e.g. --repeats 3
+  --dtype T         f32 | f16 | bf16, default bf16, e.g. --dtype f32
+  --threads N       CPU threads (0 = all cores), default 0, e.g. --threads 1
+  --q-heads N       override the q head count, e.g. --q-heads 32
+  --k-heads N       override the k head count, e.g. --k-heads 8
+  --json            {source, name, device, dtype, head_dim, q_heads, k_heads, repeats,
+                     shapes: [{shape, batch, seq, bytes, seconds, gb_per_s, memcpy_seconds,
+                     memcpy_gb_per_s, ratio_to_memcpy}]}
+)";
+
+int cmd_presets(const std::vector<std::string>& tokens, std::ostream& out) {
+  const Args args(tokens, "presets", {}, {"json"});
+  if (!args.positional().empty()) throw UsageError("ropekit presets takes no arguments, got \"" + args.positional()[0] + "\"");
+  if (args.flag("json")) {
+    nlohmann::json j = nlohmann::json::array();
+    for (const auto& p : presets()) {
+      j.push_back({{"name", p.name}, {"model", p.model}, {"source", p.source}, {"description", p.spec().describe()},
+                   {"max_position_embeddings", p.max_position_embeddings},
+                   {"num_attention_heads", p.num_attention_heads}, {"num_key_value_heads", p.num_key_value_heads}});
+    }
+    out << j.dump(2) << "\n";
+    return 0;
+  }
+  char line[256];
+  std::snprintf(line, sizeof line, "%-26s %-36s %5s %5s %9s %-11s %-9s %8s %7s\n", "name", "model", "head", "rot",
+                "base", "style", "scaling", "context", "q/k");
+  out << line;
+  for (const auto& p : presets()) {
+    const RopeSpec s = p.spec();
+    const std::string heads = std::to_string(p.num_attention_heads) + "/" + std::to_string(p.num_key_value_heads);
+    std::snprintf(line, sizeof line, "%-26s %-36s %5lld %5lld %9g %-11s %-9s %8lld %7s\n", p.name.c_str(),
+                  p.model.c_str(), static_cast<long long>(s.head_dim()), static_cast<long long>(s.rotary_dim()),
+                  s.base(), s.style_name().c_str(), s.scaling_name().c_str(),
+                  static_cast<long long>(p.max_position_embeddings), heads.c_str());
+    out << line;
+  }
+  return 0;
+}
+
+int run(const std::vector<std::string>& argv, std::ostream& out, std::ostream& err) {
+  if (argv.empty() || argv[0] == "--help" || argv[0] == "-h" || argv[0] == "help") {
+    out << kMainHelp;
+    return argv.empty() ? 2 : 0;
+  }
+  if (argv[0] == "--version") {
+    out << "ropekit " << ROPEKIT_VERSION_STRING << "\n";
+    return 0;
+  }
+  const std::string command = argv[0];
+  const std::vector<std::string> rest(argv.begin() + 1, argv.end());
+  struct Entry {
+    const char* name;
+    int (*fn)(const std::vector<std::string>&, std::ostream&);
+    const char* help;
+  };
+  static const Entry entries[] = {{"info", cmd_info, kInfoHelp},
+                                  {"presets", cmd_presets, kPresetsHelp},
+                                  {"verify", cmd_verify, kVerifyHelp},
+                                  {"bench", cmd_bench, kBenchHelp}};
+  for (const auto& e : entries) {
+    if (command != e.name) continue;
+    for (const auto& a : rest) {
+      if (a == "--help" || a == "-h") {
+        out << e.help;
+        return 0;
+      }
+    }
+    try {
+      return e.fn(rest, out);
+    } catch (const UsageError& x) {
+      err << "ropekit " << command << ": " << x.what() << "\n";
+    } catch (const Error& x) {
+      err << "ropekit " << command << ": " << std::string(x.what()).substr(std::string("ropekit: ").size()) << "\n";
+    } catch (const std::exception& x) {
+      err << "ropekit " << command << ": " << x.what() << "\n";
+    }
+    return 2;
+  }
+  err << "ropekit: unknown command \"" << command << "\" (expected info, presets, verify or bench; see ropekit --help)\n";
+  return 2;
+}
+
+}  // namespace ropekit::cli

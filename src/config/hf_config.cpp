@@ -1,0 +1,363 @@
+// HF config.json -> RopeSpec. Every value is read through a checker that knows its JSON path, so a
+// bad config fails with "<path>: expected <what>, got <json value>".
+#include "ropekit/hf_config.hpp"
+
+#include <cmath>
+#include <fstream>
+#include <limits>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "check.hpp"
+#include "ropekit/error.hpp"
+
+namespace ropekit {
+namespace {
+
+using json = nlohmann::json;
+using detail::cat;
+
+[[noreturn]] void bad(const std::string& path, const std::string& expected, const std::string& got) {
+  throw Error(cat(path, ": expected ", expected, ", got ", got));
+}
+
+[[noreturn]] void bad(const std::string& path, const std::string& expected, const json& got) {
+  throw Error(cat(path, ": expected ", expected, ", got ", got.dump()));
+}
+
+// A JSON object plus the path that leads to it ("" for the root, "rope_scaling", ...).
+class Node {
+ public:
+  Node(const json& value, std::string path) : value_(value), path_(std::move(path)) {}
+
+  std::string path(const std::string& key) const { return path_.empty() ? key : path_ + "." + key; }
+  const std::string& path() const { return path_; }
+  const json& value() const { return value_; }
+
+  // The member, or nullptr when it is absent or JSON null (HF treats both as "not set").
+  const json* find(const std::string& key) const {
+    const auto it = value_.find(key);
+    if (it == value_.end() || it->is_null()) return nullptr;
+    return &*it;
+  }
+  bool has(const std::string& key) const { return find(key) != nullptr; }
+
+  std::optional<double> number(const std::string& key, const std::string& expected = "a number") const {
+    const json* v = find(key);
+    if (!v) return std::nullopt;
+    if (!v->is_number()) bad(path(key), expected, *v);
+    const double x = v->get<double>();
+    if (!std::isfinite(x)) bad(path(key), expected, *v);
+    return x;
+  }
+
+  // A number > least (strict) or >= least.
+  std::optional<double> number_above(const std::string& key, double least, bool strict = true) const {
+    const std::string expected = cat("a number ", strict ? "> " : ">= ", least);
+    auto x = number(key, expected);
+    if (x && (strict ? !(*x > least) : !(*x >= least))) bad(path(key), expected, *find(key));
+    return x;
+  }
+
+  double required_above(const std::string& key, double least, bool strict = true) const {
+    auto x = number_above(key, least, strict);
+    if (!x) missing(key, cat("a number ", strict ? "> " : ">= ", least));
+    return *x;
+  }
+
+  // A positive integer (an integral float such as 4096.0 is accepted, as Python's json gives ints).
+  std::optional<int64_t> positive_int(const std::string& key) const {
+    const json* v = find(key);
+    if (!v) return std::nullopt;
+    const std::string expected = "an integer > 0";
+    if (!v->is_number()) bad(path(key), expected, *v);
+    const double x = v->get<double>();
+    if (!(x >= 1.0) || x > 9.0e15 || std::floor(x) != x) bad(path(key), expected, *v);
+    return static_cast<int64_t>(x);
+  }
+
+  std::optional<std::string> string(const std::string& key) const {
+    const json* v = find(key);
+    if (!v) return std::nullopt;
+    if (!v->is_string()) bad(path(key), "a string", *v);
+    return v->get<std::string>();
+  }
+
+  std::optional<bool> boolean(const std::string& key) const {
+    const json* v = find(key);
+    if (!v) return std::nullopt;
+    if (!v->is_boolean()) bad(path(key), "true or false", *v);
+    return v->get<bool>();
+  }
+
+  std::vector<double> positive_list(const std::string& key, size_t count) const {
+    const json* v = find(key);
+    const std::string expected = cat("a list of ", count, " numbers > 0 (rotary_dim / 2)");
+    if (!v) missing(key, expected);
+    if (!v->is_array()) bad(path(key), expected, *v);
+    if (v->size() != count) bad(path(key), expected, cat(v->size(), " values"));
+    std::vector<double> out;
+    for (size_t i = 0; i < v->size(); ++i) {
+      const json& e = (*v)[i];
+      if (!e.is_number() || !(e.get<double>() > 0.0) || !std::isfinite(e.get<double>()))
+        bad(cat(path(key), "[", i, "]"), "a number > 0", e);
+      out.push_back(e.get<double>());
+    }
+    return out;
+  }
+
+  [[noreturn]] void missing(const std::string& key, const std::string& expected) const {
+    bad(path(key), expected, std::string("nothing (the key is missing)"));
+  }
+
+ private:
+  const json& value_;
+  std::string path_;
+};
+
+json parse(std::string_view text) {
+  try {
+    return json::parse(text.begin(), text.end());
+  } catch (const json::parse_error& e) {
+    throw Error(cat("config: expected valid JSON, got a syntax error at byte ", e.byte));
+  }
+}
+
+// Models whose attention rotates interleaved pairs (2i, 2i+1): GPT-J's and CodeGen's
+// rotate_every_two, DeepSeek-V2/V3's complex multiplication on the rope slice.
+bool interleaved_by_default(const std::string& model_type) {
+  return model_type == "gptj" || model_type == "codegen" || model_type == "deepseek_v2" ||
+         model_type == "deepseek_v3";
+}
+
+struct Dims {
+  int64_t head_dim;
+  int64_t rotary_dim;
+  std::string rotary_key;  // which key set rotary_dim (for error messages)
+};
+
+Dims read_dims(const Node& root, const Node* block, const std::string& model_type) {
+  // GPT-J / CodeGen spell these n_embd / n_head.
+  const std::string hidden_key = root.has("hidden_size") || !root.has("n_embd") ? "hidden_size" : "n_embd";
+  const std::string heads_key =
+      root.has("num_attention_heads") || !root.has("n_head") ? "num_attention_heads" : "n_head";
+  int64_t head_dim = 0;
+  std::string head_key;
+  if (auto rope_head = root.positive_int("qk_rope_head_dim")) {
+    // DeepSeek-V2/V3 (MLA): RoPE acts only on the qk_rope_head_dim slice of each head.
+    head_dim = *rope_head;
+    head_key = "qk_rope_head_dim";
+  } else if (auto explicit_head = root.positive_int("head_dim")) {
+    head_dim = *explicit_head;
+    head_key = "head_dim";
+  } else {
+    auto hidden = root.positive_int(hidden_key);
+    auto heads = root.positive_int(heads_key);
+    if (!hidden) root.missing(hidden_key, "an integer > 0 (or head_dim)");
+    if (!heads) root.missing(heads_key, "an integer > 0 (or head_dim)");
+    if (*hidden % *heads != 0)
+      bad(root.path(hidden_key), cat("a multiple of ", heads_key, " (", *heads, ")"), cat(*hidden));
+    head_dim = *hidden / *heads;
+    head_key = hidden_key;
+  }
+  if (head_dim % 2 != 0) bad(root.path(head_key), "an even head dimension", cat("head_dim ", head_dim));
+
+  Dims dims{head_dim, head_dim, head_key};
+  // partial_rotary_factor lives at the root (HF <= 4.x) or inside rope_parameters (HF 5).
+  const Node* factor_node = block && block->has("partial_rotary_factor") ? block : &root;
+  const std::string fraction_key = factor_node->has("partial_rotary_factor") ? "partial_rotary_factor"
+                                   : root.has("rotary_pct")                 ? "rotary_pct"
+                                                                            : "";
+  if (!fraction_key.empty()) {
+    const Node& node = fraction_key == "rotary_pct" ? root : *factor_node;
+    const double fraction = *node.number_above(fraction_key, 0.0);
+    if (fraction > 1.0) bad(node.path(fraction_key), "a number in (0, 1]", *node.find(fraction_key));
+    // HF: dim = int(head_dim * partial_rotary_factor), truncating.
+    dims.rotary_dim = static_cast<int64_t>(static_cast<double>(head_dim) * fraction);
+    dims.rotary_key = node.path(fraction_key);
+  } else if (auto rotary = root.positive_int("rotary_dim")) {
+    if (*rotary > head_dim) bad(root.path("rotary_dim"), cat("an integer <= head_dim (", head_dim, ")"), cat(*rotary));
+    dims.rotary_dim = *rotary;
+    dims.rotary_key = "rotary_dim";
+  }
+  if (dims.rotary_dim <= 0 || dims.rotary_dim % 2 != 0)
+    bad(dims.rotary_key, "a rotary dimension that is even and > 0", cat("rotary_dim ", dims.rotary_dim));
+  (void)model_type;
+  return dims;
+}
+
+Scaling read_scaling(const Node& block, const Node& root, int64_t rotary_dim,
+                     std::optional<int64_t> max_position_embeddings) {
+  std::string type_key = block.has("rope_type") ? "rope_type" : "type";
+  auto type = block.string(type_key);
+  if (!type) {
+    // HF 5 writes rope_parameters even for plain RoPE ({"rope_theta": ..., "rope_type": "default"});
+    // a block that holds nothing but those keys is plain RoPE.
+    bool only_plain = true;
+    for (const auto& item : block.value().items()) {
+      const std::string& key = item.key();
+      if (key != "rope_theta" && key != "partial_rotary_factor") only_plain = false;
+    }
+    if (only_plain) return scaling::None{};
+    block.missing("rope_type", "one of default, linear, dynamic, yarn, longrope, llama3");
+  }
+  const std::string& t = *type;
+  const auto original_from_block = block.positive_int("original_max_position_embeddings");
+
+  if (t == "default") return scaling::None{};
+  if (t == "linear") return scaling::Linear{block.required_above("factor", 1.0, false)};
+  if (t == "dynamic") {
+    scaling::DynamicNtk s;
+    s.factor = block.required_above("factor", 1.0, false);
+    if (original_from_block) {
+      s.original_max = *original_from_block;
+    } else if (max_position_embeddings) {
+      s.original_max = *max_position_embeddings;  // HF: dynamic NTK grows past max_position_embeddings
+    } else {
+      root.missing("max_position_embeddings", "an integer > 0 (or rope_scaling.original_max_position_embeddings)");
+    }
+    return s;
+  }
+  if (t == "yarn") {
+    scaling::Yarn s;
+    const auto explicit_factor = block.number_above("factor", 0.0);
+    // original_max_position_embeddings: the pre-YaRN context; HF falls back to max_position_embeddings.
+    if (original_from_block) {
+      s.original_max = *original_from_block;
+    } else if (max_position_embeddings) {
+      s.original_max = *max_position_embeddings;
+    } else {
+      block.missing("original_max_position_embeddings", "an integer > 0 (or a top-level max_position_embeddings)");
+    }
+    // Decision (HF transformers >= 4.5x, _compute_yarn_parameters): an explicit `factor` wins; only
+    // when `factor` is missing is it max_position_embeddings / original_max_position_embeddings.
+    // (Older HF releases overwrote factor with that ratio whenever original_max_position_embeddings
+    // was present, which turned Qwen2.5's documented {factor 4, original 32768} with
+    // max_position_embeddings 32768 into factor 1; HF later fixed this and only warns on a mismatch.)
+    if (explicit_factor) {
+      s.factor = *explicit_factor;
+    } else if (original_from_block && max_position_embeddings) {
+      s.factor = static_cast<double>(*max_position_embeddings) / static_cast<double>(*original_from_block);
+    } else {
+      block.missing("factor", "a number > 0");
+    }
+    if (auto v = block.number_above("beta_fast", 0.0)) s.beta_fast = *v;
+    if (auto v = block.number_above("beta_slow", 0.0)) s.beta_slow = *v;
+    s.mscale = block.number("mscale");
+    s.mscale_all_dim = block.number("mscale_all_dim");
+    s.attention_factor = block.number_above("attention_factor", 0.0);
+    if (auto v = block.boolean("truncate")) s.truncate = *v;
+    return s;
+  }
+  if (t == "longrope" || t == "su") {  // "su" is Phi-3's early name for LongRoPE
+    scaling::LongRope s;
+    const auto pairs = static_cast<size_t>(rotary_dim / 2);
+    s.short_factor = block.positive_list("short_factor", pairs);
+    s.long_factor = block.positive_list("long_factor", pairs);
+    // Phi-3 keeps original_max_position_embeddings at the top level; HF 5 moves it into the block.
+    auto original = original_from_block ? original_from_block : root.positive_int("original_max_position_embeddings");
+    if (original) {
+      s.original_max = *original;
+    } else if (max_position_embeddings) {
+      s.original_max = *max_position_embeddings;
+    } else {
+      root.missing("original_max_position_embeddings", "an integer > 0 (or max_position_embeddings)");
+    }
+    // factor feeds only the attention factor: explicit if given, else the context-extension ratio.
+    if (auto factor = block.number_above("factor", 0.0)) {
+      s.factor = *factor;
+    } else if (original && max_position_embeddings) {
+      s.factor = static_cast<double>(*max_position_embeddings) / static_cast<double>(*original);
+    } else {
+      s.factor = 1.0;
+    }
+    s.attention_factor = block.number_above("attention_factor", 0.0);
+    return s;
+  }
+  if (t == "llama3") {
+    scaling::Llama3 s;
+    s.factor = block.required_above("factor", 0.0);
+    s.low_freq_factor = block.required_above("low_freq_factor", 0.0);
+    s.high_freq_factor = block.required_above("high_freq_factor", 0.0);
+    if (!(s.high_freq_factor > s.low_freq_factor))
+      bad(block.path("high_freq_factor"), cat("a number > low_freq_factor (", s.low_freq_factor, ")"),
+          *block.find("high_freq_factor"));
+    if (!original_from_block)
+      block.missing("original_max_position_embeddings", "an integer > 0");
+    s.original_max = *original_from_block;
+    return s;
+  }
+  bad(block.path(type_key), "one of default, linear, dynamic, yarn, longrope, llama3", json(t));
+}
+
+}  // namespace
+
+HfConfigInfo hf_config_info_json(std::string_view text) {
+  const json doc = parse(text);
+  if (!doc.is_object()) bad("config", "a JSON object", doc.dump().substr(0, 40));
+  const Node root(doc, "");
+
+  const std::string model_type = root.string("model_type").value_or("");
+  std::optional<Node> block;
+  for (const char* key : {"rope_parameters", "rope_scaling"}) {
+    if (const json* v = root.find(key)) {
+      if (!v->is_object()) bad(key, "an object", *v);
+      block.emplace(*v, key);
+      break;
+    }
+  }
+
+  std::optional<int64_t> max_position_embeddings = root.has("max_position_embeddings") || !root.has("n_positions")
+                                     ? root.positive_int("max_position_embeddings")
+                                     : root.positive_int("n_positions");
+  std::optional<int64_t> num_attention_heads = root.has("num_attention_heads") || !root.has("n_head")
+                                 ? root.positive_int("num_attention_heads")
+                                 : root.positive_int("n_head");
+  std::optional<int64_t> num_key_value_heads = root.positive_int("num_key_value_heads");
+  if (!num_key_value_heads) num_key_value_heads = num_attention_heads;
+
+  const Dims dims = read_dims(root, block ? &*block : nullptr, model_type);
+
+  SpecParams params;
+  params.head_dim = dims.head_dim;
+  params.rotary_dim = dims.rotary_dim;
+  // rope_theta: top level (HF 4.x), inside rope_parameters (HF 5), or GPT-NeoX's rotary_emb_base.
+  std::optional<double> theta;
+  if (block && block->has("rope_theta")) {
+    theta = block->number_above("rope_theta", 1.0);
+  } else if (root.has("rope_theta")) {
+    theta = root.number_above("rope_theta", 1.0);
+  } else {
+    theta = root.number_above("rotary_emb_base", 1.0);
+  }
+  params.base = theta.value_or(10000.0);  // HF's default for every model without the key
+  params.style = interleaved_by_default(model_type) ? Style::interleaved : Style::half;
+  if (auto interleave = root.boolean("rope_interleave")) params.style = *interleave ? Style::interleaved : Style::half;
+  if (block) params.scaling = read_scaling(*block, root, dims.rotary_dim, max_position_embeddings);
+
+  try {
+    return HfConfigInfo{RopeSpec(std::move(params)), max_position_embeddings, model_type, num_attention_heads,
+                        num_key_value_heads};
+  } catch (const Error& e) {
+    // Checks above cover what a config can say; anything left is reported with the spec's name.
+    throw Error(cat("config: ", std::string(e.what()).substr(std::string("ropekit: ").size())));
+  }
+}
+
+RopeSpec spec_from_hf_config_json(std::string_view json_text) { return hf_config_info_json(json_text).spec; }
+
+HfConfigInfo hf_config_info(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw Error(cat("config path: expected a readable file, got \"", path.string(), "\""));
+  std::ostringstream text;
+  text << in.rdbuf();
+  try {
+    return hf_config_info_json(text.str());
+  } catch (const Error& e) {
+    throw Error(cat(path.string(), ": ", std::string(e.what()).substr(std::string("ropekit: ").size())));
+  }
+}
+
+RopeSpec spec_from_hf_config(const std::filesystem::path& path) { return hf_config_info(path).spec; }
+
+}  // namespace ropekit
