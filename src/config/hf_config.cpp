@@ -120,6 +120,9 @@ json parse(std::string_view text) {
     return json::parse(text.begin(), text.end());
   } catch (const json::parse_error& e) {
     throw Error(cat("config: expected valid JSON, got a syntax error at byte ", e.byte));
+  } catch (const json::exception& e) {
+    // e.g. out_of_range for a number such as 1e400 that no double can hold.
+    throw Error(cat("config: expected valid JSON with finite numbers, got: ", e.what()));
   }
 }
 

@@ -174,6 +174,7 @@ INSTANTIATE_TEST_SUITE_P(
     Cases, HfConfigErrors,
     ::testing::Values(
         BadCase{"malformed", R"({"hidden_size": 4096,)", "config: expected valid JSON"},
+        BadCase{"number_overflows_double", config(R"("rope_theta": 1e400)"), "config: expected valid JSON with finite numbers"},
         BadCase{"not_object", "[1, 2]", "config: expected a JSON object"},
         BadCase{"theta_string", config(R"("rope_theta": "abc")"), R"(rope_theta: expected a number > 1, got "abc")"},
         BadCase{"theta_negative", config(R"("rope_theta": -5)"), "rope_theta: expected a number > 1, got -5"},
