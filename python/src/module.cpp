@@ -197,6 +197,9 @@ NB_MODULE(_C, m) {
       false;
 #endif
 
+  // Tables held by torch autograd graphs alive at interpreter exit are not leaks of ours.
+  nb::set_leak_warnings(false);
+
   nb::register_exception_translator([](const std::exception_ptr& p, void*) {
     try {
       std::rethrow_exception(p);
