@@ -137,6 +137,18 @@ def apply_rope(q, k=None, *, spec: RopeSpec | None = None, table: CosSinCache | 
     kind = _framework(q)
     if k is not None and _framework(k) != kind:
         raise TypeError(f"k: expected an array of the same framework as q ({kind}), got {_framework(k)}")
+    if kind == "jax" and str(q.dtype) == "bfloat16" and not inplace and q_out is None and k_out is None:
+        # numpy cannot hold a bfloat16 output for us; the kernel's bf16 path is fp32 math rounded once
+        # on store, which is exactly fp32 math on the (losslessly widened) input rounded once here.
+        import jax.numpy as jnp
+
+        out = apply_rope(q.astype(jnp.float32), None if k is None else k.astype(jnp.float32), spec=spec,
+                         table=table, positions=positions, offsets=offsets, cu_seqlens=cu_seqlens,
+                         backward=backward, inverse=inverse, direction=direction, xpos_center=xpos_center,
+                         compute_sincos=compute_sincos, num_threads=num_threads)
+        if k is None:
+            return out.astype(q.dtype)
+        return out[0].astype(q.dtype), out[1].astype(k.dtype)
     start = 0
     ids = None
     if positions is None:

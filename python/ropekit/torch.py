@@ -3,8 +3,6 @@
 The backward of the rotation is the core's Direction.backward kernel (the vector-Jacobian product
 a*s*R(-theta)), not autograd of a Python formula.
 """
-from __future__ import annotations
-
 import itertools
 import threading
 

@@ -31,3 +31,18 @@ def test_jax_float16_and_inplace_refused():
     assert_close(np.asarray(out), rope(q.astype(np.float64), np.arange(3)[None], ropekit.inv_freq(spec)), "float16")
     with pytest.raises(TypeError, match="immutable"):
         ropekit.apply_rope(jnp.asarray(q), spec=spec, inplace=True)
+
+
+def test_jax_bfloat16_matches_torch_bf16_kernel():
+    torch = pytest.importorskip("torch")
+    spec = ropekit.RopeSpec(16, style="interleaved")
+    q = np.random.default_rng().standard_normal((2, 4, 2, 16)).astype(np.float32) + 0.1
+    qj = jnp.asarray(q).astype(jnp.bfloat16)
+    out = ropekit.apply_rope(qj, spec=spec, positions=3)
+    assert out.dtype == jnp.bfloat16
+    qt = torch.from_numpy(np.array(qj.astype(jnp.float32))).to(torch.bfloat16)
+    want = ropekit.apply_rope(qt, spec=spec, positions=3)  # the bf16 kernel
+    np.testing.assert_array_equal(np.asarray(out.astype(jnp.float32)), want.float().numpy())
+    pos = np.broadcast_to(np.arange(4)[None] + 3, (2, 4))
+    assert_close(np.asarray(out.astype(jnp.float32)), rope(np.asarray(qj.astype(jnp.float32)), pos,
+                                                            ropekit.inv_freq(spec), "interleaved"), "bfloat16")
