@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "ropekit/explicit.hpp"
 #include "ropekit/ropekit.hpp"
 
 namespace nb = nanobind;
@@ -367,6 +368,43 @@ NB_MODULE(_C, m) {
         },
         "q"_a, "k"_a = nb::none(), nb::kw_only(), "start"_a = 0, "offsets"_a = nb::none(), "ids"_a = nb::none(),
         "cu_seqlens"_a = nb::none());
+
+  m.def(
+      "apply_explicit",
+      [](nb::handle x, nb::handle cos, nb::handle sin, nb::handle out, nb::handle style, ropekit::Direction direction) {
+        Operands ops;
+        ops.held_in.reserve(4);
+        ops.held_out.reserve(2);
+        const TensorView xv = in_view(ops, x, "x", out.is_none());
+        std::optional<TensorView> ov;
+        if (!out.is_none()) ov = in_view(ops, out, "out", true);
+        const float* tables[2];
+        int64_t rows = 0, width = 0;
+        const char* names[2] = {"cos", "sin"};
+        nb::handle handles[2] = {cos, sin};
+        for (int i = 0; i < 2; ++i) {
+          ops.held_in.push_back(cast_array<InArray>(handles[i], names[i], "a float32 DLPack array (seq, width)"));
+          const InArray& t = ops.held_in.back();
+          const auto d = t.dtype();
+          if (d.code != static_cast<uint8_t>(nb::dlpack::dtype_code::Float) || d.bits != 32 || d.lanes != 1)
+            throw nb::type_error((std::string(names[i]) + ": expected dtype float32, got " + dtype_name(d)).c_str());
+          if (t.ndim() != 2 || t.device_type() != nb::device::cpu::value || (t.shape(1) > 1 && t.stride(1) != 1) ||
+              (t.shape(0) > 1 && t.stride(0) != static_cast<int64_t>(t.shape(1))))
+            throw nb::value_error((std::string("ropekit: ") + names[i] + ": expected a contiguous 2-D (seq, width) array on the CPU").c_str());
+          if (i == 1 && (static_cast<int64_t>(t.shape(0)) != rows || static_cast<int64_t>(t.shape(1)) != width))
+            throw nb::value_error("ropekit: sin.shape: expected the shape of cos");
+          rows = static_cast<int64_t>(t.shape(0));
+          width = static_cast<int64_t>(t.shape(1));
+          tables[i] = static_cast<const float*>(t.data());
+        }
+        const ropekit::ExplicitCoefficients co{tables[0], tables[1], rows, width};
+        const ropekit::Style st = style_arg(style);
+        nb::gil_scoped_release release;
+        ropekit::apply_explicit(xv, ov, co, st, direction);
+      },
+      "x"_a, "cos"_a, "sin"_a, "out"_a = nb::none(), nb::kw_only(), "style"_a = ropekit::Style::half,
+      "direction"_a = ropekit::Direction::forward,
+      "Rotate x (B, S, H, D) or (T, H, D) with per-(seq, element) float32 cos/sin tables (CPU).");
 
   m.def(
       "apply",

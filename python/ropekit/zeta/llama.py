@@ -6,7 +6,7 @@ from typing import Tuple
 import torch
 
 from .. import _C
-from ._core import cos_sin
+from ._core import _KERNEL_DTYPES, core_ok, cos_sin, rotate_with_tables
 
 
 def precompute_freqs_cis(dim: int, end: int, theta: float = 10000.0) -> torch.Tensor:
@@ -27,6 +27,14 @@ def reshape_for_broadcast(freqs_cis: torch.Tensor, x: torch.Tensor) -> torch.Ten
 
 def apply_rotary_emb(xq: torch.Tensor, xk: torch.Tensor, freqs_cis: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
     """xq, xk (B, S, H, D), freqs_cis (S, D/2): complex multiply of pairs (2i, 2i+1), fp32 math, cast back."""
+    if (xq.dim() == 4 and xk.dim() == 4 and xk.dtype == xq.dtype and freqs_cis.dtype == torch.complex64
+            and core_ok(xq, freqs_cis, dtypes=_KERNEL_DTYPES) and core_ok(xk, dtypes=_KERNEL_DTYPES)):
+        reshape_for_broadcast(freqs_cis, xq[..., ::2])  # the shape check
+        # The core computes in fp32 and rounds once to x's dtype, as .float() ... .type_as(x) does.
+        cos = freqs_cis.real.repeat_interleave(2, dim=-1)
+        sin = freqs_cis.imag.repeat_interleave(2, dim=-1)
+        return (rotate_with_tables(xq, cos, sin, "interleaved", bshd=True),
+                rotate_with_tables(xk, cos, sin, "interleaved", bshd=True))
     xq_ = torch.view_as_complex(xq.float().reshape(*xq.shape[:-1], -1, 2))
     xk_ = torch.view_as_complex(xk.float().reshape(*xk.shape[:-1], -1, 2))
     freqs_cis = reshape_for_broadcast(freqs_cis, xq_)

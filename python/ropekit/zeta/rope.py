@@ -6,7 +6,7 @@ from torch import nn
 
 from .. import _C
 from ._core import inv_freq_f32, xpos_zeta_f32
-from .sinusoidal import rotate_half
+from .sinusoidal import rotate_half, rotate_half_style  # noqa: F401
 
 
 class RotaryEmbedding(nn.Module):
@@ -50,4 +50,4 @@ def apply_rotary_pos_emb(t: torch.Tensor, freqs: torch.Tensor, scale=1):
     freqs = freqs[-seq_len:, :]
     if isinstance(scale, torch.Tensor) and scale.ndim == 2:
         scale = scale[-seq_len:, :]
-    return (t * freqs.cos() * scale) + (rotate_half(t) * freqs.sin() * scale)
+    return rotate_half_style(t, freqs, scale)

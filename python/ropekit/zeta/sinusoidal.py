@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from .. import _C
-from ._core import inv_freq_f32, xpos_zeta_f32
+from ._core import core_ok, inv_freq_f32, rotate_with_tables, table_shape_ok, xpos_zeta_f32
 
 
 class SinusoidalEmbeddings(nn.Module):
@@ -53,6 +53,12 @@ def apply_rotary_pos_emb(q: torch.Tensor, k: torch.Tensor, freqs: torch.Tensor, 
     else:
         inv_scale = 1.0 / scale
         q_scale = scale
-    q = (q * q_freqs.cos() * q_scale) + (rotate_half(q) * q_freqs.sin() * q_scale)
-    k = (k * freqs.cos() * inv_scale) + (rotate_half(k) * freqs.sin() * inv_scale)
-    return q, k
+    return rotate_half_style(q, q_freqs, q_scale), rotate_half_style(k, freqs, inv_scale)
+
+
+def rotate_half_style(x: torch.Tensor, freqs: torch.Tensor, scale=1) -> torch.Tensor:
+    """x * cos(freqs) * scale + rotate_half(x) * sin(freqs) * scale: the core's explicit-table rotation
+    when it computes the same thing (CPU, float32, tables without gradient), else these torch ops."""
+    if core_ok(x, freqs, scale) and table_shape_ok(x, freqs, scale):
+        return rotate_with_tables(x, freqs.cos() * scale, freqs.sin() * scale, "half")
+    return (x * freqs.cos() * scale) + (rotate_half(x) * freqs.sin() * scale)

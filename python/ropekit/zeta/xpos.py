@@ -7,7 +7,7 @@ from torch import nn
 
 from .. import _C
 from .. import torch as rk_torch
-from ._core import cos_sin, xpos_zeta_f32
+from ._core import core_ok, cos_sin, rotate_with_tables, table_shape_ok, xpos_zeta_f32
 
 
 def fixed_pos_embedding(x: torch.Tensor):
@@ -34,6 +34,8 @@ def duplicate_interleave(m: torch.Tensor) -> torch.Tensor:
 def apply_rotary_pos_emb(x: torch.Tensor, sin: torch.Tensor, cos: torch.Tensor, scale=1):
     """x * dup(cos * scale) + rotate_every_two(x) * dup(sin * scale); sin/cos (L, D/2), x (..., L, D)."""
     sin, cos = (duplicate_interleave(t * scale) for t in (sin, cos))
+    if core_ok(x, sin, cos) and table_shape_ok(x, sin, cos):
+        return rotate_with_tables(x, cos, sin, "interleaved")  # the core's explicit-table rotation
     return (x * cos) + (rotate_every_two(x) * sin)
 
 
