@@ -1,0 +1,437 @@
+// ropekit._C: the C++ core for Python. Arrays arrive through DLPack (numpy, torch CPU/CUDA, JAX,
+// CuPy) as nb::ndarray and become ropekit::TensorView without copies; this file only converts and
+// dispatches, every check of substance is the core's (ropekit::Error -> ValueError).
+#include <nanobind/nanobind.h>
+#include <nanobind/ndarray.h>
+#include <nanobind/stl/optional.h>
+#include <nanobind/stl/pair.h>
+#include <nanobind/stl/string.h>
+#include <nanobind/stl/variant.h>
+#include <nanobind/stl/vector.h>
+
+#include <cstring>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "ropekit/explicit.hpp"
+#include "ropekit/ropekit.hpp"
+
+namespace nb = nanobind;
+using namespace nb::literals;
+
+namespace {
+
+using ropekit::DType;
+using ropekit::TensorView;
+
+// Any DLPack array, read-only ones included (inputs that are only read).
+using InArray = nb::ndarray<nb::ro>;
+// A writable DLPack array (outputs, in-place operands).
+using OutArray = nb::ndarray<>;
+
+std::string dtype_name(nb::dlpack::dtype d) {
+  const char* kind = "?";
+  switch (static_cast<nb::dlpack::dtype_code>(d.code)) {
+    case nb::dlpack::dtype_code::Int: kind = "int"; break;
+    case nb::dlpack::dtype_code::UInt: kind = "uint"; break;
+    case nb::dlpack::dtype_code::Float: kind = "float"; break;
+    case nb::dlpack::dtype_code::Bfloat: kind = "bfloat"; break;
+    case nb::dlpack::dtype_code::Complex: kind = "complex"; break;
+    case nb::dlpack::dtype_code::Bool: kind = "bool"; break;
+    default: break;
+  }
+  return std::string(kind) + std::to_string(d.bits) + (d.lanes != 1 ? "x" + std::to_string(d.lanes) : "");
+}
+
+DType float_dtype(nb::dlpack::dtype d, const char* name) {
+  const auto code = static_cast<nb::dlpack::dtype_code>(d.code);
+  if (d.lanes == 1) {
+    if (code == nb::dlpack::dtype_code::Float && d.bits == 32) return DType::f32;
+    if (code == nb::dlpack::dtype_code::Float && d.bits == 16) return DType::f16;
+    if (code == nb::dlpack::dtype_code::Bfloat && d.bits == 16) return DType::bf16;
+  }
+  throw nb::type_error((std::string(name) + ": expected dtype float32, float16 or bfloat16, got " + dtype_name(d)).c_str());
+}
+
+ropekit::Device device_of(int32_t type, int32_t id, const char* name) {
+  if (type == nb::device::cpu::value) return ropekit::Device::cpu();
+  if (type == nb::device::cuda::value) return ropekit::Device::cuda(id);
+  throw nb::value_error((std::string(name) + ": expected an array on the CPU or a CUDA device, got DLPack device type " +
+                         std::to_string(type)).c_str());
+}
+
+template <typename Array>
+TensorView view_of(const Array& a, const char* name) {
+  TensorView v;
+  v.dtype = float_dtype(a.dtype(), name);
+  v.device = device_of(a.device_type(), a.device_id(), name);
+  const size_t ndim = a.ndim();
+  if (ndim != 3 && ndim != 4)
+    throw nb::value_error((std::string("ropekit: ") + name + ".rank: expected 3 (tokens, heads, head_dim) or 4 "
+                           "(batch, seq, heads, head_dim), got " + std::to_string(ndim)).c_str());
+  v.rank = static_cast<int>(ndim);
+  for (size_t d = 0; d < ndim; ++d) {
+    v.shape[d] = static_cast<int64_t>(a.shape(d));
+    v.strides[d] = a.stride(d);  // nanobind strides are in elements, as TensorView's
+  }
+  v.data = const_cast<void*>(static_cast<const void*>(a.data()));
+  return v;
+}
+
+// Integer vectors (positions): int32 or int64, contiguous, any shape (read flat).
+ropekit::IndexView index_of(const InArray& a, const char* name) {
+  const auto d = a.dtype();
+  const auto code = static_cast<nb::dlpack::dtype_code>(d.code);
+  if (code != nb::dlpack::dtype_code::Int || d.lanes != 1 || (d.bits != 32 && d.bits != 64))
+    throw nb::type_error((std::string(name) + ": expected dtype int32 or int64, got " + dtype_name(d)).c_str());
+  int64_t expected = 1;
+  int64_t n = 1;
+  for (size_t i = a.ndim(); i-- > 0;) {
+    if (a.shape(i) != 1 && a.stride(i) != expected)
+      throw nb::value_error((std::string("ropekit: ") + name + ": expected a contiguous array").c_str());
+    expected *= static_cast<int64_t>(a.shape(i));
+    n *= static_cast<int64_t>(a.shape(i));
+  }
+  const auto device = device_of(a.device_type(), a.device_id(), name);
+  ropekit::IndexView v;
+  if (d.bits == 64) v = ropekit::IndexView(static_cast<const int64_t*>(a.data()), n, device);
+  else v = ropekit::IndexView(static_cast<const int32_t*>(a.data()), n, device);
+  return v;
+}
+
+template <typename Array>
+Array cast_array(nb::handle h, const char* name, const char* what) {
+  Array out;
+  if (!nb::try_cast(h, out, false))
+    throw nb::type_error((std::string(name) + ": expected " + what + ", got " +
+                          nb::type_name(h.type()).c_str()).c_str());
+  return out;
+}
+
+struct Operands {
+  // Keep the imported arrays alive for the duration of the call.
+  std::vector<InArray> held_in;
+  std::vector<OutArray> held_out;
+  ropekit::RopeTensors tensors;
+  ropekit::Positions positions;
+};
+
+TensorView in_view(Operands& ops, nb::handle h, const char* name, bool written) {
+  if (written) {
+    ops.held_out.push_back(cast_array<OutArray>(h, name, "a writable DLPack array (written in place)"));
+    return view_of(ops.held_out.back(), name);
+  }
+  ops.held_in.push_back(cast_array<InArray>(h, name, "a DLPack array (numpy, torch, JAX, CuPy)"));
+  return view_of(ops.held_in.back(), name);
+}
+
+ropekit::IndexView index_arg(Operands& ops, nb::handle h, const char* name) {
+  ops.held_in.push_back(cast_array<InArray>(h, name, "an int32 or int64 DLPack array"));
+  return index_of(ops.held_in.back(), name);
+}
+
+Operands gather(nb::handle q, nb::handle k, nb::handle q_out, nb::handle k_out, int64_t start, nb::handle offsets,
+                nb::handle ids, nb::handle cu_seqlens) {
+  Operands ops;
+  ops.held_in.reserve(8);
+  ops.held_out.reserve(4);
+  ops.tensors.q = in_view(ops, q, "q", q_out.is_none());
+  if (!k.is_none()) ops.tensors.k = in_view(ops, k, "k", k_out.is_none());
+  if (!q_out.is_none()) ops.tensors.q_out = in_view(ops, q_out, "q_out", true);
+  if (!k_out.is_none()) ops.tensors.k_out = in_view(ops, k_out, "k_out", true);
+  if (!cu_seqlens.is_none()) {
+    if (!ids.is_none()) throw nb::value_error("ropekit: positions: give cu_seqlens or ids, not both");
+    ropekit::IndexView off;
+    if (!offsets.is_none()) off = index_arg(ops, offsets, "offsets");
+    ops.positions = ropekit::Positions::packed(index_arg(ops, cu_seqlens, "cu_seqlens"), off);
+  } else if (!ids.is_none()) {
+    if (!offsets.is_none()) throw nb::value_error("ropekit: positions: give ids or offsets, not both");
+    ops.positions = ropekit::Positions::token_ids(index_arg(ops, ids, "ids"));
+  } else if (!offsets.is_none()) {
+    ops.positions = ropekit::Positions::per_sequence(index_arg(ops, offsets, "offsets"));
+  } else {
+    ops.positions = ropekit::Positions::from_offset(start);
+  }
+  if (start != 0 && ops.positions.kind != ropekit::Positions::Kind::offset)
+    throw nb::value_error("ropekit: start: expected 0 when offsets, ids or cu_seqlens give the positions");
+  return ops;
+}
+
+ropekit::ApplyOptions options_of(ropekit::Direction direction, double xpos_center, bool compute_sincos, int num_threads,
+                                 uintptr_t stream) {
+  ropekit::ApplyOptions o;
+  o.direction = direction;
+  o.xpos_center = xpos_center;
+  o.compute_sincos = compute_sincos;
+  o.num_threads = num_threads;
+  o.stream = reinterpret_cast<void*>(stream);
+  return o;
+}
+
+template <typename T>
+nb::ndarray<nb::numpy, T> to_numpy(std::vector<T> values, std::initializer_list<size_t> shape) {
+  auto* owned = new std::vector<T>(std::move(values));
+  nb::capsule owner(owned, [](void* p) noexcept { delete static_cast<std::vector<T>*>(p); });
+  return nb::ndarray<nb::numpy, T>(owned->data(), shape, owner);
+}
+
+nb::ndarray<nb::numpy, double> doubles(std::vector<double> v) {
+  const size_t n = v.size();
+  return to_numpy(std::move(v), {n});
+}
+
+ropekit::Style style_arg(nb::handle h) {
+  if (nb::isinstance<nb::str>(h)) return ropekit::style_from_string(nb::cast<std::string>(h));
+  return nb::cast<ropekit::Style>(h);
+}
+
+}  // namespace
+
+NB_MODULE(_C, m) {
+  m.doc() = "ropekit C++ core: specs, frequencies, cos/sin tables and the apply kernels (DLPack arrays)";
+  m.attr("__version__") = ROPEKIT_VERSION_STRING;
+  m.attr("has_cuda") =
+#if defined(ROPEKIT_HAS_CUDA)
+      true;
+#else
+      false;
+#endif
+
+  // Tables held by torch autograd graphs alive at interpreter exit are not leaks of ours.
+  nb::set_leak_warnings(false);
+
+  nb::register_exception_translator([](const std::exception_ptr& p, void*) {
+    try {
+      std::rethrow_exception(p);
+    } catch (const ropekit::Error& e) {
+      PyErr_SetString(PyExc_ValueError, e.what());
+    } catch (const ropekit::CudaError& e) {
+      PyErr_SetString(PyExc_RuntimeError, e.what());
+    }
+  });
+
+  nb::enum_<ropekit::Style>(m, "Style")
+      .value("half", ropekit::Style::half)
+      .value("interleaved", ropekit::Style::interleaved);
+  nb::enum_<ropekit::Direction>(m, "Direction")
+      .value("forward", ropekit::Direction::forward)
+      .value("backward", ropekit::Direction::backward)
+      .value("inverse", ropekit::Direction::inverse);
+
+  namespace sc = ropekit::scaling;
+  nb::class_<sc::None>(m, "NoScaling").def(nb::init<>()).def("__repr__", [](const sc::None&) { return "NoScaling()"; });
+  nb::class_<sc::Linear>(m, "Linear")
+      .def(nb::init<>())
+      .def("__init__", [](sc::Linear* s, double factor) { new (s) sc::Linear{factor}; }, "factor"_a)
+      .def_rw("factor", &sc::Linear::factor);
+  nb::class_<sc::NtkAware>(m, "NtkAware")
+      .def("__init__", [](sc::NtkAware* s, double alpha) { new (s) sc::NtkAware{alpha}; }, "alpha"_a)
+      .def_rw("alpha", &sc::NtkAware::alpha);
+  nb::class_<sc::DynamicNtk>(m, "DynamicNtk")
+      .def("__init__", [](sc::DynamicNtk* s, double factor, int64_t original_max) { new (s) sc::DynamicNtk{factor, original_max}; },
+           "factor"_a, "original_max"_a = 2048)
+      .def_rw("factor", &sc::DynamicNtk::factor)
+      .def_rw("original_max", &sc::DynamicNtk::original_max);
+  nb::class_<sc::Yarn>(m, "Yarn")
+      .def("__init__",
+           [](sc::Yarn* s, double factor, int64_t original_max, double beta_fast, double beta_slow,
+              double extrapolation_factor, double attn_factor, std::optional<double> mscale,
+              std::optional<double> mscale_all_dim, std::optional<double> attention_factor, bool truncate) {
+             new (s) sc::Yarn{factor, original_max, beta_fast, beta_slow, extrapolation_factor, attn_factor,
+                              mscale, mscale_all_dim, attention_factor, truncate};
+           },
+           "factor"_a, "original_max"_a = 2048, "beta_fast"_a = 32.0, "beta_slow"_a = 1.0,
+           "extrapolation_factor"_a = 1.0, "attn_factor"_a = 1.0, "mscale"_a = nb::none(),
+           "mscale_all_dim"_a = nb::none(), "attention_factor"_a = nb::none(), "truncate"_a = true)
+      .def_rw("factor", &sc::Yarn::factor)
+      .def_rw("original_max", &sc::Yarn::original_max)
+      .def_rw("beta_fast", &sc::Yarn::beta_fast)
+      .def_rw("beta_slow", &sc::Yarn::beta_slow)
+      .def_rw("extrapolation_factor", &sc::Yarn::extrapolation_factor)
+      .def_rw("attn_factor", &sc::Yarn::attn_factor)
+      .def_rw("mscale", &sc::Yarn::mscale)
+      .def_rw("mscale_all_dim", &sc::Yarn::mscale_all_dim)
+      .def_rw("attention_factor", &sc::Yarn::attention_factor)
+      .def_rw("truncate", &sc::Yarn::truncate);
+  nb::class_<sc::Llama3>(m, "Llama3")
+      .def("__init__",
+           [](sc::Llama3* s, double factor, double low, double high, int64_t original_max) {
+             new (s) sc::Llama3{factor, low, high, original_max};
+           },
+           "factor"_a = 8.0, "low_freq_factor"_a = 1.0, "high_freq_factor"_a = 4.0, "original_max"_a = 8192)
+      .def_rw("factor", &sc::Llama3::factor)
+      .def_rw("low_freq_factor", &sc::Llama3::low_freq_factor)
+      .def_rw("high_freq_factor", &sc::Llama3::high_freq_factor)
+      .def_rw("original_max", &sc::Llama3::original_max);
+  nb::class_<sc::LongRope>(m, "LongRope")
+      .def("__init__",
+           [](sc::LongRope* s, std::vector<double> short_factor, std::vector<double> long_factor, int64_t original_max,
+              double factor, std::optional<double> attention_factor) {
+             new (s) sc::LongRope{std::move(short_factor), std::move(long_factor), original_max, factor, attention_factor};
+           },
+           "short_factor"_a, "long_factor"_a, "original_max"_a = 4096, "factor"_a = 1.0,
+           "attention_factor"_a = nb::none())
+      .def_rw("short_factor", &sc::LongRope::short_factor)
+      .def_rw("long_factor", &sc::LongRope::long_factor)
+      .def_rw("original_max", &sc::LongRope::original_max)
+      .def_rw("factor", &sc::LongRope::factor)
+      .def_rw("attention_factor", &sc::LongRope::attention_factor);
+  nb::class_<sc::Truncated>(m, "Truncated")
+      .def("__init__", [](sc::Truncated* s, double a, double b, double rho) { new (s) sc::Truncated{a, b, rho}; },
+           "a"_a, "b"_a, "rho"_a)
+      .def_static("from_length", &sc::Truncated::from_length, "length"_a)
+      .def_rw("a", &sc::Truncated::a)
+      .def_rw("b", &sc::Truncated::b)
+      .def_rw("rho", &sc::Truncated::rho);
+  nb::class_<ropekit::Xpos>(m, "Xpos")
+      .def("__init__", [](ropekit::Xpos* x, double scale_base, double gamma) { new (x) ropekit::Xpos{scale_base, gamma}; },
+           "scale_base"_a = 512.0, "gamma"_a = 0.4)
+      .def_rw("scale_base", &ropekit::Xpos::scale_base)
+      .def_rw("gamma", &ropekit::Xpos::gamma);
+
+  nb::class_<ropekit::RopeSpec>(m, "RopeSpec")
+      .def("__init__",
+           [](ropekit::RopeSpec* self, int64_t head_dim, int64_t rotary_dim, double base, nb::handle style,
+              std::optional<ropekit::Scaling> scaling, std::optional<ropekit::Xpos> xpos) {
+             ropekit::SpecParams p;
+             p.head_dim = head_dim;
+             p.rotary_dim = rotary_dim;
+             p.base = base;
+             p.style = style_arg(style);
+             if (scaling) p.scaling = *scaling;
+             p.xpos = xpos;
+             new (self) ropekit::RopeSpec(std::move(p));
+           },
+           "head_dim"_a, "rotary_dim"_a = 0, "base"_a = 10000.0, "style"_a = ropekit::Style::half,
+           "scaling"_a = nb::none(), "xpos"_a = nb::none())
+      .def_prop_ro("head_dim", &ropekit::RopeSpec::head_dim)
+      .def_prop_ro("rotary_dim", &ropekit::RopeSpec::rotary_dim)
+      .def_prop_ro("pairs", &ropekit::RopeSpec::pairs)
+      .def_prop_ro("base", &ropekit::RopeSpec::base)
+      .def_prop_ro("style", &ropekit::RopeSpec::style)
+      .def_prop_ro("scaling", [](const ropekit::RopeSpec& s) { return s.scaling(); })
+      .def_prop_ro("scaling_name", &ropekit::RopeSpec::scaling_name)
+      .def_prop_ro("xpos", [](const ropekit::RopeSpec& s) { return s.xpos(); })
+      .def("describe", &ropekit::RopeSpec::describe)
+      .def("__repr__", [](const ropekit::RopeSpec& s) { return "RopeSpec(" + s.describe() + ")"; });
+
+  m.def("default_inv_freq", [](int64_t dim, double base) { return doubles(ropekit::default_inv_freq(dim, base)); },
+        "dim"_a, "base"_a = 10000.0);
+  m.def("inv_freq", [](const ropekit::RopeSpec& s, int64_t seq_len) { return doubles(ropekit::inv_freq(s, seq_len)); },
+        "spec"_a, "seq_len"_a = 0);
+  m.def("attention_factor", &ropekit::attention_factor, "spec"_a);
+  m.def("xpos_zeta", [](const ropekit::RopeSpec& s) { return doubles(ropekit::xpos_zeta(s)); }, "spec"_a);
+  m.def("find_correction_dim", &ropekit::find_correction_dim, "num_rotations"_a, "dim"_a, "base"_a = 10000.0,
+        "max_position_embeddings"_a = 2048.0);
+  m.def("find_correction_range", &ropekit::find_correction_range, "low_rot"_a, "high_rot"_a, "dim"_a,
+        "base"_a = 10000.0, "max_position_embeddings"_a = 2048.0, "truncate"_a = true);
+  m.def("linear_ramp_mask", [](double min, double max, int64_t n) { return doubles(ropekit::linear_ramp_mask(min, max, n)); },
+        "min"_a, "max"_a, "n"_a);
+  m.def("get_mscale", &ropekit::get_mscale, "scale"_a, "mscale"_a = 1.0);
+
+  nb::class_<ropekit::CosSinCache>(m, "CosSinCache")
+      .def("__init__",
+           [](ropekit::CosSinCache* self, const ropekit::RopeSpec& spec, int64_t positions, bool exact) {
+             new (self) ropekit::CosSinCache(spec, positions, ropekit::CacheOptions{exact});
+           },
+           "spec"_a, "positions"_a = 0, "exact"_a = false)
+      .def_prop_ro("spec", &ropekit::CosSinCache::spec)
+      .def_prop_ro("size", &ropekit::CosSinCache::size)
+      .def_prop_ro("pairs", &ropekit::CosSinCache::pairs)
+      .def_prop_ro("exact", [](const ropekit::CosSinCache& c) { return c.options().exact; })
+      .def_prop_ro("attention_factor", &ropekit::CosSinCache::attention_factor)
+      .def_prop_ro("scaled_for", &ropekit::CosSinCache::scaled_for)
+      .def_prop_ro("generation", &ropekit::CosSinCache::generation)
+      .def_prop_ro("inv_freq", [](const ropekit::CosSinCache& c) { return doubles(c.inv_freq()); })
+      .def_prop_ro("xpos_log_zeta", [](const ropekit::CosSinCache& c) { return doubles(c.xpos_log_zeta()); })
+      .def("ensure", &ropekit::CosSinCache::ensure, "n"_a)
+      .def("prepare_for_seq_len", &ropekit::CosSinCache::prepare_for_seq_len, "seq_len"_a)
+      .def(
+          "table",
+          [](const ropekit::CosSinCache& c, int64_t rows) {
+            // A copy: rows [0, rows) of cos (first pairs columns) then sin, fp32, attention factor included.
+            if (rows < 0) rows = c.size();
+            if (rows > c.size())
+              throw ropekit::Error("rows: expected <= " + std::to_string(c.size()) + " (the table's size), got " +
+                                   std::to_string(rows));
+            const auto t = c.table();
+            std::vector<float> out(t.begin(), t.begin() + rows * 2 * c.pairs());
+            return to_numpy(std::move(out), {static_cast<size_t>(rows), static_cast<size_t>(2 * c.pairs())});
+          },
+          "rows"_a = -1);
+
+  m.def("required_table_size",
+        [](nb::handle q, nb::handle k, int64_t start, nb::handle offsets, nb::handle ids, nb::handle cu_seqlens) {
+          Operands ops = gather(q, k, nb::none(), nb::none(), start, offsets, ids, cu_seqlens);
+          return ropekit::required_table_size(ops.tensors, ops.positions);
+        },
+        "q"_a, "k"_a = nb::none(), nb::kw_only(), "start"_a = 0, "offsets"_a = nb::none(), "ids"_a = nb::none(),
+        "cu_seqlens"_a = nb::none());
+
+  m.def(
+      "apply_explicit",
+      [](nb::handle x, nb::handle cos, nb::handle sin, nb::handle out, nb::handle style, ropekit::Direction direction) {
+        Operands ops;
+        ops.held_in.reserve(4);
+        ops.held_out.reserve(2);
+        const TensorView xv = in_view(ops, x, "x", out.is_none());
+        std::optional<TensorView> ov;
+        if (!out.is_none()) ov = in_view(ops, out, "out", true);
+        const float* tables[2];
+        int64_t rows = 0, width = 0;
+        const char* names[2] = {"cos", "sin"};
+        nb::handle handles[2] = {cos, sin};
+        for (int i = 0; i < 2; ++i) {
+          ops.held_in.push_back(cast_array<InArray>(handles[i], names[i], "a float32 DLPack array (seq, width)"));
+          const InArray& t = ops.held_in.back();
+          const auto d = t.dtype();
+          if (d.code != static_cast<uint8_t>(nb::dlpack::dtype_code::Float) || d.bits != 32 || d.lanes != 1)
+            throw nb::type_error((std::string(names[i]) + ": expected dtype float32, got " + dtype_name(d)).c_str());
+          if (t.ndim() != 2 || t.device_type() != nb::device::cpu::value || (t.shape(1) > 1 && t.stride(1) != 1) ||
+              (t.shape(0) > 1 && t.stride(0) != static_cast<int64_t>(t.shape(1))))
+            throw nb::value_error((std::string("ropekit: ") + names[i] + ": expected a contiguous 2-D (seq, width) array on the CPU").c_str());
+          if (i == 1 && (static_cast<int64_t>(t.shape(0)) != rows || static_cast<int64_t>(t.shape(1)) != width))
+            throw nb::value_error("ropekit: sin.shape: expected the shape of cos");
+          rows = static_cast<int64_t>(t.shape(0));
+          width = static_cast<int64_t>(t.shape(1));
+          tables[i] = static_cast<const float*>(t.data());
+        }
+        const ropekit::ExplicitCoefficients co{tables[0], tables[1], rows, width};
+        const ropekit::Style st = style_arg(style);
+        nb::gil_scoped_release release;
+        ropekit::apply_explicit(xv, ov, co, st, direction);
+      },
+      "x"_a, "cos"_a, "sin"_a, "out"_a = nb::none(), nb::kw_only(), "style"_a = ropekit::Style::half,
+      "direction"_a = ropekit::Direction::forward,
+      "Rotate x (B, S, H, D) or (T, H, D) with per-(seq, element) float32 cos/sin tables (CPU).");
+
+  m.def(
+      "apply",
+      [](nb::handle q, nb::handle k, nb::handle q_out, nb::handle k_out, ropekit::CosSinCache* table,
+         const ropekit::RopeSpec* spec, int64_t start, nb::handle offsets, nb::handle ids, nb::handle cu_seqlens,
+         ropekit::Direction direction, double xpos_center, bool compute_sincos, int num_threads, uintptr_t stream) {
+        if ((table == nullptr) == (spec == nullptr))
+          throw nb::value_error("ropekit: apply: give exactly one of table= or spec=");
+        Operands ops = gather(q, k, q_out, k_out, start, offsets, ids, cu_seqlens);
+        const auto options = options_of(direction, xpos_center, compute_sincos, num_threads, stream);
+        if (table != nullptr) {
+          // Grow the table to cover host positions (the core checks device positions itself).
+          if (!compute_sincos && ops.positions.values.device.type == ropekit::DeviceType::cpu &&
+              ops.positions.cu_seqlens.device.type == ropekit::DeviceType::cpu) {
+            const int64_t needed = ropekit::required_table_size(ops.tensors, ops.positions);
+            if (needed > table->size()) table->ensure(needed);
+          }
+          nb::gil_scoped_release release;
+          ropekit::apply_rope(ops.tensors, ops.positions, *table, options);
+        } else {
+          nb::gil_scoped_release release;
+          ropekit::apply_rope(ops.tensors, ops.positions, *spec, options);
+        }
+      },
+      "q"_a, "k"_a = nb::none(), "q_out"_a = nb::none(), "k_out"_a = nb::none(), nb::kw_only(),
+      "table"_a = nb::none(), "spec"_a = nb::none(), "start"_a = 0, "offsets"_a = nb::none(), "ids"_a = nb::none(),
+      "cu_seqlens"_a = nb::none(), "direction"_a = ropekit::Direction::forward, "xpos_center"_a = 0.0,
+      "compute_sincos"_a = false, "num_threads"_a = 0, "stream"_a = 0,
+      "Rotate q (and k) with a table or a spec. Without q_out/k_out the operands are rotated in place.");
+}
