@@ -4,6 +4,7 @@
 // head of q and k; each row is rotated in fp32 and rounded once on store. Threads split the tokens
 // (and the heads, when there are few tokens).
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -516,9 +517,17 @@ void apply_cpu_simd(const RopeParams& params) {
   if (plan.tokens < 4 * threads) {
     plan.groups = std::min<int64_t>(plan.heads, (4 * threads + plan.tokens - 1) / plan.tokens);
   }
+  // Chunks handed out from a shared counter: a thread that gets its core late (the machine is
+  // shared, or a worker wakes slowly) simply takes fewer chunks.
   const int64_t units = plan.tokens * plan.groups;
-  ThreadPool::instance().run(threads, [&](int i) {
-    HWY_DYNAMIC_DISPATCH(RunUnits)(plan, units * i / threads, units * (i + 1) / threads);
+  const int64_t chunk = std::max<int64_t>(1, units / (8 * static_cast<int64_t>(threads)));
+  std::atomic<int64_t> next{0};
+  ThreadPool::instance().run(threads, [&](int) {
+    for (;;) {
+      const int64_t begin = next.fetch_add(chunk, std::memory_order_relaxed);
+      if (begin >= units) break;
+      HWY_DYNAMIC_DISPATCH(RunUnits)(plan, begin, std::min(units, begin + chunk));
+    }
   });
 }
 

@@ -59,7 +59,8 @@ void set_cpu_min_bytes_per_thread(int64_t bytes) { min_bytes_per_thread = std::m
 
 int cpu_threads_for(int64_t bytes, int requested) {
   const int64_t kMinBytesPerThread = min_bytes_per_thread.load(std::memory_order_relaxed);
-  const int cores = std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+  // Asked once: hardware_concurrency() reads /sys on every call, which costs more than a decode step.
+  static const int cores = std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
   const int limit = requested > 0 ? requested : cores;
   const int64_t useful = std::max<int64_t>(1, bytes / kMinBytesPerThread);
   return static_cast<int>(std::min<int64_t>(limit, useful));
