@@ -70,13 +70,12 @@ struct BF16 {
     const hn::RebindToSigned<DF> di32;
     const hn::Rebind<uint16_t, DF> du16;
     const auto bits = hn::BitCast(du32, v);
-    const auto magnitude = hn::BitCast(di32, hn::And(bits, hn::Set(du32, 0x7fffffffu)));
-    const auto is_nan = hn::RebindMask(du32, hn::Gt(magnitude, hn::Set(di32, 0x7f800000)));
-    const auto odd = hn::And(hn::ShiftRight<16>(bits), hn::Set(du32, 1u));
-    const auto rounded = hn::ShiftRight<16>(hn::Add(bits, hn::Add(hn::Set(du32, 0x7fffu), odd)));
-    const auto quiet_nan = hn::Or(hn::ShiftRight<16>(bits), hn::Set(du32, 0x40u));
-    const auto out = hn::IfThenElse(is_nan, quiet_nan, rounded);  // each lane <= 0xffff
-    hn::StoreU(hn::DemoteTo(du16, hn::BitCast(di32, out)), du16, p);
+    const auto high = hn::ShiftRight<16>(bits);
+    const auto is_nan = hn::RebindMask(du32, hn::Ne(v, v));
+    // Round to nearest even: add 0x7fff plus the lowest kept bit, keep the high half.
+    const auto rounded = hn::ShiftRight<16>(hn::Add(bits, hn::Add(hn::Set(du32, 0x7fffu), hn::And(high, hn::Set(du32, 1u)))));
+    const auto out = hn::IfThenElse(is_nan, hn::Or(high, hn::Set(du32, 0x40u)), rounded);  // NaN stays quiet NaN
+    hn::StoreU(hn::DemoteTo(du16, hn::BitCast(di32, out)), du16, p);  // each lane <= 0xffff
   }
 };
 

@@ -105,11 +105,11 @@ struct Tensor {
   int64_t elements() const { return view.numel(); }
 };
 
-struct Run {
+struct Outputs {
   std::vector<Tensor> outputs;  // q, k (written)
 };
 
-struct Setup {
+struct Scenario {
   Case c;
   RopeSpec spec;
   std::mt19937_64 rng;
@@ -129,7 +129,7 @@ struct Setup {
     return RopeSpec(sp);
   }
 
-  Setup(const Case& cs, uint64_t seed)
+  Scenario(const Case& cs, uint64_t seed)
       : c(cs), spec(make_spec(cs)), rng(seed), q(cs.dtype, cs.layout, cs.batch, cs.seq, cs.q_heads, cs.head_dim),
         k(cs.dtype, cs.layout, cs.batch, cs.seq, std::max<int64_t>(cs.k_heads, 1), cs.head_dim) {
     std::uniform_real_distribution<float> value(-2.0f, 2.0f);
@@ -180,8 +180,8 @@ struct Setup {
   }
 
   // Runs the selected CPU kernel; returns the written q and k (inputs stay untouched out of place).
-  Run run(detail::CpuKernel kernel) const {
-    Run r{{q, k}};
+  Outputs run(detail::CpuKernel kernel) const {
+    Outputs r{{q, k}};
     const float poison = std::numeric_limits<float>::quiet_NaN();
     RopeTensors tensors;
     Tensor qin = q, kin = k;
@@ -240,7 +240,7 @@ RefDirection ref_direction(Direction d) {
 
 // Every written row against the reference: rotated elements within tol * |pair|, pass-through
 // elements bit-exact copies. Returns the number of failures (reported once with their first case).
-int64_t check_against_reference(const Setup& s, const Run& r, const char* what) {
+int64_t check_against_reference(const Scenario& s, const Outputs& r, const char* what) {
   const Case& c = s.c;
   const RefRope ref = s.reference();
   const int64_t pairs = ref.rotary_dim / 2;
@@ -293,10 +293,10 @@ int64_t check_against_reference(const Setup& s, const Run& r, const char* what) 
 void check_case(const Case& c) {
   const uint64_t seed = std::random_device{}();
   SCOPED_TRACE(c.describe() + " seed=" + std::to_string(seed));
-  const Setup s(c, seed);
-  const Run fast = s.run(detail::CpuKernel::simd);
+  const Scenario s(c, seed);
+  const Outputs fast = s.run(detail::CpuKernel::simd);
   check_against_reference(s, fast, "simd");
-  const Run slow = s.run(detail::CpuKernel::scalar);
+  const Outputs slow = s.run(detail::CpuKernel::scalar);
   check_against_reference(s, slow, "scalar");
   const double tol = tolerance(c.dtype);
   int64_t differ = 0;
@@ -479,6 +479,37 @@ TEST(CpuSimd, InKernelSinCosAtLongPositions) {
         c.seq = 16;
         check_case(c);
       }
+}
+
+}  // namespace
+
+namespace {
+
+// A NaN in the input stays NaN in its rotated pair (never turns into a number), on every target.
+TEST(CpuSimd, NanInputsStayNan) {
+  for_each_target([] {
+    for (DType dtype : kDTypes)
+      for (Style style : kStyles) {
+        SCOPED_TRACE(to_string(dtype) + " " + to_string(style) + " " + detail::simd_target_name());
+        Case c;
+        c.dtype = dtype;
+        c.style = style;
+        c.head_dim = 80;
+        c.batch = 1;
+        c.seq = 2;
+        c.k_heads = 0;
+        Scenario s(c, 7);
+        const int64_t nan_at = 78;  // in the vector tail for both styles
+        s.q.set(nan_at, std::numeric_limits<float>::quiet_NaN());
+        const Outputs r = s.run(detail::CpuKernel::simd);
+        const int64_t partner = style == Style::half ? nan_at - 40 : nan_at + 1;
+        EXPECT_TRUE(std::isnan(r.outputs[0].get(nan_at)));
+        EXPECT_TRUE(std::isnan(r.outputs[0].get(partner)));
+        int64_t nans = 0;
+        for (int64_t i = 0; i < r.outputs[0].elements(); ++i) nans += std::isnan(r.outputs[0].get(i)) ? 1 : 0;
+        EXPECT_EQ(nans, 2);
+      }
+  });
 }
 
 }  // namespace
