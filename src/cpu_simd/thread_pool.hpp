@@ -34,7 +34,7 @@ class ThreadPool {
 
 // Threads to use for a call of `bytes` memory traffic with `requested` threads (0: every core).
 int cpu_threads_for(int64_t bytes, int requested);
-// Test hook: the traffic below which one more thread is not worth waking (default 256 KiB).
+// Test hook: the traffic below which one more thread is not worth waking (default 1 MiB).
 void set_cpu_min_bytes_per_thread(int64_t bytes);
 
 }  // namespace ropekit::detail

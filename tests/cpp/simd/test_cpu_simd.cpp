@@ -424,7 +424,7 @@ TEST(CpuSimd, ThreadsOverTokensAndHeads) {
     packed.dtype = DType::f16;
     check_case(packed);
   }
-  detail::set_cpu_min_bytes_per_thread(int64_t{256} << 10);
+  detail::set_cpu_min_bytes_per_thread(int64_t{1} << 20);
 }
 
 // The vector sincos against double std::cos / std::sin up to |x| = 1e7, near multiples of pi/2,
