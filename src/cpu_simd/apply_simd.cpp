@@ -469,8 +469,8 @@ CpuKernel kernel_from_environment() {
   const char* v = std::getenv("ROPEKIT_CPU");
   return v != nullptr && std::strcmp(v, "scalar") == 0 ? CpuKernel::scalar : CpuKernel::simd;
 }
-CpuKernel& kernel_choice() {
-  static CpuKernel choice = kernel_from_environment();
+std::atomic<CpuKernel>& kernel_choice() {
+  static std::atomic<CpuKernel> choice{kernel_from_environment()};
   return choice;
 }
 
@@ -481,11 +481,11 @@ std::vector<double> padded(const std::vector<double>& v, int64_t n) {
 }
 }  // namespace
 
-CpuKernel cpu_kernel() { return kernel_choice(); }
-void set_cpu_kernel(CpuKernel kernel) { kernel_choice() = kernel; }
+CpuKernel cpu_kernel() { return kernel_choice().load(std::memory_order_relaxed); }
+void set_cpu_kernel(CpuKernel kernel) { kernel_choice().store(kernel, std::memory_order_relaxed); }
 
 void apply_cpu(const RopeParams& params) {
-  if (kernel_choice() == CpuKernel::scalar) return apply_cpu_scalar(params);
+  if (cpu_kernel() == CpuKernel::scalar) return apply_cpu_scalar(params);
   apply_cpu_simd(params);
 }
 

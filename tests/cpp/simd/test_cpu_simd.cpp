@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <random>
@@ -331,6 +332,14 @@ void for_each_target(Body body) {
 constexpr DType kDTypes[] = {DType::f32, DType::f16, DType::bf16};
 constexpr Style kStyles[] = {Style::half, Style::interleaved};
 constexpr Direction kDirections[] = {Direction::forward, Direction::backward, Direction::inverse};
+
+// Run on its own (ctest runs each test in its own process; the ROPEKIT_CPU=scalar copy is added in
+// CMakeLists.txt): the default kernel follows the environment.
+TEST(CpuSimd, DefaultKernelFollowsEnvironment) {
+  const char* env = std::getenv("ROPEKIT_CPU");
+  const bool scalar = env != nullptr && std::string(env) == "scalar";
+  EXPECT_EQ(detail::cpu_kernel(), scalar ? detail::CpuKernel::scalar : detail::CpuKernel::simd);
+}
 
 TEST(CpuSimd, RunsABestTargetAndTheScalarSwitchWorks) {
   EXPECT_FALSE(detail::simd_target_name().empty());
