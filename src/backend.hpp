@@ -48,6 +48,7 @@ struct RopeParams {
 };
 
 void apply_cpu(const RopeParams& params);
+void apply_cpu_scalar(const RopeParams& params);  // the reference loop (apply_cpu may vectorize)
 #if defined(ROPEKIT_HAS_CUDA)
 void apply_cuda(const RopeParams& params);
 #endif

@@ -140,12 +140,16 @@ void run(const RopeParams& p) {
 
 }  // namespace
 
-void apply_cpu(const RopeParams& params) {
+void apply_cpu_scalar(const RopeParams& params) {
   switch (params.dtype) {
     case DType::f32: return run<F32>(params);
     case DType::f16: return run<F16>(params);
     case DType::bf16: return run<BF16>(params);
   }
 }
+
+#if !defined(ROPEKIT_HAS_CPU_SIMD)  // else src/cpu_simd chooses between this loop and the vector one
+void apply_cpu(const RopeParams& params) { apply_cpu_scalar(params); }
+#endif
 
 }  // namespace ropekit::detail

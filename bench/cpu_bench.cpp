@@ -1,0 +1,169 @@
+// CPU apply_rope throughput and latency. Every iteration also times a memcpy of the same bytes with
+// the same number of threads, right after the rotation, and the benchmark reports
+//   bytes_per_second  -- bytes read + written by the rotation per second
+//   memcpy_ratio      -- rotation bandwidth / memcpy bandwidth (1.0 = at copy speed)
+// Shapes: Llama-3-8B attention (q 32 heads, k 8 heads, head_dim 128), rotated in place.
+// Run with --benchmark_repetitions=5 --benchmark_report_aggregates_only=true for medians.
+#include <benchmark/benchmark.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <random>
+#include <thread>
+#include <vector>
+
+#include "ropekit/apply.hpp"
+#include "ropekit/cache.hpp"
+#if defined(ROPEKIT_HAS_CPU_SIMD)
+#include "cpu_simd/simd.hpp"
+#include "cpu_simd/thread_pool.hpp"
+#endif
+
+namespace {
+
+using namespace ropekit;
+using Clock = std::chrono::steady_clock;
+
+constexpr int64_t kQHeads = 32;
+constexpr int64_t kKHeads = 8;
+constexpr int64_t kHeadDim = 128;
+
+enum Variant : int64_t { kPlain = 0, kXpos = 1, kYarn = 2, kSinCos = 3, kScalar = 4 };
+
+RopeSpec make_spec(Style style, int64_t variant) {
+  SpecParams p;
+  p.head_dim = kHeadDim;
+  p.base = 500000.0;
+  p.style = style;
+  if (variant == kXpos) p.xpos = Xpos{512.0, 0.4};
+  if (variant == kYarn) p.scaling = scaling::Yarn{4.0, 8192, 32.0, 1.0, 1.0, 1.0, {}, {}, {}, true};
+  return RopeSpec(p);
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.empty() ? 0.0 : v[v.size() / 2];
+}
+
+// Copies `bytes` from src to dst with `threads` threads (each a contiguous slice).
+void copy_with_threads(const unsigned char* src, unsigned char* dst, size_t bytes, int threads) {
+  auto slice = [&](int i) {
+    const size_t begin = bytes * static_cast<size_t>(i) / static_cast<size_t>(threads);
+    const size_t end = bytes * static_cast<size_t>(i + 1) / static_cast<size_t>(threads);
+    std::memcpy(dst + begin, src + begin, end - begin);
+  };
+#if defined(ROPEKIT_HAS_CPU_SIMD)
+  ropekit::detail::ThreadPool::instance().run(threads, slice);
+#else
+  std::vector<std::thread> pool;
+  for (int i = 1; i < threads; ++i) pool.emplace_back(slice, i);
+  slice(0);
+  for (auto& t : pool) t.join();
+#endif
+}
+
+void fill_random(std::vector<uint16_t>& v, DType dtype) {
+  std::mt19937 rng(12345);
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  if (dtype == DType::f32) {
+    auto* f = reinterpret_cast<float*>(v.data());
+    for (size_t i = 0; i < v.size() / 2; ++i) f[i] = u(rng);
+  } else {  // bf16 or f16 bit patterns of moderate values
+    for (auto& x : v) x = static_cast<uint16_t>(0x3c00u | (rng() & 0x3ffu));
+  }
+}
+
+// args: dtype (0 f32, 1 bf16), style (0 half, 1 interleaved), batch, seq, threads, variant.
+void BM_Rope(benchmark::State& state) {
+  const DType dtype = state.range(0) == 0 ? DType::f32 : DType::bf16;
+  const Style style = state.range(1) == 0 ? Style::half : Style::interleaved;
+  const int64_t batch = state.range(2);
+  const int64_t seq = state.range(3);
+  const int threads = static_cast<int>(state.range(4));
+  const int64_t variant = state.range(5);
+  const int64_t element = dtype_size(dtype);
+  const int64_t q_elems = batch * seq * kQHeads * kHeadDim;
+  const int64_t k_elems = batch * seq * kKHeads * kHeadDim;
+  std::vector<uint16_t> q(static_cast<size_t>(q_elems * element / 2)), k(static_cast<size_t>(k_elems * element / 2));
+  fill_random(q, dtype);
+  fill_random(k, dtype);
+
+  // Decode (seq 1): each sequence at its own cache length; prefill: positions 0..seq-1.
+  std::vector<int64_t> offsets(static_cast<size_t>(batch));
+  for (int64_t b = 0; b < batch; ++b) offsets[static_cast<size_t>(b)] = seq == 1 ? 1000 + 37 * b : 0;
+  const Positions positions = Positions::per_sequence(IndexView(offsets.data(), batch));
+  RopeTensors tensors;
+  tensors.q = TensorView::bshd(q.data(), dtype, batch, seq, kQHeads, kHeadDim);
+  tensors.k = TensorView::bshd(k.data(), dtype, batch, seq, kKHeads, kHeadDim);
+  CosSinCache table(make_spec(style, variant));
+  table.prepare_for_seq_len(seq == 1 ? 1000 + 37 * batch + 1 : seq);
+  ApplyOptions options;
+  options.num_threads = threads;
+  options.compute_sincos = variant == kSinCos;
+#if defined(ROPEKIT_HAS_CPU_SIMD)
+  if (variant == kScalar) detail::set_cpu_kernel(detail::CpuKernel::scalar);
+#endif
+
+  // Each iteration times the rotation, then a memcpy of the same bytes with the same threads, so
+  // both see the same machine load; the reported time is the rotation's alone (manual time).
+  const int64_t bytes = (q_elems + k_elems) * element;  // read once and written once
+  const int copy_threads = std::max(threads, 1);
+  std::vector<unsigned char> src(static_cast<size_t>(bytes), 1), dst(static_cast<size_t>(bytes), 0);
+  copy_with_threads(src.data(), dst.data(), src.size(), copy_threads);  // fault the pages in
+  apply_rope(tensors, positions, table, options);  // warm: pages, threads, dispatch
+  std::vector<double> rope_times, copy_times;
+  for (auto _ : state) {
+    const auto t0 = Clock::now();
+    apply_rope(tensors, positions, table, options);
+    const auto t1 = Clock::now();
+    copy_with_threads(src.data(), dst.data(), src.size(), copy_threads);
+    benchmark::DoNotOptimize(dst.data());
+    const auto t2 = Clock::now();
+    const double rope = std::chrono::duration<double>(t1 - t0).count();
+    rope_times.push_back(rope);
+    copy_times.push_back(std::chrono::duration<double>(t2 - t1).count());
+    state.SetIterationTime(rope);
+  }
+#if defined(ROPEKIT_HAS_CPU_SIMD)
+  detail::set_cpu_kernel(detail::CpuKernel::simd);
+#endif
+  const double rope = median(rope_times);
+  const double copy = median(copy_times);
+  state.SetBytesProcessed(state.iterations() * 2 * bytes);
+  state.counters["median_us"] = rope * 1e6;
+  state.counters["memcpy_us"] = copy * 1e6;
+  state.counters["memcpy_ratio"] = copy / rope;
+}
+
+void prefill_args(benchmark::internal::Benchmark* b) {
+  for (int64_t seq : {4096, 16384})
+    for (int64_t dtype : {0, 1})
+      for (int64_t style : {0, 1})
+        for (int64_t threads : {1, 2}) b->Args({dtype, style, 1, seq, threads, kPlain});
+  // Variants at S = 4096, 2 threads (and 1 for the in-kernel sincos).
+  for (int64_t dtype : {0, 1}) {
+    b->Args({dtype, 0, 1, 4096, 2, kXpos});
+    b->Args({dtype, 0, 1, 4096, 2, kYarn});
+    b->Args({dtype, 0, 1, 4096, 2, kSinCos});
+    b->Args({dtype, 1, 1, 4096, 2, kSinCos});
+    b->Args({dtype, 0, 1, 4096, 1, kSinCos});
+  }
+  b->Args({0, 0, 1, 4096, 1, kScalar});  // the scalar reference loop, for scale
+  b->ArgNames({"bf16", "interleaved", "B", "S", "threads", "variant"});
+}
+
+void decode_args(benchmark::internal::Benchmark* b) {
+  for (int64_t batch : {1, 32})
+    for (int64_t dtype : {0, 1})
+      for (int64_t variant : {kPlain, kSinCos}) b->Args({dtype, 0, batch, 1, 0, variant});
+  b->Args({1, 0, 32, 1, 1, kPlain});  // B = 32 on one thread, against the default (all cores)
+  b->ArgNames({"bf16", "interleaved", "B", "S", "threads", "variant"});
+}
+
+BENCHMARK(BM_Rope)->Name("prefill")->Apply(prefill_args)->UseManualTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_Rope)->Name("decode")->Apply(decode_args)->UseManualTime()->Unit(benchmark::kMicrosecond);
+
+}  // namespace
+
+BENCHMARK_MAIN();

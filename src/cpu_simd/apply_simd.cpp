@@ -1,0 +1,548 @@
+// CPU backend, vectorized with Highway: compiled once per x86 target (baseline x86-64, SSE4, AVX2,
+// AVX-512) and chosen at run time. Same contract as the scalar loop in cpu/apply_scalar.cpp (the
+// reference): per token, the pair coefficients are built once per xPos sign and reused for every
+// head of q and k; each row is rotated in fp32 and rounded once on store. Threads split the tokens
+// (and the heads, when there are few tokens).
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <vector>
+
+#include "coefficients.hpp"
+#include "cpu_simd/simd.hpp"
+#include "cpu_simd/thread_pool.hpp"
+#include "half_float.hpp"
+
+#ifndef ROPEKIT_SIMD_PLAN_DEFINED  // this file is compiled once per target
+#define ROPEKIT_SIMD_PLAN_DEFINED
+namespace ropekit::detail {
+
+// What every target's kernel reads: the checked params plus per-call tables padded to whole vectors.
+struct SimdPlan {
+  static constexpr int64_t kPad = 32;  // a multiple of every target's float lane count
+  const RopeParams* p = nullptr;
+  int64_t padded_pairs = 0;
+  int64_t tokens = 0;  // batch * seq (packed: seq)
+  int64_t groups = 1;  // head groups per token: > 1 only when tokens are fewer than threads
+  int64_t heads = 0;   // q heads + k heads
+  float inv_attention_sq = 1.0f;
+  std::vector<double> inv_freq;      // padded with zeros
+  std::vector<float> inv_freq_f32;   // padded with zeros
+  std::vector<double> log_zeta;      // xPos ln(zeta) / scale_base, padded with zeros
+};
+
+}  // namespace ropekit::detail
+#endif
+
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "cpu_simd/apply_simd.cpp"
+#include "hwy/foreach_target.h"  // IWYU pragma: keep
+#include "hwy/contrib/math/math-inl.h"
+#include "hwy/highway.h"
+
+HWY_BEFORE_NAMESPACE();
+namespace ropekit::detail::HWY_NAMESPACE {
+namespace hn = hwy::HWY_NAMESPACE;
+
+using DF = hn::ScalableTag<float>;
+using DD = hn::Rebind<double, hn::Half<DF>>;  // half as many lanes as DF
+using VF = hn::Vec<DF>;
+using VD = hn::Vec<DD>;
+
+// ---- storage formats: load to fp32, store from fp32 with one round-to-nearest-even ----
+struct F32 {
+  using Storage = float;
+  static VF load(DF d, const float* p) { return hn::LoadU(d, p); }
+  static void store(DF d, VF v, float* p) { hn::StoreU(v, d, p); }
+};
+
+struct BF16 {
+  using Storage = uint16_t;
+  static VF load(DF d, const uint16_t* p) {
+    const hn::RebindToUnsigned<DF> du32;
+    const hn::Rebind<uint16_t, DF> du16;
+    return hn::BitCast(d, hn::ShiftLeft<16>(hn::PromoteTo(du32, hn::LoadU(du16, p))));
+  }
+  static void store(DF, VF v, uint16_t* p) {
+    const hn::RebindToUnsigned<DF> du32;
+    const hn::RebindToSigned<DF> di32;
+    const hn::Rebind<uint16_t, DF> du16;
+    const auto bits = hn::BitCast(du32, v);
+    const auto high = hn::ShiftRight<16>(bits);
+    const auto is_nan = hn::RebindMask(du32, hn::Ne(v, v));
+    // Round to nearest even: add 0x7fff plus the lowest kept bit, keep the high half.
+    const auto rounded = hn::ShiftRight<16>(hn::Add(bits, hn::Add(hn::Set(du32, 0x7fffu), hn::And(high, hn::Set(du32, 1u)))));
+    const auto out = hn::IfThenElse(is_nan, hn::Or(high, hn::Set(du32, 0x40u)), rounded);  // NaN stays quiet NaN
+    hn::StoreU(hn::DemoteTo(du16, hn::BitCast(di32, out)), du16, p);  // each lane <= 0xffff
+  }
+};
+
+struct F16 {
+  using Storage = uint16_t;
+#if HWY_TARGET <= HWY_AVX2  // F16C: exact widening and round-to-nearest-even narrowing
+  static VF load(DF d, const uint16_t* p) {
+    const hn::Rebind<hwy::float16_t, DF> dh;
+    return hn::PromoteTo(d, hn::LoadU(dh, reinterpret_cast<const hwy::float16_t*>(p)));
+  }
+  static void store(DF d, VF v, uint16_t* p) {
+    const hn::Rebind<hwy::float16_t, DF> dh;
+    hn::StoreU(hn::DemoteTo(dh, v), dh, reinterpret_cast<hwy::float16_t*>(p));
+    (void)d;
+  }
+#else  // older targets: the exact scalar conversions, lane by lane
+  static VF load(DF d, const uint16_t* p) {
+    HWY_ALIGN float lanes[hn::MaxLanes(DF())];
+    for (size_t i = 0; i < hn::Lanes(d); ++i) lanes[i] = half_to_float(p[i]);
+    return hn::Load(d, lanes);
+  }
+  static void store(DF d, VF v, uint16_t* p) {
+    HWY_ALIGN float lanes[hn::MaxLanes(DF())];
+    hn::Store(v, d, lanes);
+    for (size_t i = 0; i < hn::Lanes(d); ++i) p[i] = float_to_half(lanes[i]);
+  }
+#endif
+};
+
+// ---- vector sincos in double, accurate for |x| <= kSinCosLimit ----
+// Cody-Waite reduction by pi/2 split in three parts (the first two with 30 significant bits, so
+// k * part is exact for |k| < 2^23), then Taylor polynomials on [-pi/4, pi/4] (error < 1e-11,
+// far below fp32 rounding). Lanes beyond the limit take the scalar library path.
+constexpr double kSinCosLimit = 1.0e7;
+constexpr double kTwoOverPi = 0x1.45f306dc9c883p-1;
+constexpr double kPio2Hi = 0x1.921fb54800000p+0;
+constexpr double kPio2Mid = -0x1.de973dc800000p-31;
+constexpr double kPio2Lo = -0x1.9d9cceba3f91fp-62;
+
+HWY_INLINE void SinCosReduced(DD d, VD x, VD& sin_out, VD& cos_out) {
+  const VD k = hn::Round(hn::Mul(x, hn::Set(d, kTwoOverPi)));
+  VD r = hn::NegMulAdd(k, hn::Set(d, kPio2Hi), x);
+  r = hn::NegMulAdd(k, hn::Set(d, kPio2Mid), r);
+  r = hn::NegMulAdd(k, hn::Set(d, kPio2Lo), r);
+  const VD r2 = hn::Mul(r, r);
+  // sin r = r (1 - r^2/3! + r^4/5! - ... - r^10/11!)
+  VD ps = hn::Set(d, -1.0 / 39916800.0);
+  ps = hn::MulAdd(ps, r2, hn::Set(d, 1.0 / 362880.0));
+  ps = hn::MulAdd(ps, r2, hn::Set(d, -1.0 / 5040.0));
+  ps = hn::MulAdd(ps, r2, hn::Set(d, 1.0 / 120.0));
+  ps = hn::MulAdd(ps, r2, hn::Set(d, -1.0 / 6.0));
+  const VD sin_r = hn::MulAdd(hn::Mul(ps, r2), r, r);
+  // cos r = 1 - r^2/2! + r^4/4! - ... + r^12/12!
+  VD pc = hn::Set(d, 1.0 / 479001600.0);
+  pc = hn::MulAdd(pc, r2, hn::Set(d, -1.0 / 3628800.0));
+  pc = hn::MulAdd(pc, r2, hn::Set(d, 1.0 / 40320.0));
+  pc = hn::MulAdd(pc, r2, hn::Set(d, -1.0 / 720.0));
+  pc = hn::MulAdd(pc, r2, hn::Set(d, 1.0 / 24.0));
+  pc = hn::MulAdd(pc, r2, hn::Set(d, -0.5));
+  const VD cos_r = hn::MulAdd(pc, r2, hn::Set(d, 1.0));
+  // Quadrant q = k mod 4 (k is an exact integer): 1 -> (cos, -sin), 2 -> (-sin, -cos), 3 -> (-cos, sin).
+  const VD q = hn::Sub(k, hn::Mul(hn::Set(d, 4.0), hn::Floor(hn::Mul(k, hn::Set(d, 0.25)))));
+  const auto odd = hn::Or(hn::Eq(q, hn::Set(d, 1.0)), hn::Eq(q, hn::Set(d, 3.0)));
+  const auto sin_negative = hn::Ge(q, hn::Set(d, 2.0));
+  const auto cos_negative = hn::Or(hn::Eq(q, hn::Set(d, 1.0)), hn::Eq(q, hn::Set(d, 2.0)));
+  const VD s = hn::IfThenElse(odd, cos_r, sin_r);
+  const VD c = hn::IfThenElse(odd, sin_r, cos_r);
+  sin_out = hn::IfThenElse(sin_negative, hn::Neg(s), s);
+  cos_out = hn::IfThenElse(cos_negative, hn::Neg(c), c);
+}
+
+// cos(x) * scale and sin(x) * scale rounded once to float, for Lanes(DD) angles.
+HWY_INLINE void SinCosStore(DD d, VD x, double scale, float* cos_out, float* sin_out) {
+  const hn::Rebind<float, DD> dfh;
+  VD s, c;
+  if (HWY_LIKELY(hn::AllTrue(d, hn::Le(hn::Abs(x), hn::Set(d, kSinCosLimit))))) {
+    SinCosReduced(d, x, s, c);
+  } else {
+    HWY_ALIGN double angle[hn::MaxLanes(DD())];
+    HWY_ALIGN double sv[hn::MaxLanes(DD())];
+    HWY_ALIGN double cv[hn::MaxLanes(DD())];
+    hn::Store(x, d, angle);
+    for (size_t i = 0; i < hn::Lanes(d); ++i) {
+      sv[i] = std::sin(angle[i]);
+      cv[i] = std::cos(angle[i]);
+    }
+    s = hn::Load(d, sv);
+    c = hn::Load(d, cv);
+  }
+  const VD vscale = hn::Set(d, scale);
+  hn::StoreU(hn::DemoteTo(dfh, hn::Mul(c, vscale)), dfh, cos_out);
+  hn::StoreU(hn::DemoteTo(dfh, hn::Mul(s, vscale)), dfh, sin_out);
+}
+
+void SinCosArray(const double* angles, int64_t n, double scale, float* cos_out, float* sin_out) {
+  const DD d;
+  const auto step = static_cast<int64_t>(hn::Lanes(d));
+  int64_t i = 0;
+  for (; i + step <= n; i += step) SinCosStore(d, hn::LoadU(d, angles + i), scale, cos_out + i, sin_out + i);
+  if (i < n) {
+    HWY_ALIGN double a[hn::MaxLanes(DD())] = {};
+    HWY_ALIGN float c[hn::MaxLanes(DD())];
+    HWY_ALIGN float s[hn::MaxLanes(DD())];
+    std::copy(angles + i, angles + n, a);
+    SinCosStore(d, hn::Load(d, a), scale, c, s);
+    std::copy(c, c + (n - i), cos_out + i);
+    std::copy(s, s + (n - i), sin_out + i);
+  }
+}
+
+// ---- per-token coefficients ----
+// Per-thread scratch, padded: cos/sin row (computed), c/s per pair, and for the interleaved style
+// the per-lane expansion (c0 c0 c1 c1 ..., -s0 s0 -s1 s1 ...).
+struct Scratch {
+  std::vector<float> cos, sin, c, s, ce, se;
+  void size_for(int64_t padded_pairs) {
+    const auto n = static_cast<size_t>(padded_pairs);
+    for (auto* v : {&cos, &sin, &c, &s}) v->resize(n);
+    for (auto* v : {&ce, &se}) v->resize(2 * n);
+  }
+};
+
+// cos/sin of one position: the table row, or computed here (compute_sincos).
+void CosSinRow(const SimdPlan& plan, int64_t position, Scratch& w, const float*& cos_row, const float*& sin_row) {
+  const RopeParams& p = *plan.p;
+  if (!p.compute_sincos) {
+    cos_row = p.table->row(position);
+    sin_row = cos_row + p.pairs;
+    return;
+  }
+  const DD d;
+  const hn::Rebind<float, DD> dfh;
+  const auto step = static_cast<int64_t>(hn::Lanes(d));
+  const bool exact = p.table->options().exact;
+  const VD pos_d = hn::Set(d, static_cast<double>(position));
+  const auto pos_f = hn::Set(dfh, static_cast<float>(position));
+  for (int64_t i = 0; i < p.pairs; i += step) {  // tables are padded: whole vectors only
+    const VD angle = exact ? hn::Mul(pos_d, hn::LoadU(d, plan.inv_freq.data() + i))
+                           : hn::PromoteTo(d, hn::Mul(pos_f, hn::LoadU(dfh, plan.inv_freq_f32.data() + i)));
+    SinCosStore(d, angle, p.attention_factor, w.cos.data() + i, w.sin.data() + i);
+  }
+  cos_row = w.cos.data();
+  sin_row = w.sin.data();
+}
+
+// c, s for one token and one xPos sign (see pair_coefficients), then the interleaved expansion.
+void TokenCoefficients(const SimdPlan& plan, int64_t position, float sign, const float* cos_row,
+                       const float* sin_row, Scratch& w) {
+  const RopeParams& p = *plan.p;
+  const DF df;
+  const DD dd;
+  const hn::Rebind<float, DD> dfh;
+  const auto step = static_cast<int64_t>(hn::Lanes(df));
+  const auto half_step = static_cast<int64_t>(hn::Lanes(dd));
+  // xPos scale x = exp(sign (p - center) ln(zeta) / scale_base), in double as the scalar loop.
+  if (p.has_xpos) {
+    const VD factor = hn::Set(dd, static_cast<double>(sign) * (static_cast<double>(position) - p.xpos_center));
+    for (int64_t i = 0; i < p.pairs; i += half_step) {
+      const VD arg = hn::Min(hn::Mul(factor, hn::LoadU(dd, plan.log_zeta.data() + i)), hn::Set(dd, 700.0));
+      hn::StoreU(hn::DemoteTo(dfh, hn::Exp(dd, arg)), dfh, w.s.data() + i);  // x parked in s
+    }
+  }
+  const VF inv_att_sq = hn::Set(df, plan.inv_attention_sq);
+  for (int64_t i = 0; i < p.pairs; i += step) {
+    // cos_row / sin_row may be a table row: read only the valid lanes of the last vector.
+    HWY_ALIGN float cbuf[hn::MaxLanes(DF())];
+    HWY_ALIGN float sbuf[hn::MaxLanes(DF())];
+    VF ca, sa;
+    if (i + step <= p.pairs) {
+      ca = hn::LoadU(df, cos_row + i);
+      sa = hn::LoadU(df, sin_row + i);
+    } else {
+      std::fill(cbuf, cbuf + step, 0.0f);
+      std::fill(sbuf, sbuf + step, 0.0f);
+      std::copy(cos_row + i, cos_row + p.pairs, cbuf);
+      std::copy(sin_row + i, sin_row + p.pairs, sbuf);
+      ca = hn::Load(df, cbuf);
+      sa = hn::Load(df, sbuf);
+    }
+    const VF x = p.has_xpos ? hn::LoadU(df, w.s.data() + i) : hn::Set(df, 1.0f);
+    VF c, s;
+    switch (p.direction) {
+      case Direction::forward:
+        c = hn::Mul(ca, x);
+        s = hn::Mul(sa, x);
+        break;
+      case Direction::backward:
+        c = hn::Mul(ca, x);
+        s = hn::Neg(hn::Mul(sa, x));
+        break;
+      case Direction::inverse:
+      default: {
+        const VF k = hn::Div(inv_att_sq, x);
+        c = hn::Mul(ca, k);
+        s = hn::Neg(hn::Mul(sa, k));
+        break;
+      }
+    }
+    hn::StoreU(c, df, w.c.data() + i);
+    hn::StoreU(s, df, w.s.data() + i);
+  }
+  if (p.style == Style::interleaved) {
+    for (int64_t i = 0; i < p.pairs; ++i) {
+      w.ce[2 * i] = w.ce[2 * i + 1] = w.c[i];
+      w.se[2 * i] = -w.s[i];
+      w.se[2 * i + 1] = w.s[i];
+    }
+  }
+}
+
+// ---- rotation of one head row ----
+// Tails shorter than a vector go through a padded buffer so every lane op is a whole vector.
+template <class T, class Body>
+HWY_INLINE void Tail(const typename T::Storage* in, typename T::Storage* out, int64_t count, Body body) {
+  HWY_ALIGN typename T::Storage buf_in[hn::MaxLanes(DF())] = {};
+  HWY_ALIGN typename T::Storage buf_out[hn::MaxLanes(DF())];
+  std::copy(in, in + count, buf_in);
+  body(buf_in, buf_out);
+  std::copy(buf_out, buf_out + count, out);
+}
+
+template <class T>
+void RotateHalf(const SimdPlan& plan, const typename T::Storage* in, typename T::Storage* out, const Scratch& w) {
+  using S = typename T::Storage;
+  const DF d;
+  const int64_t n = plan.p->pairs;
+  const auto step = static_cast<int64_t>(hn::Lanes(d));
+  auto block = [&](int64_t i, const S* a_in, const S* b_in, S* a_out, S* b_out) {
+    const VF a = T::load(d, a_in);
+    const VF b = T::load(d, b_in);
+    const VF c = hn::LoadU(d, w.c.data() + i);
+    const VF s = hn::LoadU(d, w.s.data() + i);
+    const VF ya = hn::MulSub(a, c, hn::Mul(b, s));
+    const VF yb = hn::MulAdd(a, s, hn::Mul(b, c));
+    T::store(d, ya, a_out);
+    T::store(d, yb, b_out);
+  };
+  int64_t i = 0;
+  for (; i + step <= n; i += step) block(i, in + i, in + n + i, out + i, out + n + i);
+  if (i < n) {
+    const int64_t count = n - i;
+    HWY_ALIGN S a_buf[hn::MaxLanes(DF())] = {};
+    HWY_ALIGN S b_buf[hn::MaxLanes(DF())] = {};
+    std::copy(in + i, in + n, a_buf);
+    std::copy(in + n + i, in + 2 * n, b_buf);
+    block(i, a_buf, b_buf, a_buf, b_buf);
+    std::copy(a_buf, a_buf + count, out + i);
+    std::copy(b_buf, b_buf + count, out + n + i);
+  }
+}
+
+template <class T>
+void RotateInterleaved(const SimdPlan& plan, const typename T::Storage* in, typename T::Storage* out,
+                       const Scratch& w) {
+  using S = typename T::Storage;
+  const DF d;
+  const int64_t n = plan.p->rotary_dim;
+  const auto step = static_cast<int64_t>(hn::Lanes(d));
+  // y = x * (c0 c0 ..) + swap_pairs(x) * (-s0 s0 ..)
+  auto block = [&](int64_t j, const S* src, S* dst) {
+    const VF x = T::load(d, src);
+    const VF y = hn::MulAdd(x, hn::LoadU(d, w.ce.data() + j), hn::Mul(hn::Reverse2(d, x), hn::LoadU(d, w.se.data() + j)));
+    T::store(d, y, dst);
+  };
+#if HWY_TARGET == HWY_SCALAR  // one lane: no neighbour to swap with, rotate pair by pair
+  (void)block;
+  for (int64_t i = 0; i < plan.p->pairs; ++i) {
+    const float a = T::load(d, in + 2 * i).raw;
+    const float b = T::load(d, in + 2 * i + 1).raw;
+    T::store(d, hn::Set(d, a * w.c[i] - b * w.s[i]), out + 2 * i);
+    T::store(d, hn::Set(d, b * w.c[i] + a * w.s[i]), out + 2 * i + 1);
+  }
+  return;
+#endif
+  int64_t j = 0;
+  for (; j + step <= n; j += step) block(j, in + j, out + j);
+  if (j < n) Tail<T>(in + j, out + j, n - j, [&](const S* src, S* dst) { block(j, src, dst); });
+}
+
+template <class T>
+void RotateRow(const SimdPlan& plan, const typename T::Storage* in, typename T::Storage* out, bool in_place,
+               const Scratch& w) {
+  const RopeParams& p = *plan.p;
+  if (p.style == Style::half) {
+    RotateHalf<T>(plan, in, out, w);
+  } else {
+    RotateInterleaved<T>(plan, in, out, w);
+  }
+  if (!in_place && p.rotary_dim < p.head_dim) {
+    std::memcpy(out + p.rotary_dim, in + p.rotary_dim,
+                static_cast<size_t>(p.head_dim - p.rotary_dim) * sizeof(typename T::Storage));
+  }
+}
+
+// Heads [h0, h1) of one operand at token (b, s).
+template <class T>
+void RotateHeads(const SimdPlan& plan, const Operand& op, int64_t b, int64_t s, int64_t h0, int64_t h1,
+                 const Scratch& w) {
+  using S = typename T::Storage;
+  const auto* in = static_cast<const S*>(op.in) + b * op.in_stride[0] + s * op.in_stride[1];
+  auto* out = static_cast<S*>(op.out) + b * op.out_stride[0] + s * op.out_stride[1];
+  for (int64_t h = h0; h < h1; ++h) {
+    RotateRow<T>(plan, in + h * op.in_stride[2], out + h * op.out_stride[2], op.in_place, w);
+  }
+}
+
+// One token's head group [g0, g1) over q heads then k heads.
+template <class T>
+void RunToken(const SimdPlan& plan, int64_t b, int64_t s, int64_t position, int64_t g0, int64_t g1, Scratch& w) {
+  const RopeParams& p = *plan.p;
+  const float* cos_row = nullptr;
+  const float* sin_row = nullptr;
+  CosSinRow(plan, position, w, cos_row, sin_row);
+  const int64_t qh = p.q.heads;
+  if (g0 < qh) {
+    TokenCoefficients(plan, position, p.q.xpos_sign, cos_row, sin_row, w);
+    RotateHeads<T>(plan, p.q, b, s, g0, std::min(g1, qh), w);
+  }
+  if (p.has_k && g1 > qh) {
+    if (p.has_xpos || g0 >= qh) TokenCoefficients(plan, position, p.k.xpos_sign, cos_row, sin_row, w);
+    RotateHeads<T>(plan, p.k, b, s, std::max(g0, qh) - qh, g1 - qh, w);
+  }
+}
+
+// Work units [u0, u1): unit u is token u / groups, head group u % groups.
+template <class T>
+void RunUnitsT(const SimdPlan& plan, int64_t u0, int64_t u1) {
+  const RopeParams& p = *plan.p;
+  thread_local Scratch w;
+  w.size_for(plan.padded_pairs);
+  const Positions& pos = p.positions;
+  const int64_t groups = plan.groups;
+  auto group_range = [&](int64_t g, int64_t& h0, int64_t& h1) {
+    h0 = g * plan.heads / groups;
+    h1 = (g + 1) * plan.heads / groups;
+  };
+  if (pos.kind == Positions::Kind::packed) {
+    // Sequence of the first token: the last boundary <= t (skipping empty sequences).
+    const int64_t t0 = u0 / groups;
+    int64_t lo = 0, hi = p.num_sequences;  // find largest seq with cu[seq] <= t0
+    while (hi - lo > 1) {
+      const int64_t mid = (lo + hi) / 2;
+      if (pos.cu_seqlens[mid] <= t0) lo = mid; else hi = mid;
+    }
+    int64_t seq = lo;
+    int64_t end = pos.cu_seqlens[seq + 1];
+    for (int64_t u = u0; u < u1; ++u) {
+      const int64_t t = u / groups;
+      while (t >= end) end = pos.cu_seqlens[++seq + 1];
+      const int64_t begin = pos.cu_seqlens[seq];
+      const int64_t offset = pos.values.empty() ? 0 : pos.values[seq];
+      int64_t h0, h1;
+      group_range(u % groups, h0, h1);
+      RunToken<T>(plan, 0, t, t - begin + offset, h0, h1, w);
+    }
+    return;
+  }
+  for (int64_t u = u0; u < u1; ++u) {
+    const int64_t t = u / groups;
+    const int64_t b = t / p.seq;
+    const int64_t s = t % p.seq;
+    int64_t position = 0;
+    if (pos.kind == Positions::Kind::offset) position = pos.start + s;
+    if (pos.kind == Positions::Kind::offsets) position = pos.values[b] + s;
+    if (pos.kind == Positions::Kind::ids) position = pos.values[t];
+    int64_t h0, h1;
+    group_range(u % groups, h0, h1);
+    RunToken<T>(plan, b, s, position, h0, h1, w);
+  }
+}
+
+void RunUnits(const SimdPlan& plan, int64_t u0, int64_t u1) {
+  switch (plan.p->dtype) {
+    case DType::f32: return RunUnitsT<F32>(plan, u0, u1);
+    case DType::f16: return RunUnitsT<F16>(plan, u0, u1);
+    case DType::bf16: return RunUnitsT<BF16>(plan, u0, u1);
+  }
+}
+
+}  // namespace ropekit::detail::HWY_NAMESPACE
+HWY_AFTER_NAMESPACE();
+
+#if HWY_ONCE
+namespace ropekit::detail {
+
+HWY_EXPORT(RunUnits);
+HWY_EXPORT(SinCosArray);
+
+namespace {
+CpuKernel kernel_from_environment() {
+  const char* v = std::getenv("ROPEKIT_CPU");
+  return v != nullptr && std::strcmp(v, "scalar") == 0 ? CpuKernel::scalar : CpuKernel::simd;
+}
+std::atomic<CpuKernel>& kernel_choice() {
+  static std::atomic<CpuKernel> choice{kernel_from_environment()};
+  return choice;
+}
+
+std::vector<double> padded(const std::vector<double>& v, int64_t n) {
+  std::vector<double> out(static_cast<size_t>(n), 0.0);
+  std::copy(v.begin(), v.end(), out.begin());
+  return out;
+}
+}  // namespace
+
+CpuKernel cpu_kernel() { return kernel_choice().load(std::memory_order_relaxed); }
+void set_cpu_kernel(CpuKernel kernel) { kernel_choice().store(kernel, std::memory_order_relaxed); }
+
+void apply_cpu(const RopeParams& params) {
+  if (cpu_kernel() == CpuKernel::scalar) return apply_cpu_scalar(params);
+  apply_cpu_simd(params);
+}
+
+void apply_cpu_simd(const RopeParams& params) {
+  const RopeParams& p = params;
+  SimdPlan plan;
+  plan.p = &p;
+  plan.padded_pairs = (p.pairs + SimdPlan::kPad - 1) / SimdPlan::kPad * SimdPlan::kPad;
+  plan.tokens = p.positions.kind == Positions::Kind::packed ? p.seq : p.batch * p.seq;
+  plan.heads = p.q.heads + (p.has_k ? p.k.heads : 0);
+  plan.inv_attention_sq = static_cast<float>(1.0 / (p.attention_factor * p.attention_factor));
+  if (p.compute_sincos) {
+    plan.inv_freq = padded(p.table->inv_freq(), plan.padded_pairs);
+    plan.inv_freq_f32.assign(static_cast<size_t>(plan.padded_pairs), 0.0f);
+    std::copy(p.table->inv_freq_f32().begin(), p.table->inv_freq_f32().end(), plan.inv_freq_f32.begin());
+  }
+  if (p.has_xpos) plan.log_zeta = padded(p.table->xpos_log_zeta(), plan.padded_pairs);
+  if (plan.tokens == 0 || plan.heads == 0) return;
+
+  const int64_t element = p.dtype == DType::f32 ? 4 : 2;
+  const int64_t bytes = 2 * plan.tokens * plan.heads * p.head_dim * element;
+  const int threads = cpu_threads_for(bytes, p.num_threads);
+  if (threads <= 1) {
+    HWY_DYNAMIC_DISPATCH(RunUnits)(plan, 0, plan.tokens);
+    return;
+  }
+  // Few tokens (decode batches): also split each token's heads so every thread has work.
+  if (plan.tokens < 4 * threads) {
+    plan.groups = std::min<int64_t>(plan.heads, (4 * threads + plan.tokens - 1) / plan.tokens);
+  }
+  // Chunks handed out from a shared counter: a thread that gets its core late (the machine is
+  // shared, or a worker wakes slowly) simply takes fewer chunks.
+  const int64_t units = plan.tokens * plan.groups;
+  const int64_t chunk = std::max<int64_t>(1, units / (8 * static_cast<int64_t>(threads)));
+  std::atomic<int64_t> next{0};
+  ThreadPool::instance().run(threads, [&](int) {
+    for (;;) {
+      const int64_t begin = next.fetch_add(chunk, std::memory_order_relaxed);
+      if (begin >= units) break;
+      HWY_DYNAMIC_DISPATCH(RunUnits)(plan, begin, std::min(units, begin + chunk));
+    }
+  });
+}
+
+void simd_sincos(const double* angles, int64_t n, double scale, float* cos_out, float* sin_out) {
+  HWY_DYNAMIC_DISPATCH(SinCosArray)(angles, n, scale, cos_out, sin_out);
+}
+
+std::vector<int64_t> simd_targets() { return hwy::SupportedAndGeneratedTargets(); }
+
+void simd_pin_target(int64_t target) { hwy::SetSupportedTargetsForTest(target); }
+
+std::string simd_target_name() {
+  // The target the next dispatch would pick: the best of those supported and compiled.
+  const auto targets = hwy::SupportedAndGeneratedTargets();
+  return targets.empty() ? "none" : hwy::TargetName(targets.front());
+}
+
+}  // namespace ropekit::detail
+#endif  // HWY_ONCE

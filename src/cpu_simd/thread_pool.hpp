@@ -1,0 +1,40 @@
+#pragma once
+// A persistent pool of worker threads for the CPU backend: started on first use, grown on demand,
+// never torn down (workers sleep on a condition variable between calls).
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace ropekit::detail {
+
+class ThreadPool {
+ public:
+  static ThreadPool& instance();
+
+  // Runs task(i) for i in [0, n); i = 0 on the calling thread, the rest on workers. Returns when all
+  // are done. Calls from different threads take turns.
+  void run(int n, const std::function<void(int)>& task);
+
+ private:
+  void worker(int index);
+
+  std::mutex run_mutex_;  // one run at a time
+  std::mutex mutex_;
+  std::condition_variable start_;
+  std::condition_variable done_;
+  std::vector<std::thread> workers_;
+  const std::function<void(int)>* task_ = nullptr;
+  int active_ = 0;        // tasks handed to workers in this round
+  int pending_ = 0;       // of those, not finished yet
+  uint64_t round_ = 0;
+};
+
+// Threads to use for a call of `bytes` memory traffic with `requested` threads (0: every core).
+int cpu_threads_for(int64_t bytes, int requested);
+// Test hook: the traffic below which one more thread is not worth waking (default 1 MiB).
+void set_cpu_min_bytes_per_thread(int64_t bytes);
+
+}  // namespace ropekit::detail
