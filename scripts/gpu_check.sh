@@ -49,11 +49,14 @@ gpu_tests() {
 }
 step gpu_tests gpu_tests
 
-sanitizer=$(command -v compute-sanitizer || echo "$(dirname "$nvcc_bin")/compute-sanitizer")
+sanitizer=$(command -v compute-sanitizer || true)
+for candidate in "$(dirname "$nvcc_bin")/compute-sanitizer" "$(dirname "$nvcc_bin")/../compute-sanitizer/compute-sanitizer"; do
+  [[ -z "$sanitizer" && -x "$candidate" ]] && sanitizer=$candidate
+done
 # Small but covering: every dtype/style/direction, partial rotary/xPos/sincos, error paths, streams.
 filter='CudaApply.EveryDtypeStyleDirection:CudaApply.PartialRotaryXposSincosExact:CudaErrors.*:CudaStreams.*'
 for tool in memcheck racecheck initcheck; do
-  if [[ -x "$sanitizer" ]]; then
+  if [[ -n "$sanitizer" ]]; then
     step "sanitizer_$tool" "$sanitizer" --tool "$tool" --error-exitcode 1 "$tests" --gtest_filter="$filter"
   else
     echo "=== sanitizer_$tool: compute-sanitizer not found"
