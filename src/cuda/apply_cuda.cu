@@ -9,6 +9,7 @@
 #include "cuda_check.hpp"
 #include "device_table.hpp"
 #include "launch_config.hpp"
+#include "kernel_args.hpp"
 #include "rope_kernel.cuh"
 
 namespace ropekit::detail {
@@ -163,47 +164,15 @@ int64_t check_device_positions(const RopeParams& p, const KernelArgs& a, cudaStr
 
 // ---- Launch ------------------------------------------------------------------------------------
 
-template <typename T>
-constexpr int kVectorPairs = static_cast<int>(16 / sizeof(typename T::Storage));
-
-bool aligned16(const void* ptr) { return reinterpret_cast<uintptr_t>(ptr) % 16 == 0; }
-
-// 16-byte accesses need whole vectors per half/row chunk, 16-byte aligned bases and strides that
-// keep every row aligned; otherwise the element-wise instantiation runs.
-bool vector_ok(const RopeParams& p, int pairs_per_vector) {
-  if (p.pairs % pairs_per_vector != 0) return false;
-  auto op_ok = [&](const Operand& op) {
-    if (!aligned16(op.in) || !aligned16(op.out)) return false;
-    for (int d = 0; d < 3; ++d)
-      if (op.in_stride[d] % pairs_per_vector != 0 || op.out_stride[d] % pairs_per_vector != 0) return false;
-    return true;
-  };
-  return op_ok(p.q) && (!p.has_k || op_ok(p.k));
-}
-
 template <typename T, int P>
 void launch(KernelArgs& a, const RopeParams& p, int device, cudaStream_t stream) {
-  const bool tail = p.rotary_dim < p.head_dim;
-  a.op[0].copy_tail = tail && !p.q.in_place;
-  a.op[1].copy_tail = p.has_k && tail && !p.k.in_place;
-  LaunchShape shape;
-  shape.tokens = p.batch * p.seq;
-  shape.rotary_chunks = p.pairs / P;
-  shape.pass_chunks = (a.op[0].copy_tail || a.op[1].copy_tail) ? ceil_div(p.head_dim - p.rotary_dim, 2 * P) : 0;
-  shape.q_heads = p.q.heads;
-  shape.k_heads = p.has_k ? p.k.heads : 0;
-  shape.forced_heads_per_thread = heads_per_thread_override();
-  ROPEKIT_CUDA_CHECK(cudaDeviceGetAttribute(&shape.multiprocessors, cudaDevAttrMultiProcessorCount, device));
-  ROPEKIT_CUDA_CHECK(cudaDeviceGetAttribute(&shape.max_threads_per_multiprocessor,
-                                            cudaDevAttrMaxThreadsPerMultiProcessor, device));
-  const LaunchConfig config = make_launch_config(shape);
+  int multiprocessors = 1;
+  int threads_per_multiprocessor = 2048;
+  ROPEKIT_CUDA_CHECK(cudaDeviceGetAttribute(&multiprocessors, cudaDevAttrMultiProcessorCount, device));
+  ROPEKIT_CUDA_CHECK(cudaDeviceGetAttribute(&threads_per_multiprocessor, cudaDevAttrMaxThreadsPerMultiProcessor, device));
+  const LaunchConfig config =
+      configure_launch<P>(a, p, multiprocessors, threads_per_multiprocessor, heads_per_thread_override());
   if (config.items == 0) return;
-  a.rotary_chunks = shape.rotary_chunks;
-  a.chunks_per_row = config.chunks_per_row;
-  a.heads_per_thread = config.heads_per_thread;
-  a.items = config.items;
-  a.op[0].groups = config.q_groups;
-  a.op[1].groups = config.k_groups;
   rope_kernel<T, P><<<static_cast<unsigned>(config.grid), static_cast<unsigned>(config.block), 0, stream>>>(a);
   ROPEKIT_CUDA_CHECK(cudaGetLastError());
 }
@@ -213,29 +182,6 @@ void launch_dtype(KernelArgs& a, const RopeParams& p, int device, cudaStream_t s
   constexpr int kP = kVectorPairs<T>;
   if (vector_ok(p, kP)) return launch<T, kP>(a, p, device, stream);
   launch<T, 1>(a, p, device, stream);
-}
-
-KernelOperand kernel_operand(const Operand& op) {
-  KernelOperand k;
-  k.in = op.in;
-  k.out = op.out;
-  for (int d = 0; d < 3; ++d) {
-    k.in_stride[d] = op.in_stride[d];
-    k.out_stride[d] = op.out_stride[d];
-  }
-  k.heads = op.heads;
-  k.xpos_sign = op.xpos_sign;
-  return k;
-}
-
-PositionKind position_kind(Positions::Kind kind) {
-  switch (kind) {
-    case Positions::Kind::offset: return PositionKind::offset;
-    case Positions::Kind::offsets: return PositionKind::offsets;
-    case Positions::Kind::ids: return PositionKind::ids;
-    case Positions::Kind::packed: return PositionKind::packed;
-  }
-  fail("positions.kind", "offset, offsets, ids or packed", static_cast<int>(kind));
 }
 
 }  // namespace
@@ -250,30 +196,10 @@ void apply_cuda(const RopeParams& p) {
   check_operand_memory(p.q, device, "q", "q_out");
   if (p.has_k) check_operand_memory(p.k, device, "k", "k_out");
 
-  KernelArgs a;
-  a.op[0] = kernel_operand(p.q);
-  if (p.has_k) a.op[1] = kernel_operand(p.k);
-  a.seq = p.seq;
-  a.head_dim = p.head_dim;
-  a.rotary_dim = p.rotary_dim;
-  a.pairs = p.pairs;
-  a.half_style = p.style == Style::half;
-  a.direction = p.direction;
-
-  const Positions& pos = p.positions;
-  a.kind = position_kind(pos.kind);
-  a.start = pos.start;
-  if (!pos.values.empty()) {
-    a.values = pos.values.data;
-    a.values_i64 = pos.values.type == IndexType::i64;
+  KernelArgs a = kernel_args(p);
+  if (a.values)
     require_device_memory(a.values, device, a.kind == PositionKind::ids ? "positions.ids.data" : "positions.offsets.data");
-  }
-  if (a.kind == PositionKind::packed) {
-    a.cu_seqlens = pos.cu_seqlens.data;
-    a.cu_i64 = pos.cu_seqlens.type == IndexType::i64;
-    a.num_sequences = p.num_sequences;
-    require_device_memory(a.cu_seqlens, device, "positions.cu_seqlens.data");
-  }
+  if (a.cu_seqlens) require_device_memory(a.cu_seqlens, device, "positions.cu_seqlens.data");
   if (a.kind != PositionKind::offset) {
     const int64_t needed = check_device_positions(p, a, stream);
     if (!p.compute_sincos && needed > p.table->size())
@@ -283,15 +209,7 @@ void apply_cuda(const RopeParams& p) {
 
   // Held until the kernel is enqueued: a concurrent replacement frees this copy only afterwards.
   const auto table = device_table(*p.table, !p.compute_sincos, p.stream);
-  a.rows = table->rows;
-  a.compute_sincos = p.compute_sincos;
-  a.inv_freq = table->inv_freq;
-  a.inv_freq_f32 = table->inv_freq_f32;
-  a.exact = p.table->options().exact;
-  a.attention = p.attention_factor;
-  a.inv_attention_sq = static_cast<float>(1.0 / (p.attention_factor * p.attention_factor));
-  a.xpos_log_zeta = p.has_xpos ? table->xpos_log_zeta : nullptr;
-  a.xpos_center = p.xpos_center;
+  set_table(a, p, *table);
 
   switch (p.dtype) {
     case DType::f32: return launch_dtype<F32>(a, p, device, stream);
