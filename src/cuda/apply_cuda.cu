@@ -193,6 +193,14 @@ void apply_cuda(const RopeParams& p) {
   DeviceGuard guard(device);
   const auto stream = static_cast<cudaStream_t>(p.stream);
 
+#if CUDART_VERSION >= 12080
+  if (stream != nullptr) {  // a stream of another device would run the kernel on the wrong GPU
+    int stream_device = device;
+    ROPEKIT_CUDA_CHECK(cudaStreamGetDevice(stream, &stream_device));
+    if (stream_device != device)
+      fail("options.stream", cat("a stream of cuda:", device, " (the views' device)"), cat("a stream of cuda:", stream_device));
+  }
+#endif
   check_operand_memory(p.q, device, "q", "q_out");
   if (p.has_k) check_operand_memory(p.k, device, "k", "k_out");
 

@@ -103,6 +103,20 @@ TEST(CudaErrors, MismatchedDevices) {
   t2.q.device = Device::cuda(1);
   expect_error_mentioning([&] { apply_rope(t2, Positions::from_offset(0), table); }, "q.data");
   EXPECT_EQ(dq.now(), dq.host.bytes);
+  // A stream of cuda:1 for views on cuda:0.
+  int previous = 0;
+  ROPEKIT_CUDA_OK(cudaGetDevice(&previous));
+  ROPEKIT_CUDA_OK(cudaSetDevice(1));
+  cudaStream_t other = nullptr;
+  ROPEKIT_CUDA_OK(cudaStreamCreateWithFlags(&other, cudaStreamNonBlocking));
+  ROPEKIT_CUDA_OK(cudaSetDevice(previous));
+  RopeTensors t3;
+  t3.q = dq.view();
+  ApplyOptions o;
+  o.stream = other;
+  expect_error_mentioning([&] { apply_rope(t3, Positions::from_offset(0), table, o); }, "options.stream");
+  EXPECT_EQ(dq.now(), dq.host.bytes);
+  (void)cudaStreamDestroy(other);
 }
 
 TEST(CudaErrors, InvalidDevicePositionsLeaveOutputsUntouched) {
