@@ -281,7 +281,7 @@ ROPEKIT_UNROLL
 }
 
 template <typename T, int P>
-__global__ void __launch_bounds__(256) rope_kernel(const KernelArgs a) {
+__global__ void __launch_bounds__(256) rope_kernel(const __grid_constant__ KernelArgs a) {
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
   for (int64_t item = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; item < a.items; item += stride)
     rope_item<T, P>(a, item);
