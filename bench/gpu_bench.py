@@ -94,6 +94,11 @@ def main():
     print(f"device: {torch.cuda.get_device_name()}  torch {torch.__version__}")
     compiled = None
     try:
+        # One specialisation per shape and style (10): keep dynamo from falling back to eager.
+        import torch._dynamo
+        for limit in ("cache_size_limit", "recompile_limit"):
+            if hasattr(torch._dynamo.config, limit):
+                setattr(torch._dynamo.config, limit, 64)
         compiled = torch.compile(hf_rope, dynamic=False)
     except Exception as e:  # noqa: BLE001
         print(f"torch.compile unavailable: {e}")
