@@ -95,10 +95,10 @@ def main():
     compiled = None
     try:
         # One specialisation per shape and style (10): keep dynamo from falling back to eager.
-        import torch._dynamo
+        from torch import _dynamo
         for limit in ("cache_size_limit", "recompile_limit"):
-            if hasattr(torch._dynamo.config, limit):
-                setattr(torch._dynamo.config, limit, 64)
+            if hasattr(_dynamo.config, limit):
+                setattr(_dynamo.config, limit, 64)
         compiled = torch.compile(hf_rope, dynamic=False)
     except Exception as e:  # noqa: BLE001
         print(f"torch.compile unavailable: {e}")
