@@ -152,7 +152,6 @@ def main():
                             report(impl + "_graph", case, graph_us(fn, reps), nbytes, copy_graph_us)
                     except Exception as e:  # noqa: BLE001
                         print(f"{impl} {case}: failed ({type(e).__name__}: {e})")
-        del q, k, q_copy, k_copy
         torch.cuda.empty_cache()
 
 
