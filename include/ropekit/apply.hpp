@@ -46,7 +46,10 @@ struct ApplyOptions {
   bool compute_sincos = false;
   // CPU threads: 0 uses every core; small calls run on the calling thread regardless.
   int num_threads = 0;
-  // CUDA stream (cudaStream_t) for device views; ignored on the CPU.
+  // CUDA stream (cudaStream_t) for device views; ignored on the CPU. Device views: the first call
+  // with a table on a device uploads it (synchronising; make one call before capturing a CUDA
+  // graph); device-resident position arrays are validated on this stream with one
+  // synchronisation per call (not allowed while capturing: use from_offset there).
   void* stream = nullptr;
 };
 
