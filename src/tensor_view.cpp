@@ -27,8 +27,14 @@ std::string to_string(const Device& device) {
 }
 
 int64_t TensorView::numel() const {
+  if (rank < 0 || rank > 4) detail::fail("rank", "0 to 4", rank);
+  for (int i = 0; i < rank; ++i)
+    if (shape[static_cast<size_t>(i)] == 0) return 0;  // before any product can overflow
   int64_t n = 1;
-  for (int i = 0; i < rank; ++i) n *= shape[static_cast<size_t>(i)];
+  for (int i = 0; i < rank; ++i) {
+    if (__builtin_mul_overflow(n, shape[static_cast<size_t>(i)], &n))
+      detail::fail("shape", "a number of elements that fits in int64", shape_string());
+  }
   return n;
 }
 
