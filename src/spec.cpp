@@ -142,6 +142,7 @@ void validate_results(const RopeSpec& spec) {
 scaling::Truncated scaling::Truncated::from_length(double length) {
   detail::require_finite_positive(length, "scaling.truncated.length");
   const double b = 2.0 * std::numbers::pi / length;
+  if (!std::isfinite(b)) fail("scaling.truncated.length", "a length with 2*pi / length finite", length);  // denormal
   return {b / 8.0, b, b / 16.0};
 }
 
