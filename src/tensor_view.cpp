@@ -1,5 +1,7 @@
 #include "ropekit/tensor_view.hpp"
 
+#include <algorithm>
+
 #include "check.hpp"
 
 namespace ropekit {
@@ -52,7 +54,9 @@ TensorView TensorView::contiguous(void* data, DType dtype, std::initializer_list
   int64_t stride = 1;
   for (int d = v.rank - 1; d >= 0; --d) {
     v.strides[static_cast<size_t>(d)] = stride;
-    stride *= v.shape[static_cast<size_t>(d)];
+    // A row-major size past int64 cannot exist: say so rather than overflow.
+    if (d > 0 && __builtin_mul_overflow(stride, std::max<int64_t>(v.shape[static_cast<size_t>(d)], 1), &stride))
+      detail::fail("shape", "a row-major size that fits in int64", v.shape_string());
   }
   return v;
 }
@@ -62,7 +66,8 @@ TensorView TensorView::bshd(void* data, DType dtype, int64_t B, int64_t S, int64
 }
 
 TensorView TensorView::bhsd(void* data, DType dtype, int64_t B, int64_t H, int64_t S, int64_t D, Device device) {
-  return {data, dtype, device, 4, {B, S, H, D}, {H * S * D, D, S * D, 1}};
+  TensorView v = contiguous(data, dtype, {B, H, S, D}, device);  // checks that H * S * D fits
+  return {data, dtype, device, 4, {B, S, H, D}, {v.strides[0], D, S * D, 1}};
 }
 
 TensorView TensorView::thd(void* data, DType dtype, int64_t T, int64_t H, int64_t D, Device device) {
