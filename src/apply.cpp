@@ -159,7 +159,7 @@ int64_t check_positions(const Positions& pos, const TensorView& q, int64_t& num_
         const int64_t off = pos.values.empty() ? 0 : pos.values[b];
         if (off < 0) fail(cat("positions.offsets[", b, "]"), ">= 0", off);
         check_run_start(off, end - begin, cat("positions.offsets[", b, "]"));
-        if (end > begin) see(off + end - begin - 1);
+        if (end > begin) see(off + (end - begin - 1));  // off + end alone may overflow
       }
       const int64_t last = pos.cu_seqlens[num_sequences];
       if (last != g.seq) fail(cat("positions.cu_seqlens[", num_sequences, "]"), cat(g.seq, " (the number of tokens in q)"), last);
