@@ -126,6 +126,11 @@ TEST(Positions, CuSeqlensWithHugeValues) {
   std::vector<int64_t> offsets = {0, kMax - 2};  // + 4 tokens - 1 overflows
   expect_error([&] { apply_rope({v}, Positions::packed({cu.data(), 3}, {offsets.data(), 2}), table, o); },
                "positions.offsets[1]");
+  // The last accepted offset: off + (tokens - 1) = 2^63 - 2, while off + cu_seqlens[2] alone would
+  // overflow (found by fuzz_apply). Accepted in-kernel.
+  std::vector<int64_t> edge = {0, kMax - 4};
+  EXPECT_NO_THROW(apply_rope({v}, Positions::packed({cu.data(), 3}, {edge.data(), 2}), table, o));
+  q.before = q.values;
   std::vector<int32_t> cu32 = {0, std::numeric_limits<int32_t>::max(), 6};
   expect_error([&] { apply_rope({v}, Positions::packed({cu32.data(), 3}), table, o); }, "positions.cu_seqlens[1]");
   EXPECT_TRUE(q.unchanged());
