@@ -2,6 +2,7 @@
 #include "ropekit/apply.hpp"
 
 #include <algorithm>
+#include <limits>
 
 #include "backend.hpp"
 #include "check.hpp"
@@ -27,6 +28,32 @@ int64_t heads_of(const TensorView& v) { return v.shape[static_cast<size_t>(v.ran
 
 bool valid_dtype(DType d) { return d == DType::f32 || d == DType::f16 || d == DType::bf16; }
 
+// Views larger than 2^62 bytes exist in no address space; the bound keeps every element count, byte
+// offset and overlap computation (address differences plus spans) inside int64. Extents of 0 are
+// skipped in the count so that (batch * seq) of an empty view cannot overflow either.
+constexpr int64_t kMaxViewBytes = int64_t{1} << 62;
+
+void check_extent(const TensorView& v, const std::string& name) {
+  const int64_t esize = dtype_size(v.dtype);
+  int64_t count = esize;
+  int64_t last = 0;  // offset of the last element, in elements
+  bool empty = false;
+  for (int d = 0; d < v.rank; ++d) {
+    const int64_t n = v.shape[static_cast<size_t>(d)];
+    if (n == 0) {
+      empty = true;
+      continue;
+    }
+    if (__builtin_mul_overflow(count, n, &count) || count > kMaxViewBytes)
+      fail(name + ".shape", "at most 2^62 bytes of elements", v.shape_string());
+    int64_t reach = 0;
+    if (__builtin_mul_overflow(n - 1, v.strides[static_cast<size_t>(d)], &reach) || __builtin_add_overflow(last, reach, &last))
+      last = kMaxViewBytes;
+  }
+  if (!empty && (last >= kMaxViewBytes / esize))
+    fail(name + ".strides", cat("offsets within 2^62 bytes for shape ", v.shape_string()), cat("element offset ", last, " or more"));
+}
+
 void check_view(const TensorView& v, const std::string& name, int64_t head_dim) {
   if (v.rank != 3 && v.rank != 4)
     fail(name + ".rank", "3 (tokens, heads, head_dim) or 4 (batch, seq, heads, head_dim)", v.rank);
@@ -36,6 +63,7 @@ void check_view(const TensorView& v, const std::string& name, int64_t head_dim) 
     if (v.shape[i] < 0) fail(cat(name, ".shape[", d, "]"), ">= 0", v.shape[i]);
     if (v.strides[i] < 0) fail(cat(name, ".strides[", d, "]"), ">= 0", v.strides[i]);
   }
+  check_extent(v, name);
   const int64_t last = v.shape[static_cast<size_t>(v.rank - 1)];
   if (last != head_dim) fail(name + ".shape[-1]", cat(head_dim, " (the spec's head_dim)"), cat(last, " in ", v.shape_string()));
   if (v.numel() > 0) {
@@ -61,10 +89,21 @@ void check_index_device(const IndexView& v, const std::string& name, const Devic
   if (v.type != IndexType::i32 && v.type != IndexType::i64) fail(name + ".type", "i32 or i64", static_cast<int>(v.type));
 }
 
+// The largest position any token may have: the largest plus one (a table size) must fit in int64.
+constexpr int64_t kMaxPosition = std::numeric_limits<int64_t>::max() - 1;
+
+// The first position of a run of `count` tokens, such that the last, first + count - 1, is valid.
+void check_run_start(int64_t first, int64_t count, const std::string& what) {
+  if (count > 0 && first > kMaxPosition - (count - 1))
+    fail(what, cat("<= ", kMaxPosition - (count - 1), " (its last position + ", count - 1, " must be < 2^63 - 1)"), first);
+}
+
 // Checks the structure of `positions` against the token grid; returns the largest position + 1.
 int64_t check_positions(const Positions& pos, const TensorView& q, int64_t& num_sequences) {
   const Grid g = grid_of(q);
-  const int64_t tokens = g.batch * g.seq;
+  if (g.batch < 0 || g.seq < 0) fail("q.shape", ">= 0 in every dimension", q.shape_string());
+  int64_t tokens = 0;
+  if (__builtin_mul_overflow(g.batch, g.seq, &tokens)) fail("q.shape", "batch * seq that fits in int64", q.shape_string());
   int64_t lowest = 0;
   int64_t highest = -1;
   auto see = [&](int64_t p) {
@@ -75,6 +114,7 @@ int64_t check_positions(const Positions& pos, const TensorView& q, int64_t& num_
   switch (pos.kind) {
     case Positions::Kind::offset:
       if (pos.start < 0) fail("positions.start", ">= 0", pos.start);
+      check_run_start(pos.start, tokens > 0 ? g.seq : 0, "positions.start");
       if (tokens > 0) see(pos.start + g.seq - 1);
       break;
     case Positions::Kind::offsets:
@@ -84,6 +124,7 @@ int64_t check_positions(const Positions& pos, const TensorView& q, int64_t& num_
       for (int64_t b = 0; b < g.batch; ++b) {
         const int64_t off = pos.values[b];
         if (off < 0) fail(cat("positions.offsets[", b, "]"), ">= 0", off);
+        check_run_start(off, g.seq, cat("positions.offsets[", b, "]"));
         if (g.seq > 0) see(off + g.seq - 1);
       }
       break;
@@ -94,7 +135,7 @@ int64_t check_positions(const Positions& pos, const TensorView& q, int64_t& num_
       if (pos.values.device.type != DeviceType::cpu) return -1;
       for (int64_t t = 0; t < tokens; ++t) {
         const int64_t id = pos.values[t];
-        if (id < 0) fail(cat("positions.ids[", t, "]"), ">= 0", id);
+        if (id < 0 || id > kMaxPosition) fail(cat("positions.ids[", t, "]"), cat("in [0, ", kMaxPosition, "]"), id);
         see(id);
       }
       break;
@@ -114,9 +155,11 @@ int64_t check_positions(const Positions& pos, const TensorView& q, int64_t& num_
         const int64_t begin = pos.cu_seqlens[b];
         const int64_t end = pos.cu_seqlens[b + 1];
         if (end < begin) fail(cat("positions.cu_seqlens[", b + 1, "]"), cat(">= cu_seqlens[", b, "] (", begin, ")"), end);
+        if (end > g.seq) fail(cat("positions.cu_seqlens[", b + 1, "]"), cat("<= ", g.seq, " (the number of tokens in q)"), end);
         const int64_t off = pos.values.empty() ? 0 : pos.values[b];
         if (off < 0) fail(cat("positions.offsets[", b, "]"), ">= 0", off);
-        if (end > begin) see(off + end - begin - 1);
+        check_run_start(off, end - begin, cat("positions.offsets[", b, "]"));
+        if (end > begin) see(off + (end - begin - 1));  // off + end alone may overflow
       }
       const int64_t last = pos.cu_seqlens[num_sequences];
       if (last != g.seq) fail(cat("positions.cu_seqlens[", num_sequences, "]"), cat(g.seq, " (the number of tokens in q)"), last);

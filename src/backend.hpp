@@ -11,7 +11,8 @@ namespace ropekit::detail {
 struct Operand {
   const void* in = nullptr;
   void* out = nullptr;
-  int64_t heads = 0;
+  int64_t heads = 0;        // may be 0 (q or k empty beside a non-empty other): then in/out may be
+                            // null, and the operand must be skipped before any pointer arithmetic
   int64_t in_stride[3]{};   // batch, seq, head
   int64_t out_stride[3]{};
   bool in_place = false;    // out == in with the same strides: pass-through dims are left alone

@@ -67,6 +67,8 @@ void CosSinCache::ensure(int64_t n) {
   ++generation_;
 }
 
+std::shared_ptr<const CosSinCache> CosSinCache::snapshot() const { return std::make_shared<const CosSinCache>(*this); }
+
 void CosSinCache::prepare_for_seq_len(int64_t seq_len) {
   if (seq_len < 0) detail::fail("seq_len", ">= 0", seq_len);
   if (length_dependent(spec_)) {

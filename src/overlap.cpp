@@ -25,9 +25,10 @@ Layout layout_of(const TensorView& v) {
   out.block = v.shape[static_cast<size_t>(v.rank - 1)] * esize;
   for (int d = 0; d < v.rank - 1; ++d) {
     const auto n = v.shape[static_cast<size_t>(d)];
+    if (n <= 1) continue;  // its stride is never used (and may be anything: no multiply)
     const auto stride = v.strides[static_cast<size_t>(d)] * esize;
-    if (n > 1 && stride == 0) out.broadcast = true;
-    if (n > 1 && stride != 0) out.dims.push_back({n, stride});
+    if (stride == 0) out.broadcast = true;
+    if (stride != 0) out.dims.push_back({n, stride});
   }
   std::sort(out.dims.begin(), out.dims.end(), [](const Dim& x, const Dim& y) { return x.stride > y.stride; });
   return out;

@@ -4,6 +4,7 @@
 #include <numbers>
 
 #include "check.hpp"
+#include "ropekit/frequencies.hpp"
 
 namespace ropekit {
 namespace {
@@ -106,17 +107,51 @@ std::string describe_scaling(const Scaling& scaling) {
   return std::visit(Visitor{}, scaling);
 }
 
+// Each field may be in range and the combination still break the tables (a linear factor of 1e-45,
+// an NTK alpha that pushes the base below 1, a YaRN mscale ratio dividing by zero). So check what the
+// spec produces: inverse frequencies in [0, 2^20] keep float32 angles finite for every int64
+// position; an attention factor in [2^-20, 2^20] keeps cos, sin and the inverse's 1/a^2 finite in
+// float32; xPos exponents ln(zeta)/scale_base must be finite.
+void validate_results(const RopeSpec& spec) {
+  constexpr double kMaxInvFreq = 1 << 20;
+  constexpr double kAttentionRange = 1 << 20;
+  const std::string what = "scaling." + spec.scaling_name();
+  std::vector<int64_t> lengths = {0};
+  if (const auto* l = std::get_if<scaling::LongRope>(&spec.scaling()))
+    lengths.push_back(l->original_max == INT64_MAX ? l->original_max : l->original_max + 1);  // long factors
+  for (int64_t length : lengths) {
+    const auto f = inv_freq(spec, length);
+    for (size_t i = 0; i < f.size(); ++i) {
+      if (!(f[i] >= 0.0 && f[i] <= kMaxInvFreq))
+        fail(what, "parameters giving inverse frequencies in [0, 2^20] (finite angles)", cat("inv_freq[", i, "] = ", f[i]));
+    }
+  }
+  const double a = attention_factor(spec);
+  if (!(a >= 1.0 / kAttentionRange && a <= kAttentionRange))
+    fail(what, "parameters giving an attention factor in [2^-20, 2^20]", a);
+  if (spec.xpos()) {
+    for (double zeta : xpos_zeta(spec)) {
+      if (!std::isfinite(std::log(zeta) / spec.xpos()->scale_base))
+        fail("xpos.scale_base", cat("a scale with ln(zeta) / scale_base finite (zeta = ", zeta, ")"), spec.xpos()->scale_base);
+    }
+  }
+}
+
 }  // namespace
 
 scaling::Truncated scaling::Truncated::from_length(double length) {
   detail::require_finite_positive(length, "scaling.truncated.length");
   const double b = 2.0 * std::numbers::pi / length;
+  if (!std::isfinite(b)) fail("scaling.truncated.length", "a length with 2*pi / length finite", length);  // denormal
   return {b / 8.0, b, b / 16.0};
 }
 
 RopeSpec::RopeSpec(SpecParams params) : params_(std::move(params)) {
   auto& p = params_;
-  if (p.head_dim <= 0 || p.head_dim % 2 != 0) fail("head_dim", "an even number > 0", p.head_dim);
+  // 65536 is far past any model (256 today) and keeps per-pair vectors and table rows small.
+  constexpr int64_t kMaxHeadDim = int64_t{1} << 16;
+  if (p.head_dim <= 0 || p.head_dim % 2 != 0 || p.head_dim > kMaxHeadDim)
+    fail("head_dim", cat("an even number in [2, ", kMaxHeadDim, "]"), p.head_dim);
   if (p.rotary_dim == 0) p.rotary_dim = p.head_dim;
   if (p.rotary_dim < 0 || p.rotary_dim % 2 != 0) fail("rotary_dim", "an even number > 0", p.rotary_dim);
   if (p.rotary_dim > p.head_dim) fail("rotary_dim", cat("<= head_dim (", p.head_dim, ")"), p.rotary_dim);
@@ -127,6 +162,7 @@ RopeSpec::RopeSpec(SpecParams params) : params_(std::move(params)) {
     detail::require_finite_positive(p.xpos->scale_base, "xpos.scale_base");
     detail::require_finite_positive(p.xpos->gamma, "xpos.gamma");
   }
+  validate_results(*this);
 }
 
 std::string to_string(Style style) { return style == Style::half ? "half" : "interleaved"; }

@@ -1,5 +1,7 @@
 #include "ropekit/tensor_view.hpp"
 
+#include <algorithm>
+
 #include "check.hpp"
 
 namespace ropekit {
@@ -27,8 +29,14 @@ std::string to_string(const Device& device) {
 }
 
 int64_t TensorView::numel() const {
+  if (rank < 0 || rank > 4) detail::fail("rank", "0 to 4", rank);
+  for (int i = 0; i < rank; ++i)
+    if (shape[static_cast<size_t>(i)] == 0) return 0;  // before any product can overflow
   int64_t n = 1;
-  for (int i = 0; i < rank; ++i) n *= shape[static_cast<size_t>(i)];
+  for (int i = 0; i < rank; ++i) {
+    if (__builtin_mul_overflow(n, shape[static_cast<size_t>(i)], &n))
+      detail::fail("shape", "a number of elements that fits in int64", shape_string());
+  }
   return n;
 }
 
@@ -46,7 +54,9 @@ TensorView TensorView::contiguous(void* data, DType dtype, std::initializer_list
   int64_t stride = 1;
   for (int d = v.rank - 1; d >= 0; --d) {
     v.strides[static_cast<size_t>(d)] = stride;
-    stride *= v.shape[static_cast<size_t>(d)];
+    // A row-major size past int64 cannot exist: say so rather than overflow.
+    if (d > 0 && __builtin_mul_overflow(stride, std::max<int64_t>(v.shape[static_cast<size_t>(d)], 1), &stride))
+      detail::fail("shape", "a row-major size that fits in int64", v.shape_string());
   }
   return v;
 }
@@ -56,7 +66,8 @@ TensorView TensorView::bshd(void* data, DType dtype, int64_t B, int64_t S, int64
 }
 
 TensorView TensorView::bhsd(void* data, DType dtype, int64_t B, int64_t H, int64_t S, int64_t D, Device device) {
-  return {data, dtype, device, 4, {B, S, H, D}, {H * S * D, D, S * D, 1}};
+  TensorView v = contiguous(data, dtype, {B, H, S, D}, device);  // checks that H * S * D fits
+  return {data, dtype, device, 4, {B, S, H, D}, {v.strides[0], D, S * D, 1}};
 }
 
 TensorView TensorView::thd(void* data, DType dtype, int64_t T, int64_t H, int64_t D, Device device) {

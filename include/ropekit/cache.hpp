@@ -1,6 +1,7 @@
 #pragma once
 // Layer 3: fp32 cos/sin for positions [0, size()), the attention factor folded in.
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <vector>
 
@@ -15,9 +16,14 @@ struct CacheOptions {
   bool exact = false;
 };
 
-// Reading (row, cos, sin, inv_freq, ...) is safe from any number of threads while no thread calls a
-// non-const method (ensure, prepare_for_seq_len). Growing reallocates: pointers from row() are
-// invalidated by ensure() and prepare_for_seq_len().
+// Threads. Const methods, and apply_rope with a const table, are safe from any number of threads at
+// once. ensure() and prepare_for_seq_len() change the table (growing reallocates: pointers from row()
+// are invalidated): while one thread calls them, no other thread may touch that same object.
+// To grow a table while other threads keep applying, give each reader its own handle: a
+// CosSinCache is copyable and a copy is independent of the original, and snapshot() hands out an
+// immutable shared copy. The growing thread calls snapshot() after growing and publishes the
+// pointer (under a mutex, or std::atomic<std::shared_ptr>); readers apply with the snapshot they
+// hold, which stays valid and unchanged whatever the original does later.
 class CosSinCache {
  public:
   explicit CosSinCache(RopeSpec spec, int64_t positions = 0, CacheOptions options = {});
@@ -47,6 +53,10 @@ class CosSinCache {
   //  - LongRope: long factors when seq_len > original_max, short ones otherwise.
   // Then ensure(seq_len). Other schemes: just ensure(seq_len).
   void prepare_for_seq_len(int64_t seq_len);
+
+  // An immutable copy of the table as it is now (see "Threads" above). Call it from the thread that
+  // grows the table, or while no thread grows it.
+  std::shared_ptr<const CosSinCache> snapshot() const;
 
   // The sequence length the current frequencies were chosen for (dynamic NTK / LongRoPE).
   int64_t scaled_for() const { return scaled_for_; }

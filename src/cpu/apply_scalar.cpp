@@ -87,6 +87,7 @@ void rotate_row(const RopeParams& p, const typename T::Storage* in, typename T::
 template <typename T>
 void rotate_heads(const RopeParams& p, const Operand& op, int64_t b, int64_t s_idx, const float* c, const float* s) {
   using S = typename T::Storage;
+  if (op.heads == 0) return;  // an empty q or k beside a non-empty one: its data may be null
   const auto* in = static_cast<const S*>(op.in) + b * op.in_stride[0] + s_idx * op.in_stride[1];
   auto* out = static_cast<S*>(op.out) + b * op.out_stride[0] + s_idx * op.out_stride[1];
   for (int64_t h = 0; h < op.heads; ++h) {
