@@ -183,7 +183,7 @@ TEST(Cli, BadInputsGiveOneLineErrors) {
   expect_one_line_error(run({"info", "--head-dim"}), "--head-dim needs a value");
   expect_one_line_error(run({"info", "--head-dim", "abc"}), "--head-dim: expected an integer >= 1, got \"abc\"");
   expect_one_line_error(run({"info", "--head-dim", "64", "--base", "x1"}), "--base: expected a number, got \"x1\"");
-  expect_one_line_error(run({"info", "--head-dim", "63"}), "head_dim: expected an even number > 0, got 63");
+  expect_one_line_error(run({"info", "--head-dim", "63"}), "head_dim: expected an even number in [2, 65536], got 63");
   expect_one_line_error(run({"info", "--head-dim", "64", "--scaling", "warp"}), "--scaling: expected none, linear");
   expect_one_line_error(run({"info", "--head-dim", "64", "--scaling", "yarn"}), "--factor is required with --scaling yarn");
   expect_one_line_error(run({"info", "--head-dim", "64", "--style", "diagonal"}), "--style: expected half or interleaved");

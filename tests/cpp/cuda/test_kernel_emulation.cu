@@ -140,7 +140,7 @@ void run(const EmuCase& c, uint64_t seed) {
   RopeParams cpu = p;
   cpu.q = operand(q_in, q_cpu, Hq, 1.0f);
   cpu.k = operand(k_in, k_cpu, Hk, -1.0f);
-  apply_cpu(cpu);
+  apply_cpu_scalar(cpu);  // the plain loop: same arithmetic order as the kernel body
 
   RopeParams emu = p;
   emu.q = operand(q_in, q_emu, Hq, 1.0f);
