@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 #include "coefficients.hpp"
@@ -355,12 +356,59 @@ void RotateInterleaved(const SimdPlan& plan, const typename T::Storage* in, type
   if (j < n) Tail<T>(in + j, out + j, n - j, [&](const S* src, S* dst) { block(j, src, dst); });
 }
 
+#if HWY_TARGET != HWY_SCALAR && defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__  // bf16 pairs in 32-bit lanes
+// bf16 interleaved: a 32-bit lane holds one whole pair (x[2i] in its low half, x[2i+1] in its high
+// half), so both widen with a shift or a mask and narrow back into the same lane: no pair swap, no
+// widening loads and no narrowing pack, which made this the slowest CPU case.
+using DU = hn::RebindToUnsigned<DF>;
+
+// v rounded to bf16 (nearest even; NaN stays a quiet NaN) in the high 16 bits of each lane.
+HWY_INLINE hn::Vec<DU> Bf16InHighHalf(VF v) {
+  const DU du;
+  const auto bits = hn::BitCast(du, v);
+  const auto lowest_kept = hn::And(hn::ShiftRight<16>(bits), hn::Set(du, 1u));
+  const auto rounded = hn::Add(bits, hn::Add(hn::Set(du, 0x7fffu), lowest_kept));
+  return hn::IfThenElse(hn::RebindMask(du, hn::Ne(v, v)), hn::Or(bits, hn::Set(du, 0x00400000u)), rounded);
+}
+
+void RotateInterleavedBf16(const SimdPlan& plan, const uint16_t* in, uint16_t* out, const Scratch& w) {
+  const DF d;
+  const DU du;
+  const int64_t n = plan.p->pairs;
+  const auto step = static_cast<int64_t>(hn::Lanes(d));
+  const auto high = hn::Set(du, 0xffff0000u);
+  auto block = [&](int64_t i, const uint16_t* src, uint16_t* dst) {
+    const auto x = hn::LoadU(du, reinterpret_cast<const uint32_t*>(src));
+    const VF a = hn::BitCast(d, hn::ShiftLeft<16>(x));
+    const VF b = hn::BitCast(d, hn::And(x, high));
+    const VF c = hn::LoadU(d, w.c.data() + i);
+    const VF s = hn::LoadU(d, w.s.data() + i);
+    const VF ya = hn::MulSub(a, c, hn::Mul(b, s));
+    const VF yb = hn::MulAdd(a, s, hn::Mul(b, c));
+    const auto y = hn::Or(hn::And(Bf16InHighHalf(yb), high), hn::ShiftRight<16>(Bf16InHighHalf(ya)));
+    hn::StoreU(y, du, reinterpret_cast<uint32_t*>(dst));
+  };
+  int64_t i = 0;
+  for (; i + step <= n; i += step) block(i, in + 2 * i, out + 2 * i);
+  if (i < n) {
+    HWY_ALIGN uint16_t buf[2 * hn::MaxLanes(DF())] = {};
+    std::copy(in + 2 * i, in + 2 * n, buf);
+    block(i, buf, buf);
+    std::copy(buf, buf + 2 * (n - i), out + 2 * i);
+  }
+}
+#endif
+
 template <class T>
 void RotateRow(const SimdPlan& plan, const typename T::Storage* in, typename T::Storage* out, bool in_place,
                const Scratch& w) {
   const RopeParams& p = *plan.p;
   if (p.style == Style::half) {
     RotateHalf<T>(plan, in, out, w);
+#if HWY_TARGET != HWY_SCALAR && defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__  // bf16 pairs in 32-bit lanes
+  } else if constexpr (std::is_same_v<T, BF16>) {
+    RotateInterleavedBf16(plan, in, out, w);
+#endif
   } else {
     RotateInterleaved<T>(plan, in, out, w);
   }
