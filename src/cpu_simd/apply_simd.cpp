@@ -8,7 +8,6 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
-#include <type_traits>
 #include <vector>
 
 #include "coefficients.hpp"
@@ -46,6 +45,11 @@ struct SimdPlan {
 HWY_BEFORE_NAMESPACE();
 namespace ropekit::detail::HWY_NAMESPACE {
 namespace hn = hwy::HWY_NAMESPACE;
+
+// bf16 rows rotate with two elements per 32-bit lane (RotateHalfBf16, RotateInterleavedBf16).
+#if HWY_TARGET != HWY_SCALAR && defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#define ROPEKIT_BF16_PAIR_LANES 1
+#endif
 
 using DF = hn::ScalableTag<float>;
 using DD = hn::Rebind<double, hn::Half<DF>>;  // half as many lanes as DF
@@ -188,8 +192,9 @@ void SinCosArray(const double* angles, int64_t n, double scale, float* cos_out, 
 }
 
 // ---- per-token coefficients ----
-// Per-thread scratch, padded: cos/sin row (computed), c/s per pair, and for the interleaved style
-// the per-lane expansion (c0 c0 c1 c1 ..., -s0 s0 -s1 s1 ...).
+// Per-thread scratch, padded: cos/sin row (computed), c/s per pair, and in ce/se either the
+// interleaved style's per-lane expansion (c0 c0 c1 c1 ..., -s0 s0 -s1 s1 ...) or, for bf16 in the
+// half style, c and s split by pair parity (even pairs first, odd pairs from padded_pairs on).
 struct Scratch {
   std::vector<float> cos, sin, c, s, ce, se;
   void size_for(int64_t padded_pairs) {
@@ -278,6 +283,18 @@ void TokenCoefficients(const SimdPlan& plan, int64_t position, float sign, const
     hn::StoreU(c, df, w.c.data() + i);
     hn::StoreU(s, df, w.s.data() + i);
   }
+#ifdef ROPEKIT_BF16_PAIR_LANES
+  if (p.dtype == DType::bf16) {
+    if (p.style == Style::half) {
+      for (int64_t i = 0; i < p.pairs; ++i) {
+        const int64_t at = (i % 2) * plan.padded_pairs + i / 2;
+        w.ce[at] = w.c[i];
+        w.se[at] = w.s[i];
+      }
+    }
+    return;  // the interleaved bf16 path reads c and s as they are
+  }
+#endif
   if (p.style == Style::interleaved) {
     for (int64_t i = 0; i < p.pairs; ++i) {
       w.ce[2 * i] = w.ce[2 * i + 1] = w.c[i];
@@ -356,7 +373,7 @@ void RotateInterleaved(const SimdPlan& plan, const typename T::Storage* in, type
   if (j < n) Tail<T>(in + j, out + j, n - j, [&](const S* src, S* dst) { block(j, src, dst); });
 }
 
-#if HWY_TARGET != HWY_SCALAR && defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__  // bf16 pairs in 32-bit lanes
+#ifdef ROPEKIT_BF16_PAIR_LANES
 // bf16 interleaved: a 32-bit lane holds one whole pair (x[2i] in its low half, x[2i+1] in its high
 // half), so both widen with a shift or a mask and narrow back into the same lane: no pair swap, no
 // widening loads and no narrowing pack, which made this the slowest CPU case.
@@ -397,21 +414,80 @@ void RotateInterleavedBf16(const SimdPlan& plan, const uint16_t* in, uint16_t* o
     std::copy(buf, buf + 2 * (n - i), out + 2 * i);
   }
 }
+
+// bf16 half style: lane l of a 32-bit load holds x[2l] and x[2l+1], of the first half (a) and of
+// the second half (b) alike, so even and odd pairs rotate side by side with c, s split by parity.
+void RotateHalfBf16(const SimdPlan& plan, const uint16_t* in, uint16_t* out, const Scratch& w) {
+  const DF d;
+  const DU du;
+  const int64_t n = plan.p->pairs;
+  const auto step = static_cast<int64_t>(hn::Lanes(d));
+  const auto high = hn::Set(du, 0xffff0000u);
+  const float* c_even = w.ce.data();
+  const float* s_even = w.se.data();
+  const float* c_odd = c_even + plan.padded_pairs;
+  const float* s_odd = s_even + plan.padded_pairs;
+  // Pairs [i, i + 2 step): a from a_src, b from b_src.
+  auto block = [&](int64_t i, const uint16_t* a_src, const uint16_t* b_src, uint16_t* a_dst, uint16_t* b_dst) {
+    const auto a2 = hn::LoadU(du, reinterpret_cast<const uint32_t*>(a_src));
+    const auto b2 = hn::LoadU(du, reinterpret_cast<const uint32_t*>(b_src));
+    const VF a_even = hn::BitCast(d, hn::ShiftLeft<16>(a2));
+    const VF a_odd = hn::BitCast(d, hn::And(a2, high));
+    const VF b_even = hn::BitCast(d, hn::ShiftLeft<16>(b2));
+    const VF b_odd = hn::BitCast(d, hn::And(b2, high));
+    const VF ce = hn::LoadU(d, c_even + i / 2);
+    const VF se = hn::LoadU(d, s_even + i / 2);
+    const VF co = hn::LoadU(d, c_odd + i / 2);
+    const VF so = hn::LoadU(d, s_odd + i / 2);
+    const VF ya_even = hn::MulSub(a_even, ce, hn::Mul(b_even, se));
+    const VF yb_even = hn::MulAdd(a_even, se, hn::Mul(b_even, ce));
+    const VF ya_odd = hn::MulSub(a_odd, co, hn::Mul(b_odd, so));
+    const VF yb_odd = hn::MulAdd(a_odd, so, hn::Mul(b_odd, co));
+    const auto ya = hn::Or(hn::And(Bf16InHighHalf(ya_odd), high), hn::ShiftRight<16>(Bf16InHighHalf(ya_even)));
+    const auto yb = hn::Or(hn::And(Bf16InHighHalf(yb_odd), high), hn::ShiftRight<16>(Bf16InHighHalf(yb_even)));
+    hn::StoreU(ya, du, reinterpret_cast<uint32_t*>(a_dst));
+    hn::StoreU(yb, du, reinterpret_cast<uint32_t*>(b_dst));
+  };
+  int64_t i = 0;
+  for (; i + 2 * step <= n; i += 2 * step) block(i, in + i, in + n + i, out + i, out + n + i);
+  if (i < n) {
+    HWY_ALIGN uint16_t a_buf[2 * hn::MaxLanes(DF())] = {};
+    HWY_ALIGN uint16_t b_buf[2 * hn::MaxLanes(DF())] = {};
+    std::copy(in + i, in + n, a_buf);
+    std::copy(in + n + i, in + 2 * n, b_buf);
+    block(i, a_buf, b_buf, a_buf, b_buf);
+    std::copy(a_buf, a_buf + (n - i), out + i);
+    std::copy(b_buf, b_buf + (n - i), out + n + i);
+  }
+}
+#endif
+
+// The rotary part of one head row.
+template <class T>
+void RotatePairs(const SimdPlan& plan, const typename T::Storage* in, typename T::Storage* out, const Scratch& w) {
+  if (plan.p->style == Style::half) {
+    RotateHalf<T>(plan, in, out, w);
+  } else {
+    RotateInterleaved<T>(plan, in, out, w);
+  }
+}
+
+#ifdef ROPEKIT_BF16_PAIR_LANES
+template <>
+void RotatePairs<BF16>(const SimdPlan& plan, const uint16_t* in, uint16_t* out, const Scratch& w) {
+  if (plan.p->style == Style::half) {
+    RotateHalfBf16(plan, in, out, w);
+  } else {
+    RotateInterleavedBf16(plan, in, out, w);
+  }
+}
 #endif
 
 template <class T>
 void RotateRow(const SimdPlan& plan, const typename T::Storage* in, typename T::Storage* out, bool in_place,
                const Scratch& w) {
   const RopeParams& p = *plan.p;
-  if (p.style == Style::half) {
-    RotateHalf<T>(plan, in, out, w);
-#if HWY_TARGET != HWY_SCALAR && defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__  // bf16 pairs in 32-bit lanes
-  } else if constexpr (std::is_same_v<T, BF16>) {
-    RotateInterleavedBf16(plan, in, out, w);
-#endif
-  } else {
-    RotateInterleaved<T>(plan, in, out, w);
-  }
+  RotatePairs<T>(plan, in, out, w);
   if (!in_place && p.rotary_dim < p.head_dim) {
     std::memcpy(out + p.rotary_dim, in + p.rotary_dim,
                 static_cast<size_t>(p.head_dim - p.rotary_dim) * sizeof(typename T::Storage));
@@ -505,6 +581,7 @@ void RunUnits(const SimdPlan& plan, int64_t u0, int64_t u1) {
 
 }  // namespace ropekit::detail::HWY_NAMESPACE
 HWY_AFTER_NAMESPACE();
+#undef ROPEKIT_BF16_PAIR_LANES
 
 #if HWY_ONCE
 namespace ropekit::detail {
