@@ -195,11 +195,12 @@ void SinCosArray(const double* angles, int64_t n, double scale, float* cos_out, 
 // Per-thread scratch, padded: cos/sin row (computed), c/s per pair, and in ce/se either the
 // interleaved style's per-lane expansion (c0 c0 c1 c1 ..., -s0 s0 -s1 s1 ...) or, for bf16 in the
 // half style, c and s split by pair parity (even pairs first, odd pairs from padded_pairs on).
+// xPos scales per pair: x_up = zeta^((p - center) / scale_base) (sign +1), x_down = 1 / x_up.
 struct Scratch {
-  std::vector<float> cos, sin, c, s, ce, se;
+  std::vector<float> cos, sin, c, s, ce, se, x_up, x_down;
   void size_for(int64_t padded_pairs) {
     const auto n = static_cast<size_t>(padded_pairs);
-    for (auto* v : {&cos, &sin, &c, &s}) v->resize(n);
+    for (auto* v : {&cos, &sin, &c, &s, &x_up, &x_down}) v->resize(n);
     for (auto* v : {&ce, &se}) v->resize(2 * n);
   }
 };
@@ -227,23 +228,29 @@ void CosSinRow(const SimdPlan& plan, int64_t position, Scratch& w, const float*&
   sin_row = w.sin.data();
 }
 
-// c, s for one token and one xPos sign (see pair_coefficients), then the interleaved expansion.
-void TokenCoefficients(const SimdPlan& plan, int64_t position, float sign, const float* cos_row,
-                       const float* sin_row, Scratch& w) {
-  const RopeParams& p = *plan.p;
-  const DF df;
+// xPos scales of one position, both signs from one exp: x = exp(sign (p - center) ln(zeta) /
+// scale_base) in double as the scalar loop (x_down = 1 / x_up differs from exp(-a) only in double
+// rounding, far below the float it is stored in).
+void XposScales(const SimdPlan& plan, int64_t position, Scratch& w) {
   const DD dd;
   const hn::Rebind<float, DD> dfh;
-  const auto step = static_cast<int64_t>(hn::Lanes(df));
   const auto half_step = static_cast<int64_t>(hn::Lanes(dd));
-  // xPos scale x = exp(sign (p - center) ln(zeta) / scale_base), in double as the scalar loop.
-  if (p.has_xpos) {
-    const VD factor = hn::Set(dd, static_cast<double>(sign) * (static_cast<double>(position) - p.xpos_center));
-    for (int64_t i = 0; i < p.pairs; i += half_step) {
-      const VD arg = hn::Min(hn::Mul(factor, hn::LoadU(dd, plan.log_zeta.data() + i)), hn::Set(dd, 700.0));
-      hn::StoreU(hn::DemoteTo(dfh, hn::Exp(dd, arg)), dfh, w.s.data() + i);  // x parked in s
-    }
+  const VD distance = hn::Set(dd, static_cast<double>(position) - plan.p->xpos_center);
+  const VD one = hn::Set(dd, 1.0);
+  for (int64_t i = 0; i < plan.p->pairs; i += half_step) {
+    const VD arg = hn::Min(hn::Mul(distance, hn::LoadU(dd, plan.log_zeta.data() + i)), hn::Set(dd, 700.0));
+    const VD up = hn::Exp(dd, arg);
+    hn::StoreU(hn::DemoteTo(dfh, up), dfh, w.x_up.data() + i);
+    hn::StoreU(hn::DemoteTo(dfh, hn::Div(one, up)), dfh, w.x_down.data() + i);
   }
+}
+
+// c, s for one token and one xPos sign (see pair_coefficients), then the interleaved expansion.
+void TokenCoefficients(const SimdPlan& plan, float sign, const float* cos_row, const float* sin_row, Scratch& w) {
+  const RopeParams& p = *plan.p;
+  const DF df;
+  const auto step = static_cast<int64_t>(hn::Lanes(df));
+  const float* xscale = sign > 0 ? w.x_up.data() : w.x_down.data();
   const VF inv_att_sq = hn::Set(df, plan.inv_attention_sq);
   for (int64_t i = 0; i < p.pairs; i += step) {
     // cos_row / sin_row may be a table row: read only the valid lanes of the last vector.
@@ -261,7 +268,7 @@ void TokenCoefficients(const SimdPlan& plan, int64_t position, float sign, const
       ca = hn::Load(df, cbuf);
       sa = hn::Load(df, sbuf);
     }
-    const VF x = p.has_xpos ? hn::LoadU(df, w.s.data() + i) : hn::Set(df, 1.0f);
+    const VF x = p.has_xpos ? hn::LoadU(df, xscale + i) : hn::Set(df, 1.0f);
     VF c, s;
     switch (p.direction) {
       case Direction::forward:
@@ -513,13 +520,14 @@ void RunToken(const SimdPlan& plan, int64_t b, int64_t s, int64_t position, int6
   const float* cos_row = nullptr;
   const float* sin_row = nullptr;
   CosSinRow(plan, position, w, cos_row, sin_row);
+  if (p.has_xpos) XposScales(plan, position, w);
   const int64_t qh = p.q.heads;
   if (g0 < qh) {
-    TokenCoefficients(plan, position, p.q.xpos_sign, cos_row, sin_row, w);
+    TokenCoefficients(plan, p.q.xpos_sign, cos_row, sin_row, w);
     RotateHeads<T>(plan, p.q, b, s, g0, std::min(g1, qh), w);
   }
   if (p.has_k && g1 > qh) {
-    if (p.has_xpos || g0 >= qh) TokenCoefficients(plan, position, p.k.xpos_sign, cos_row, sin_row, w);
+    if (p.has_xpos || g0 >= qh) TokenCoefficients(plan, p.k.xpos_sign, cos_row, sin_row, w);
     RotateHeads<T>(plan, p.k, b, s, std::max(g0, qh) - qh, g1 - qh, w);
   }
 }
