@@ -416,11 +416,12 @@ NB_MODULE(_C, m) {
         Operands ops = gather(q, k, q_out, k_out, start, offsets, ids, cu_seqlens);
         const auto options = options_of(direction, xpos_center, compute_sincos, num_threads, stream);
         if (table != nullptr) {
-          // Grow the table to cover host positions (the core checks device positions itself).
+          // Grow the table to cover host positions (the core checks device positions itself), with
+          // the sequence-length rules of dynamic NTK and LongRoPE, as the spec= overload applies them.
           if (!compute_sincos && ops.positions.values.device.type == ropekit::DeviceType::cpu &&
               ops.positions.cu_seqlens.device.type == ropekit::DeviceType::cpu) {
             const int64_t needed = ropekit::required_table_size(ops.tensors, ops.positions);
-            if (needed > table->size()) table->ensure(needed);
+            if (needed > table->size()) table->prepare_for_seq_len(needed);
           }
           nb::gil_scoped_release release;
           ropekit::apply_rope(ops.tensors, ops.positions, *table, options);

@@ -147,3 +147,15 @@ def test_custom_op_compile_fullgraph_matches_eager():
     gc = torch.autograd.grad(compiled(q, k), (q, k))
     for a, b in zip(ge, gc):
         torch.testing.assert_close(a, b)
+
+
+def test_spec_path_follows_dynamic_ntk_like_the_functional_api():
+    # A table grown for a long call takes the sequence-length rules (dynamic NTK rescales past
+    # original_max), so torch's spec= path and ropekit.apply_rope(spec=) rotate alike.
+    spec = ropekit.RopeSpec(16, scaling=ropekit.DynamicNtk(2.0, original_max=64))
+    q = torch.randn(1, 200, 2, 16, dtype=torch.float32)
+    want = ropekit.apply_rope(q.numpy(), spec=spec)
+    got = rt.apply_rope(q, spec=spec)
+    np.testing.assert_allclose(got.numpy(), want, rtol=0, atol=0)
+    unscaled = ropekit.apply_rope(q.numpy(), spec=ropekit.RopeSpec(16))
+    assert np.abs(got.numpy() - unscaled).max() > 1e-3  # the rescale did happen

@@ -1,6 +1,6 @@
 """The Zeta positional-embedding API (the seed documents) on the ropekit C++ core.
 
-Names, arguments, defaults and return shapes are Zeta's; DESIGN.md "Seed decisions" says where
+Names, arguments, defaults and return shapes are Zeta's; the project design notes ("Seed decisions") say where
 upstream was fixed. ``apply_rotary_pos_emb`` here is the Sinusoidal one (q, k, freqs, scale=1); the
 xPos-style one is ``ropekit.zeta.xpos.apply_rotary_pos_emb(x, sin, cos, scale=1)`` and Zeta's
 RotaryEmbedding one ``ropekit.zeta.rope.apply_rotary_pos_emb(t, freqs, scale=1)``.
