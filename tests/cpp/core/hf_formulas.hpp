@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdint>
 #include <numbers>
+#include <utility>
 #include <variant>
 #include <vector>
 
@@ -40,7 +41,8 @@ inline double correction_dim(double rotations, double dim, double base, double m
 
 inline double mscale(double scale, double m = 1.0) { return scale <= 1.0 ? 1.0 : 0.1 * m * std::log(scale) + 1.0; }
 
-inline std::vector<double> yarn_inv_freq(const ropekit::scaling::Yarn& s, int64_t dim, double base) {
+// HF's find_correction_range plus the linear_ramp_factor guard: the pair range [low, high] of the blend.
+inline std::pair<double, double> yarn_ramp_range(const ropekit::scaling::Yarn& s, int64_t dim, double base) {
   double low = correction_dim(s.beta_fast, static_cast<double>(dim), base, static_cast<double>(s.original_max));
   double high = correction_dim(s.beta_slow, static_cast<double>(dim), base, static_cast<double>(s.original_max));
   if (s.truncate) {
@@ -50,6 +52,11 @@ inline std::vector<double> yarn_inv_freq(const ropekit::scaling::Yarn& s, int64_
   low = std::max(low, 0.0);
   high = std::min(high, static_cast<double>(dim - 1));
   if (low == high) high += 0.001;
+  return {low, high};
+}
+
+inline std::vector<double> yarn_inv_freq(const ropekit::scaling::Yarn& s, int64_t dim, double base) {
+  const auto [low, high] = yarn_ramp_range(s, dim, base);
   std::vector<double> out;
   for (int64_t i = 0; i < dim / 2; ++i) {
     const double pos_freq = std::pow(base, exponent(i, dim));
@@ -133,15 +140,7 @@ inline std::vector<double> xpos_zeta(int64_t dim, double gamma) {
 namespace torch_f32 {
 
 inline std::vector<float> yarn(const ropekit::scaling::Yarn& s, int64_t dim, double base) {
-  double low = correction_dim(s.beta_fast, static_cast<double>(dim), base, static_cast<double>(s.original_max));
-  double high = correction_dim(s.beta_slow, static_cast<double>(dim), base, static_cast<double>(s.original_max));
-  if (s.truncate) {
-    low = std::floor(low);
-    high = std::ceil(high);
-  }
-  low = std::max(low, 0.0);
-  high = std::min(high, static_cast<double>(dim - 1));
-  if (low == high) high += 0.001;
+  const auto [low, high] = yarn_ramp_range(s, dim, base);
   std::vector<float> out;
   for (int64_t i = 0; i < dim / 2; ++i) {
     const float pos_freq = std::pow(static_cast<float>(base), static_cast<float>(2 * i) / static_cast<float>(dim));
