@@ -322,6 +322,12 @@ HWY_INLINE void Tail(const typename T::Storage* in, typename T::Storage* out, in
   std::copy(buf_out, buf_out + count, out);
 }
 
+// The rotation of pairs (a, b) by (c, s): (a c - b s, a s + b c).
+HWY_INLINE void RotatePair(VF a, VF b, VF c, VF s, VF& ya, VF& yb) {
+  ya = hn::MulSub(a, c, hn::Mul(b, s));
+  yb = hn::MulAdd(a, s, hn::Mul(b, c));
+}
+
 template <class T>
 void RotateHalf(const SimdPlan& plan, const typename T::Storage* in, typename T::Storage* out, const Scratch& w) {
   using S = typename T::Storage;
@@ -333,8 +339,8 @@ void RotateHalf(const SimdPlan& plan, const typename T::Storage* in, typename T:
     const VF b = T::load(d, b_in);
     const VF c = hn::LoadU(d, w.c.data() + i);
     const VF s = hn::LoadU(d, w.s.data() + i);
-    const VF ya = hn::MulSub(a, c, hn::Mul(b, s));
-    const VF yb = hn::MulAdd(a, s, hn::Mul(b, c));
+    VF ya, yb;
+    RotatePair(a, b, c, s, ya, yb);
     T::store(d, ya, a_out);
     T::store(d, yb, b_out);
   };
@@ -395,22 +401,27 @@ HWY_INLINE hn::Vec<DU> Bf16InHighHalf(VF v) {
   return hn::IfThenElse(hn::RebindMask(du, hn::Ne(v, v)), hn::Or(bits, hn::Set(du, 0x00400000u)), rounded);
 }
 
+// The two bf16 values of each 32-bit lane as floats, and back (rounded once).
+HWY_INLINE void UnpackBf16Pairs(hn::Vec<DU> x, VF& low, VF& high) {
+  const DF d;
+  low = hn::BitCast(d, hn::ShiftLeft<16>(x));
+  high = hn::BitCast(d, hn::And(x, hn::Set(DU(), 0xffff0000u)));
+}
+
+HWY_INLINE hn::Vec<DU> PackBf16Pairs(VF low, VF high) {
+  return hn::Or(hn::And(Bf16InHighHalf(high), hn::Set(DU(), 0xffff0000u)), hn::ShiftRight<16>(Bf16InHighHalf(low)));
+}
+
 void RotateInterleavedBf16(const SimdPlan& plan, const uint16_t* in, uint16_t* out, const Scratch& w) {
   const DF d;
   const DU du;
   const int64_t n = plan.p->pairs;
   const auto step = static_cast<int64_t>(hn::Lanes(d));
-  const auto high = hn::Set(du, 0xffff0000u);
   auto block = [&](int64_t i, const uint16_t* src, uint16_t* dst) {
-    const auto x = hn::LoadU(du, reinterpret_cast<const uint32_t*>(src));
-    const VF a = hn::BitCast(d, hn::ShiftLeft<16>(x));
-    const VF b = hn::BitCast(d, hn::And(x, high));
-    const VF c = hn::LoadU(d, w.c.data() + i);
-    const VF s = hn::LoadU(d, w.s.data() + i);
-    const VF ya = hn::MulSub(a, c, hn::Mul(b, s));
-    const VF yb = hn::MulAdd(a, s, hn::Mul(b, c));
-    const auto y = hn::Or(hn::And(Bf16InHighHalf(yb), high), hn::ShiftRight<16>(Bf16InHighHalf(ya)));
-    hn::StoreU(y, du, reinterpret_cast<uint32_t*>(dst));
+    VF a, b, ya, yb;
+    UnpackBf16Pairs(hn::LoadU(du, reinterpret_cast<const uint32_t*>(src)), a, b);
+    RotatePair(a, b, hn::LoadU(d, w.c.data() + i), hn::LoadU(d, w.s.data() + i), ya, yb);
+    hn::StoreU(PackBf16Pairs(ya, yb), du, reinterpret_cast<uint32_t*>(dst));
   };
   int64_t i = 0;
   for (; i + step <= n; i += step) block(i, in + 2 * i, out + 2 * i);
@@ -429,31 +440,19 @@ void RotateHalfBf16(const SimdPlan& plan, const uint16_t* in, uint16_t* out, con
   const DU du;
   const int64_t n = plan.p->pairs;
   const auto step = static_cast<int64_t>(hn::Lanes(d));
-  const auto high = hn::Set(du, 0xffff0000u);
   const float* c_even = w.ce.data();
   const float* s_even = w.se.data();
   const float* c_odd = c_even + plan.padded_pairs;
   const float* s_odd = s_even + plan.padded_pairs;
   // Pairs [i, i + 2 step): a from a_src, b from b_src.
   auto block = [&](int64_t i, const uint16_t* a_src, const uint16_t* b_src, uint16_t* a_dst, uint16_t* b_dst) {
-    const auto a2 = hn::LoadU(du, reinterpret_cast<const uint32_t*>(a_src));
-    const auto b2 = hn::LoadU(du, reinterpret_cast<const uint32_t*>(b_src));
-    const VF a_even = hn::BitCast(d, hn::ShiftLeft<16>(a2));
-    const VF a_odd = hn::BitCast(d, hn::And(a2, high));
-    const VF b_even = hn::BitCast(d, hn::ShiftLeft<16>(b2));
-    const VF b_odd = hn::BitCast(d, hn::And(b2, high));
-    const VF ce = hn::LoadU(d, c_even + i / 2);
-    const VF se = hn::LoadU(d, s_even + i / 2);
-    const VF co = hn::LoadU(d, c_odd + i / 2);
-    const VF so = hn::LoadU(d, s_odd + i / 2);
-    const VF ya_even = hn::MulSub(a_even, ce, hn::Mul(b_even, se));
-    const VF yb_even = hn::MulAdd(a_even, se, hn::Mul(b_even, ce));
-    const VF ya_odd = hn::MulSub(a_odd, co, hn::Mul(b_odd, so));
-    const VF yb_odd = hn::MulAdd(a_odd, so, hn::Mul(b_odd, co));
-    const auto ya = hn::Or(hn::And(Bf16InHighHalf(ya_odd), high), hn::ShiftRight<16>(Bf16InHighHalf(ya_even)));
-    const auto yb = hn::Or(hn::And(Bf16InHighHalf(yb_odd), high), hn::ShiftRight<16>(Bf16InHighHalf(yb_even)));
-    hn::StoreU(ya, du, reinterpret_cast<uint32_t*>(a_dst));
-    hn::StoreU(yb, du, reinterpret_cast<uint32_t*>(b_dst));
+    VF a_even, a_odd, b_even, b_odd, ya_even, yb_even, ya_odd, yb_odd;
+    UnpackBf16Pairs(hn::LoadU(du, reinterpret_cast<const uint32_t*>(a_src)), a_even, a_odd);
+    UnpackBf16Pairs(hn::LoadU(du, reinterpret_cast<const uint32_t*>(b_src)), b_even, b_odd);
+    RotatePair(a_even, b_even, hn::LoadU(d, c_even + i / 2), hn::LoadU(d, s_even + i / 2), ya_even, yb_even);
+    RotatePair(a_odd, b_odd, hn::LoadU(d, c_odd + i / 2), hn::LoadU(d, s_odd + i / 2), ya_odd, yb_odd);
+    hn::StoreU(PackBf16Pairs(ya_even, ya_odd), du, reinterpret_cast<uint32_t*>(a_dst));
+    hn::StoreU(PackBf16Pairs(yb_even, yb_odd), du, reinterpret_cast<uint32_t*>(b_dst));
   };
   int64_t i = 0;
   for (; i + 2 * step <= n; i += 2 * step) block(i, in + i, in + n + i, out + i, out + n + i);
