@@ -14,7 +14,7 @@
 #include <vector>
 
 #include "ropekit/apply.hpp"
-#include "ropekit/cache.hpp"
+#include "ropekit/table.hpp"
 #if defined(ROPEKIT_HAS_CPU_SIMD)
 #include "cpu_simd/simd.hpp"
 #include "cpu_simd/thread_pool.hpp"
@@ -96,8 +96,7 @@ void BM_Rope(benchmark::State& state) {
   RopeTensors tensors;
   tensors.q = TensorView::bshd(q.data(), dtype, batch, seq, kQHeads, kHeadDim);
   tensors.k = TensorView::bshd(k.data(), dtype, batch, seq, kKHeads, kHeadDim);
-  CosSinCache table(make_spec(style, variant));
-  table.prepare_for_seq_len(seq == 1 ? 1000 + 37 * batch + 1 : seq);
+  const RopeTable table = RopeTable(make_spec(style, variant)).for_seq_len(seq == 1 ? 1000 + 37 * batch + 1 : seq);
   ApplyOptions options;
   options.num_threads = threads;
   options.compute_sincos = variant == kSinCos;

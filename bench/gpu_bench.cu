@@ -113,7 +113,7 @@ int main(int argc, char** argv) {
       p.head_dim = kD;
       p.base = 500000.0;
       p.style = style;
-      const ropekit::CosSinCache table{ropekit::RopeSpec(p), sh.start + sh.S};
+      const ropekit::RopeTable table{ropekit::RopeSpec(p), sh.start + sh.S};
       for (ropekit::Direction dir : {ropekit::Direction::forward, ropekit::Direction::backward}) {
         ropekit::RopeTensors t;
         t.q = ropekit::TensorView::bshd(q, ropekit::DType::bf16, sh.B, sh.S, kHq, kD, ropekit::Device::cuda(0));

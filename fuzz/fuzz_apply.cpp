@@ -155,7 +155,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   sp.style = in.ConsumeBool() ? Style::half : Style::interleaved;
   if (in.ConsumeIntegralInRange<int>(0, 3) == 0) sp.xpos = Xpos{};
   const RopeSpec spec(sp);
-  CosSinCache table(spec, in.ConsumeIntegralInRange<int64_t>(0, 96));
+  RopeTable table(spec, in.ConsumeIntegralInRange<int64_t>(0, 96));
 
   Arena arena;
   for (size_t i = 0; i < arena.bytes.size(); ++i) arena.bytes[i] = static_cast<unsigned char>(i * 37 + 11);

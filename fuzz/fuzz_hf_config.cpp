@@ -14,7 +14,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     const ropekit::RopeSpec spec = ropekit::spec_from_hf_config_json(json);
     (void)spec.describe();
     if (spec.pairs() <= 1024) {
-      const ropekit::CosSinCache table(spec, 8);
+      const ropekit::RopeTable table(spec, 8);
       for (float v : table.table())
         if (!std::isfinite(v)) ropekit_fuzz::violated("an accepted config gives a finite table");
     }

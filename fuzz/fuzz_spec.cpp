@@ -1,5 +1,5 @@
 // Fuzz target 1: spec construction from arbitrary numbers across every scaling variant, the
-// frequency helpers, and a small CosSinCache. An accepted spec must give finite, non-negative
+// frequency helpers, and a small RopeTable. An accepted spec must give finite, non-negative
 // frequencies, a finite attention factor > 0, a finite table and finite rotations; a rejected one
 // must raise ropekit::Error (anything else escaping is a crash).
 #include <cmath>
@@ -127,24 +127,30 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   for (double z : zeta)
     if (!std::isfinite(z) || z <= 0) violated("xpos zeta is finite and > 0");
 
-  CacheOptions options;
+  TableOptions options;
   options.exact = in.ConsumeBool();
-  CosSinCache table(*spec, in.ConsumeIntegralInRange<int64_t>(0, 64), options);
+  RopeTable table(*spec, in.ConsumeIntegralInRange<int64_t>(0, 64), options);
   try {
-    table.prepare_for_seq_len(in.ConsumeIntegralInRange<int64_t>(-2, 300));
+    const int64_t seq_len = in.ConsumeIntegralInRange<int64_t>(-2, 300);
+    const RopeTable rescaled = table.for_seq_len(seq_len);
+    if (seq_len < 0 || rescaled.size() < seq_len) violated("for_seq_len(n) covers n positions or throws");
+    if (rescaled.seq_len() != frequency_seq_len(*spec, seq_len)) violated("for_seq_len(n) records its frequencies' seq_len");
+    table = rescaled;
   } catch (const Error&) {
   }
   const int64_t n = nasty_int(in, 0, 300);
   const bool too_big = n > 0 && spec->pairs() > 0 && n > (int64_t{1} << 24) / (2 * spec->pairs());
   if (!too_big || n > (int64_t{1} << 31)) {
     try {
-      table.ensure(n);
-      if (n < 0 || table.size() < n) violated("ensure(n) covers n positions or throws");
+      const RopeTable grown = table.grown(n);
+      if (n < 0 || grown.size() < n) violated("grown(n) covers n positions or throws");
+      if (grown.inv_freq() != table.inv_freq()) violated("grown(n) keeps the frequencies");
+      table = grown;
     } catch (const Error&) {
-      if (n >= 0 && n <= (int64_t{1} << 31)) violated("ensure(n) throws only for n outside [0, 2^31]");
+      if (n >= 0 && n <= (int64_t{1} << 31)) violated("grown(n) throws only for n outside [0, 2^31]");
     }
   }
-  for (float v : table.table())
+  for (float v : table.rows())
     if (!std::isfinite(v)) violated("cos/sin table of an accepted spec is finite");
   for (double v : table.xpos_log_zeta())
     if (!std::isfinite(v)) violated("xpos ln(zeta) / scale_base is finite");
@@ -157,7 +163,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   ApplyOptions ao;
   ao.direction = static_cast<Direction>(in.ConsumeIntegralInRange<int>(0, 2));
   ao.compute_sincos = in.ConsumeBool();
-  table.ensure(start + seq);
   apply_rope({TensorView::bshd(q.data(), DType::f32, 1, seq, 2, spec->head_dim())}, Positions::from_offset(start),
              table, ao);
   // xPos scales are zeta^(+-p / scale_base): exponential in the position by design, so they may

@@ -2,11 +2,13 @@
 #include "ropekit/apply.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <limits>
 
 #include "backend.hpp"
 #include "check.hpp"
 #include "overlap.hpp"
+#include "table_data.hpp"
 
 namespace ropekit {
 namespace {
@@ -99,12 +101,12 @@ void check_run_start(int64_t first, int64_t count, const std::string& what) {
 }
 
 // Checks the structure of `positions` against the token grid; returns the largest position + 1.
-int64_t check_positions(const Positions& pos, const TensorView& q, int64_t& num_sequences) {
+int64_t check_positions(const Positions& pos, const TensorView& q, int64_t& num_sequences, int64_t& lowest_out) {
   const Grid g = grid_of(q);
   if (g.batch < 0 || g.seq < 0) fail("q.shape", ">= 0 in every dimension", q.shape_string());
   int64_t tokens = 0;
   if (__builtin_mul_overflow(g.batch, g.seq, &tokens)) fail("q.shape", "batch * seq that fits in int64", q.shape_string());
-  int64_t lowest = 0;
+  int64_t lowest = std::numeric_limits<int64_t>::max();
   int64_t highest = -1;
   auto see = [&](int64_t p) {
     lowest = std::min(lowest, p);
@@ -115,7 +117,10 @@ int64_t check_positions(const Positions& pos, const TensorView& q, int64_t& num_
     case Positions::Kind::offset:
       if (pos.start < 0) fail("positions.start", ">= 0", pos.start);
       check_run_start(pos.start, tokens > 0 ? g.seq : 0, "positions.start");
-      if (tokens > 0) see(pos.start + g.seq - 1);
+      if (tokens > 0) {
+        see(pos.start);
+        see(pos.start + g.seq - 1);
+      }
       break;
     case Positions::Kind::offsets:
       check_index_device(pos.values, "positions.offsets", q.device);
@@ -125,7 +130,10 @@ int64_t check_positions(const Positions& pos, const TensorView& q, int64_t& num_
         const int64_t off = pos.values[b];
         if (off < 0) fail(cat("positions.offsets[", b, "]"), ">= 0", off);
         check_run_start(off, g.seq, cat("positions.offsets[", b, "]"));
-        if (g.seq > 0) see(off + g.seq - 1);
+        if (g.seq > 0) {
+          see(off);
+          see(off + g.seq - 1);
+        }
       }
       break;
     case Positions::Kind::ids:
@@ -159,7 +167,10 @@ int64_t check_positions(const Positions& pos, const TensorView& q, int64_t& num_
         const int64_t off = pos.values.empty() ? 0 : pos.values[b];
         if (off < 0) fail(cat("positions.offsets[", b, "]"), ">= 0", off);
         check_run_start(off, end - begin, cat("positions.offsets[", b, "]"));
-        if (end > begin) see(off + (end - begin - 1));  // off + end alone may overflow
+        if (end > begin) {
+          see(off);
+          see(off + (end - begin - 1));  // off + end alone may overflow
+        }
       }
       const int64_t last = pos.cu_seqlens[num_sequences];
       if (last != g.seq) fail(cat("positions.cu_seqlens[", num_sequences, "]"), cat(g.seq, " (the number of tokens in q)"), last);
@@ -168,13 +179,14 @@ int64_t check_positions(const Positions& pos, const TensorView& q, int64_t& num_
     default:
       fail("positions.kind", "offset, offsets, ids or packed", static_cast<int>(pos.kind));
   }
-  (void)lowest;
+  lowest_out = lowest;
   return highest + 1;
 }
 
 struct Checked {
   detail::RopeParams params;
   int64_t needed = 0;  // largest position + 1, or -1 when positions live on a device
+  int64_t lowest = 0;  // smallest position (when needed > 0)
 };
 
 detail::Operand operand(const TensorView& in, const std::optional<TensorView>& out, float sign) {
@@ -221,26 +233,33 @@ Checked check(const RopeTensors& t, const Positions& positions, const RopeSpec& 
   }
 
   // Aliasing: each written view is disjoint from every other written and read view, except that
-  // an output may be exactly its own input (in place).
+  // an output may be exactly its own input (in place). Tokens and heads run in any order (threads,
+  // GPU blocks), so a read that overlaps another operand's write is wrong whichever runs first.
   const TensorView& q_written = t.q_out ? *t.q_out : t.q;
-  if (detail::self_overlapping(q_written)) fail(t.q_out ? "q_out" : "q", "a view with no element reachable twice (written in place)", cat("strides that overlap for shape ", q_written.shape_string()));
+  const char* q_name = t.q_out ? "q_out" : "q";
+  if (detail::self_overlapping(q_written)) fail(q_name, "a view with no element reachable twice (written in place)", cat("strides that overlap for shape ", q_written.shape_string()));
   if (t.q_out && !detail::same_view(*t.q_out, t.q) && detail::may_overlap(*t.q_out, t.q))
     fail("q_out", "memory disjoint from q, or exactly q (in place)", "a partial overlap with q");
   if (t.k) {
     const TensorView& k_written = t.k_out ? *t.k_out : *t.k;
     const char* k_name = t.k_out ? "k_out" : "k";
-    const char* q_name = t.q_out ? "q_out" : "q";
     if (detail::self_overlapping(k_written)) fail(k_name, "a view with no element reachable twice (written in place)", cat("strides that overlap for shape ", k_written.shape_string()));
     if (t.k_out && !detail::same_view(*t.k_out, *t.k) && detail::may_overlap(*t.k_out, *t.k))
       fail("k_out", "memory disjoint from k, or exactly k (in place)", "a partial overlap with k");
     if (detail::may_overlap(q_written, k_written)) fail(k_name, cat("memory disjoint from ", q_name), cat("an overlap with ", q_name));
-    if (t.q_out && detail::may_overlap(*t.q_out, *t.k)) fail("q_out", "memory disjoint from k (k is read after q is written)", "an overlap with k");
-    if (t.k_out && detail::may_overlap(*t.k_out, t.q)) fail("k_out", "memory disjoint from q", "an overlap with q");
+    if (detail::may_overlap(q_written, *t.k)) {
+      if (t.q_out) fail("q_out", "memory disjoint from k (k is read while q_out is written)", "an overlap with k");
+      fail("k", "memory disjoint from q (q is rotated in place while k is read)", "an overlap with q");
+    }
+    if (detail::may_overlap(k_written, t.q)) {
+      if (t.k_out) fail("k_out", "memory disjoint from q (q is read while k_out is written)", "an overlap with q");
+      fail("q", "memory disjoint from k (k is rotated in place while q is read)", "an overlap with k");
+    }
   }
 
   Checked c;
   int64_t num_sequences = 0;
-  c.needed = check_positions(positions, t.q, num_sequences);
+  c.needed = check_positions(positions, t.q, num_sequences, c.lowest);
 
   auto& p = c.params;
   p.dtype = t.q.dtype;
@@ -273,35 +292,69 @@ void dispatch(const detail::RopeParams& p) {
 
 bool empty(const RopeTensors& t) { return t.q.numel() == 0 && (!t.k || t.k->numel() == 0); }
 
+// xPos scales zeta_i^(+-(p - center) / scale_base) must stay finite and nonzero in the stored
+// dtype, with room for the values they multiply: |p - center| * max |ln zeta_i| / scale_base at
+// most 64 (a factor e^64 ~ 6e27 of float32's 3e38) or, for f16, 8 (e^8 ~ 3e3 of 65504). Far
+// positions need a center near them (ApplyOptions::xpos_center).
+double max_xpos_exponent(DType dtype) { return dtype == DType::f16 ? 8.0 : 64.0; }
+
+void check_xpos_range(const RopeTable& table, const Positions& positions, DType dtype, int64_t lowest,
+                      int64_t highest, double center) {
+  if (!table.spec().xpos() || highest < lowest) return;
+  double most = 0.0;
+  for (double v : table.xpos_log_zeta()) most = std::max(most, std::fabs(v));
+  if (most == 0.0) return;
+  const double reach = max_xpos_exponent(dtype) / most;  // the largest |p - center| allowed
+  const double far = std::max(std::fabs(static_cast<double>(highest) - center), std::fabs(static_cast<double>(lowest) - center));
+  if (far > reach)
+    fail(positions.kind == Positions::Kind::offset ? "positions.start"
+         : positions.kind == Positions::Kind::ids  ? "positions.ids"
+                                                   : "positions.offsets",
+         cat("positions within ", std::floor(reach), " of options.xpos_center (", center, ") for xPos with scale_base ",
+             table.spec().xpos()->scale_base, " in ", to_string(dtype),
+             ": farther, zeta^(+-(p - center) / scale_base) leaves float32's range"),
+         cat("positions ", lowest, " .. ", highest));
+}
+
 }  // namespace
+
+namespace detail {
+void use_table(RopeParams& p, const TableData& table, bool compute_sincos) {
+  p.rows = table.rows.data();
+  p.rows_count = compute_sincos ? 0 : table.size;
+  p.inv_freq = table.inv_freq.data();
+  p.inv_freq_f32 = table.inv_freq_f32.data();
+  p.exact = table.options.exact;
+  p.attention_factor = table.attention_factor;
+  p.xpos_log_zeta = table.xpos_log_zeta.empty() ? nullptr : table.xpos_log_zeta.data();
+  p.table = &table;
+}
+}  // namespace detail
 
 int64_t required_table_size(const RopeTensors& tensors, const Positions& positions) {
   int64_t num_sequences = 0;
   if (tensors.q.rank != 3 && tensors.q.rank != 4)
     fail("q.rank", "3 (tokens, heads, head_dim) or 4 (batch, seq, heads, head_dim)", tensors.q.rank);
-  return std::max<int64_t>(check_positions(positions, tensors.q, num_sequences), 0);
+  int64_t lowest = 0;
+  return std::max<int64_t>(check_positions(positions, tensors.q, num_sequences, lowest), 0);
 }
 
-void apply_rope(const RopeTensors& tensors, const Positions& positions, const CosSinCache& table,
+void apply_rope(const RopeTensors& tensors, const Positions& positions, const RopeTable& table,
                 const ApplyOptions& options) {
   Checked c = check(tensors, positions, table.spec());
-  if (!options.compute_sincos && c.needed > table.size())
-    fail("positions", cat("< ", table.size(), " (the table's size; call CosSinCache::ensure or prepare_for_seq_len)"),
-         cat("position ", c.needed - 1));
   detail::require_finite(options.xpos_center, "options.xpos_center");
   if (options.direction != Direction::forward && options.direction != Direction::backward &&
       options.direction != Direction::inverse)
     fail("options.direction", "forward, backward or inverse", static_cast<int>(options.direction));
+  if (options.num_threads < 0) fail("options.num_threads", ">= 0 (0: every core)", options.num_threads);
+  if (c.needed >= 0) check_xpos_range(table, positions, tensors.q.dtype, c.lowest, c.needed - 1, options.xpos_center);
   if (empty(tensors)) return;
   auto& p = c.params;
   p.direction = options.direction;
   p.stream = options.stream;
-  p.compute_sincos = options.compute_sincos;
-  if (options.num_threads < 0) fail("options.num_threads", ">= 0 (0: every core)", options.num_threads);
   p.num_threads = options.num_threads;
-  p.table = &table;
   p.xpos_center = options.xpos_center;
-  p.attention_factor = table.attention_factor();
+  detail::use_table(p, table.data(), options.compute_sincos);
   dispatch(p);
 }
 
@@ -309,9 +362,8 @@ void apply_rope(const RopeTensors& tensors, const Positions& positions, const Ro
                 const ApplyOptions& options) {
   const Checked c = check(tensors, positions, spec);
   if (c.needed < 0) fail("positions", "host (cpu) arrays when no table is given", "device arrays");
-  CosSinCache table(spec);
-  table.prepare_for_seq_len(c.needed);
-  apply_rope(tensors, positions, table, options);
+  const RopeTable frequencies(spec, 0, TableOptions{false, c.needed});
+  apply_rope(tensors, positions, frequencies, options);
 }
 
 }  // namespace ropekit

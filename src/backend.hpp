@@ -7,6 +7,8 @@
 
 namespace ropekit::detail {
 
+struct TableData;
+
 // q or k: where to read, where to write, and the (b, s, h) strides in elements of each.
 struct Operand {
   const void* in = nullptr;
@@ -37,16 +39,29 @@ struct RopeParams {
   Operand k;
   bool has_k = false;
 
-  Positions positions;   // validated: every position is in [0, table rows)
+  // Validated on the host for host arrays: every position is in [0, 2^63 - 2]. Device arrays are
+  // checked by the backend.
+  Positions positions;
   int64_t num_sequences = 0;  // packed: cu_seqlens.size - 1
 
-  const CosSinCache* table = nullptr;  // host table; rows of pairs cos then pairs sin
-  bool compute_sincos = false;         // angles from table->inv_freq() instead of table rows
+  // The table's plain data. Positions below `rows_count` read their row (pairs cos, then pairs
+  // sin); the others (and all of them with compute_sincos) compute cos/sin from the frequencies.
+  const float* rows = nullptr;
+  int64_t rows_count = 0;
+  const double* inv_freq = nullptr;      // pairs entries
+  const float* inv_freq_f32 = nullptr;   // pairs entries, each rounded to float32
+  bool exact = false;                    // angles in double (TableOptions::exact)
+  double attention_factor = 1.0;
+  const double* xpos_log_zeta = nullptr;  // pairs entries of ln(zeta_i) / scale_base; null without xPos
+  const TableData* table = nullptr;       // for backends that keep per-table state (device copies)
+
   int num_threads = 0;
   bool has_xpos = false;
   double xpos_center = 0.0;
-  double attention_factor = 1.0;
 };
+
+// Points the params at the table's data; compute_sincos ignores its rows.
+void use_table(RopeParams& params, const TableData& table, bool compute_sincos);
 
 void apply_cpu(const RopeParams& params);
 void apply_cpu_scalar(const RopeParams& params);  // the reference loop (apply_cpu may vectorize)

@@ -3,8 +3,8 @@
 #include <cstdint>
 #include <optional>
 
-#include "ropekit/cache.hpp"
 #include "ropekit/spec.hpp"
+#include "ropekit/table.hpp"
 #include "ropekit/tensor_view.hpp"
 
 namespace ropekit {
@@ -42,14 +42,14 @@ struct ApplyOptions {
   // modules center on the middle of the sequence.
   double xpos_center = 0.0;
   // Compute cos/sin in the kernel from positions and the table's inv_freq (accurate, range-reduced;
-  // honours CacheOptions::exact) instead of reading table rows: positions need not be < table size.
+  // honours TableOptions::exact) instead of reading table rows. Positions at or past the table's
+  // size are computed in the kernel either way.
   bool compute_sincos = false;
   // CPU threads: 0 uses every core; small calls run on the calling thread regardless.
   int num_threads = 0;
   // CUDA stream (cudaStream_t) for device views; ignored on the CPU. Device views: the first call
-  // with a table on a device uploads it (synchronising; make one call before capturing a CUDA
-  // graph); device-resident position arrays are validated on this stream with one
-  // synchronisation per call (not allowed while capturing: use from_offset there).
+  // with a table on a device uploads it to that device (make one call before capturing a CUDA
+  // graph); see src/cuda/README.md for how device-resident positions are checked.
   void* stream = nullptr;
 };
 
@@ -60,13 +60,14 @@ struct RopeTensors {
   std::optional<TensorView> k_out;  // absent: rotate k in place
 };
 
-// Rotate with a prebuilt table (it must already cover every position: see CosSinCache::ensure).
+// Rotate with the frequencies of `table`: positions below table.size() read its rows, the others
+// are computed in the kernel from the same frequencies. The table is never changed.
 // All arguments are checked before any output is written; an Error leaves outputs untouched.
-void apply_rope(const RopeTensors& tensors, const Positions& positions, const CosSinCache& table,
+void apply_rope(const RopeTensors& tensors, const Positions& positions, const RopeTable& table,
                 const ApplyOptions& options = {});
 
-// Convenience: builds a table for the positions used (dynamic NTK / LongRoPE see the largest
-// position + 1 as the sequence length), then applies.
+// Without a table: the frequencies for a forward over (largest position + 1) positions (the
+// sequence length dynamic NTK and LongRoPE see, as HF), cos/sin computed in the kernel.
 void apply_rope(const RopeTensors& tensors, const Positions& positions, const RopeSpec& spec,
                 const ApplyOptions& options = {});
 

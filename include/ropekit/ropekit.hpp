@@ -1,7 +1,7 @@
 #pragma once
 // The whole public API.
 #include "ropekit/apply.hpp"
-#include "ropekit/cache.hpp"
+#include "ropekit/table.hpp"
 #include "ropekit/error.hpp"
 #include "ropekit/frequencies.hpp"
 #include "ropekit/hf_config.hpp"

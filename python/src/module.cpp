@@ -330,26 +330,26 @@ NB_MODULE(_C, m) {
         "min"_a, "max"_a, "n"_a);
   m.def("get_mscale", &ropekit::get_mscale, "scale"_a, "mscale"_a = 1.0);
 
-  nb::class_<ropekit::CosSinCache>(m, "CosSinCache")
+  nb::class_<ropekit::RopeTable>(m, "RopeTable")
       .def("__init__",
-           [](ropekit::CosSinCache* self, const ropekit::RopeSpec& spec, int64_t positions, bool exact) {
-             new (self) ropekit::CosSinCache(spec, positions, ropekit::CacheOptions{exact});
+           [](ropekit::RopeTable* self, const ropekit::RopeSpec& spec, int64_t positions, bool exact) {
+             new (self) ropekit::RopeTable(spec, positions, ropekit::TableOptions{exact});
            },
            "spec"_a, "positions"_a = 0, "exact"_a = false)
-      .def_prop_ro("spec", &ropekit::CosSinCache::spec)
-      .def_prop_ro("size", &ropekit::CosSinCache::size)
-      .def_prop_ro("pairs", &ropekit::CosSinCache::pairs)
-      .def_prop_ro("exact", [](const ropekit::CosSinCache& c) { return c.options().exact; })
-      .def_prop_ro("attention_factor", &ropekit::CosSinCache::attention_factor)
-      .def_prop_ro("scaled_for", &ropekit::CosSinCache::scaled_for)
-      .def_prop_ro("generation", &ropekit::CosSinCache::generation)
-      .def_prop_ro("inv_freq", [](const ropekit::CosSinCache& c) { return doubles(c.inv_freq()); })
-      .def_prop_ro("xpos_log_zeta", [](const ropekit::CosSinCache& c) { return doubles(c.xpos_log_zeta()); })
-      .def("ensure", &ropekit::CosSinCache::ensure, "n"_a)
-      .def("prepare_for_seq_len", &ropekit::CosSinCache::prepare_for_seq_len, "seq_len"_a)
+      .def_prop_ro("spec", &ropekit::RopeTable::spec)
+      .def_prop_ro("size", &ropekit::RopeTable::size)
+      .def_prop_ro("pairs", &ropekit::RopeTable::pairs)
+      .def_prop_ro("exact", [](const ropekit::RopeTable& c) { return c.options().exact; })
+      .def_prop_ro("attention_factor", &ropekit::RopeTable::attention_factor)
+      .def_prop_ro("scaled_for", &ropekit::RopeTable::scaled_for)
+      .def_prop_ro("generation", &ropekit::RopeTable::generation)
+      .def_prop_ro("inv_freq", [](const ropekit::RopeTable& c) { return doubles(c.inv_freq()); })
+      .def_prop_ro("xpos_log_zeta", [](const ropekit::RopeTable& c) { return doubles(c.xpos_log_zeta()); })
+      .def("ensure", &ropekit::RopeTable::ensure, "n"_a)
+      .def("prepare_for_seq_len", &ropekit::RopeTable::prepare_for_seq_len, "seq_len"_a)
       .def(
           "table",
-          [](const ropekit::CosSinCache& c, int64_t rows) {
+          [](const ropekit::RopeTable& c, int64_t rows) {
             // A copy: rows [0, rows) of cos (first pairs columns) then sin, fp32, attention factor included.
             if (rows < 0) rows = c.size();
             if (rows > c.size())
@@ -408,7 +408,7 @@ NB_MODULE(_C, m) {
 
   m.def(
       "apply",
-      [](nb::handle q, nb::handle k, nb::handle q_out, nb::handle k_out, ropekit::CosSinCache* table,
+      [](nb::handle q, nb::handle k, nb::handle q_out, nb::handle k_out, ropekit::RopeTable* table,
          const ropekit::RopeSpec* spec, int64_t start, nb::handle offsets, nb::handle ids, nb::handle cu_seqlens,
          ropekit::Direction direction, double xpos_center, bool compute_sincos, int num_threads, uintptr_t stream) {
         if ((table == nullptr) == (spec == nullptr))

@@ -10,7 +10,7 @@
 
 #include "cli.hpp"
 #include "ropekit/apply.hpp"
-#include "ropekit/cache.hpp"
+#include "ropekit/table.hpp"
 
 namespace ropekit::cli {
 namespace {
@@ -72,7 +72,7 @@ int cmd_bench(const std::vector<std::string>& tokens, std::ostream& out) {
   const int64_t d = r.spec.head_dim();
   const int64_t esize = dtype_size(dtype);
 
-  CosSinCache table(r.spec, prefill + 1);
+  RopeTable table(r.spec, prefill + 1);
   std::mt19937_64 rng(1234);
   std::uniform_int_distribution<uint16_t> bits(0x3000, 0x3c00);  // finite, O(1) values in f16 and bf16 alike
 

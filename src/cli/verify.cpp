@@ -9,7 +9,7 @@
 #include "half_float.hpp"
 #include "reference64.hpp"
 #include "ropekit/apply.hpp"
-#include "ropekit/cache.hpp"
+#include "ropekit/table.hpp"
 #include "ropekit/frequencies.hpp"
 
 namespace ropekit::cli {
@@ -50,7 +50,7 @@ const char* direction_name(Direction d) {
 }
 
 // Returns the worst relative error (NaN if any output is NaN).
-double run_case(const Case& c, const RopeSpec& spec, const CosSinCache& table, int64_t hq, int64_t hk, int64_t tokens,
+double run_case(const Case& c, const RopeSpec& spec, const RopeTable& table, int64_t hq, int64_t hk, int64_t tokens,
                 const std::vector<int64_t>& offsets, std::mt19937_64& rng) {
   const int64_t batch = static_cast<int64_t>(offsets.size());
   const int64_t d = spec.head_dim();
@@ -144,7 +144,7 @@ int cmd_verify(const std::vector<std::string>& tokens, std::ostream& out) {
     SpecParams p = r.spec.params();
     p.style = style;
     const RopeSpec spec(p);
-    const CosSinCache table(spec, *std::max_element(offsets.begin(), offsets.end()) + seq);
+    const RopeTable table(spec, *std::max_element(offsets.begin(), offsets.end()) + seq);
     for (DType dtype : {DType::f32, DType::f16, DType::bf16}) {
       for (Direction dir : {Direction::forward, Direction::backward, Direction::inverse}) {
         for (bool sincos : {false, true}) {

@@ -27,15 +27,11 @@ struct BF16 {
   static uint16_t store(float v) { return float_to_bf16(v); }
 };
 
-// cos then sin of one position, from the table or computed here (compute_sincos).
+// cos then sin of one position, from the table's row or computed here (past the rows).
 const float* cos_sin_row(const RopeParams& p, int64_t position, float* scratch) {
-  if (!p.compute_sincos) return p.table->row(position);
-  const auto& f = p.table->inv_freq();
-  const auto& f32 = p.table->inv_freq_f32();
-  const bool exact = p.table->options().exact;
+  if (position < p.rows_count) return p.rows + position * 2 * p.pairs;
   for (int64_t i = 0; i < p.pairs; ++i) {
-    const auto k = static_cast<size_t>(i);
-    const double angle = rope_angle(position, f[k], f32[k], exact);
+    const double angle = rope_angle(position, p.inv_freq[i], p.inv_freq_f32[i], p.exact);
     scratch[i] = static_cast<float>(std::cos(angle) * p.attention_factor);
     scratch[i + p.pairs] = static_cast<float>(std::sin(angle) * p.attention_factor);
   }
@@ -49,11 +45,10 @@ void token_coefficients(const RopeParams& p, int64_t position, float sign, float
   const float* row = cos_sin_row(p, position, scratch.data());
   const float* cos_row = row;
   const float* sin_row = row + p.pairs;
-  const auto& log_zeta = p.table->xpos_log_zeta();
   const float inv_attention_sq = static_cast<float>(1.0 / (p.attention_factor * p.attention_factor));
   for (int64_t i = 0; i < p.pairs; ++i) {
     const float x = p.has_xpos ? xpos_scale(static_cast<double>(position), p.xpos_center,
-                                            log_zeta[static_cast<size_t>(i)], sign)
+                                            p.xpos_log_zeta[i], sign)
                                : 1.0f;
     pair_coefficients(cos_row[i], sin_row[i], x, p.direction, inv_attention_sq, c[i], s[i]);
   }

@@ -205,18 +205,18 @@ struct Scratch {
   }
 };
 
-// cos/sin of one position: the table row, or computed here (compute_sincos).
+// cos/sin of one position: its table row, or computed here (past the rows).
 void CosSinRow(const SimdPlan& plan, int64_t position, Scratch& w, const float*& cos_row, const float*& sin_row) {
   const RopeParams& p = *plan.p;
-  if (!p.compute_sincos) {
-    cos_row = p.table->row(position);
+  if (position < p.rows_count) {
+    cos_row = p.rows + position * 2 * p.pairs;
     sin_row = cos_row + p.pairs;
     return;
   }
   const DD d;
   const hn::Rebind<float, DD> dfh;
   const auto step = static_cast<int64_t>(hn::Lanes(d));
-  const bool exact = p.table->options().exact;
+  const bool exact = p.exact;
   const VD pos_d = hn::Set(d, static_cast<double>(position));
   const auto pos_f = hn::Set(dfh, static_cast<float>(position));
   for (int64_t i = 0; i < p.pairs; i += step) {  // tables are padded: whole vectors only
@@ -606,9 +606,11 @@ std::atomic<CpuKernel>& kernel_choice() {
   return choice;
 }
 
-std::vector<double> padded(const std::vector<double>& v, int64_t n) {
-  std::vector<double> out(static_cast<size_t>(n), 0.0);
-  std::copy(v.begin(), v.end(), out.begin());
+// The first n values of v, padded with zeros to `padded` entries.
+template <typename T>
+std::vector<T> padded(const T* v, int64_t n, int64_t padded) {
+  std::vector<T> out(static_cast<size_t>(padded), T{0});
+  std::copy(v, v + n, out.begin());
   return out;
 }
 }  // namespace
@@ -629,12 +631,9 @@ void apply_cpu_simd(const RopeParams& params) {
   plan.tokens = p.positions.kind == Positions::Kind::packed ? p.seq : p.batch * p.seq;
   plan.heads = p.q.heads + (p.has_k ? p.k.heads : 0);
   plan.inv_attention_sq = static_cast<float>(1.0 / (p.attention_factor * p.attention_factor));
-  if (p.compute_sincos) {
-    plan.inv_freq = padded(p.table->inv_freq(), plan.padded_pairs);
-    plan.inv_freq_f32.assign(static_cast<size_t>(plan.padded_pairs), 0.0f);
-    std::copy(p.table->inv_freq_f32().begin(), p.table->inv_freq_f32().end(), plan.inv_freq_f32.begin());
-  }
-  if (p.has_xpos) plan.log_zeta = padded(p.table->xpos_log_zeta(), plan.padded_pairs);
+  plan.inv_freq = padded(p.inv_freq, p.pairs, plan.padded_pairs);
+  plan.inv_freq_f32 = padded(p.inv_freq_f32, p.pairs, plan.padded_pairs);
+  if (p.has_xpos) plan.log_zeta = padded(p.xpos_log_zeta, p.pairs, plan.padded_pairs);
   if (plan.tokens == 0 || plan.heads == 0) return;
 
   const int64_t element = p.dtype == DType::f32 ? 4 : 2;

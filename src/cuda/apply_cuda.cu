@@ -209,16 +209,11 @@ void apply_cuda(const RopeParams& p) {
   if (a.values)
     require_device_memory(a.values, device, a.kind == PositionKind::ids ? "positions.ids.data" : "positions.offsets.data");
   if (a.cu_seqlens) require_device_memory(a.cu_seqlens, device, "positions.cu_seqlens.data");
-  if (a.kind != PositionKind::offset) {
-    const int64_t needed = check_device_positions(p, a, stream);
-    if (!p.compute_sincos && needed > p.table->size())
-      fail("positions", cat("< ", p.table->size(), " (the table's size; call CosSinCache::ensure or prepare_for_seq_len)"),
-           cat("position ", needed - 1));
-  }
+  if (a.kind != PositionKind::offset) (void)check_device_positions(p, a, stream);
 
-  // Held until the kernel is enqueued: a concurrent replacement frees this copy only afterwards.
-  const auto table = device_table(*p.table, !p.compute_sincos, p.stream);
-  set_table(a, p, *table);
+  // The table's device copy lives as long as the table (positions past its rows are computed).
+  const DeviceTable& table = device_table(*p.table, p.rows_count > 0, p.stream);
+  set_table(a, p, table);
 
   switch (p.dtype) {
     case DType::f32: return launch_dtype<F32>(a, p, device, stream);

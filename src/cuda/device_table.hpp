@@ -1,26 +1,23 @@
 #pragma once
-// Device copies of host CosSinCache data, uploaded once and reused by later calls.
+// Device copies of a RopeTable's data, owned by the table (TableData::cuda_state).
 #include <cstdint>
-#include <memory>
 
-#include "ropekit/cache.hpp"
+#include "../table_data.hpp"
 
 namespace ropekit::detail::cuda {
 
-// What a kernel reads from one CosSinCache on one device. Arrays hold `pairs` entries.
+// What a kernel reads from one table on one device. Arrays hold `pairs` entries.
 struct DeviceTable {
-  const float* rows = nullptr;          // size x (pairs cos, pairs sin); null when uploaded without rows
+  const float* rows = nullptr;          // size x (pairs cos, pairs sin); null when made without rows
   int64_t size = 0;                     // rows present
   const double* inv_freq = nullptr;
   const float* inv_freq_f32 = nullptr;
   const double* xpos_log_zeta = nullptr;  // null without xPos
 };
 
-// The device copy of `table` on the current device, uploaded (with a synchronising copy on
-// `stream`) on first use and after the table changed (generation, size or contents). `with_rows`
-// false uploads only the frequencies (in-kernel sincos). Thread-safe. Keep the returned pointer
-// alive until the kernel using it has been enqueued: a replaced or evicted copy is freed only when
-// its last user lets go, after a device synchronisation.
-std::shared_ptr<const DeviceTable> device_table(const CosSinCache& table, bool with_rows, void* stream);
+// The copy of `table` on the current device, uploaded on `stream` on first use (with rows when
+// `with_rows`, else the frequencies only) and kept until the table is destroyed. Thread-safe; the
+// reference stays valid as long as the table.
+const DeviceTable& device_table(const TableData& table, bool with_rows, void* stream);
 
 }  // namespace ropekit::detail::cuda

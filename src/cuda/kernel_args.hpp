@@ -62,10 +62,10 @@ inline KernelArgs kernel_args(const RopeParams& p) {
 
 inline void set_table(KernelArgs& a, const RopeParams& p, const DeviceTable& table) {
   a.rows = table.rows;
-  a.compute_sincos = p.compute_sincos;
+  a.rows_count = table.rows ? p.rows_count : 0;
   a.inv_freq = table.inv_freq;
   a.inv_freq_f32 = table.inv_freq_f32;
-  a.exact = p.table->options().exact;
+  a.exact = p.exact;
   a.attention = p.attention_factor;
   a.inv_attention_sq = static_cast<float>(1.0 / (p.attention_factor * p.attention_factor));
   a.xpos_log_zeta = p.has_xpos ? table.xpos_log_zeta : nullptr;

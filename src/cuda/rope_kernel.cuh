@@ -54,8 +54,8 @@ struct KernelArgs {
   bool cu_i64 = true;
   int64_t num_sequences = 0;
 
-  const float* rows = nullptr;    // table rows (cos then sin), null with compute_sincos
-  bool compute_sincos = false;
+  const float* rows = nullptr;    // table rows (cos then sin) for positions [0, rows_count)
+  int64_t rows_count = 0;         // positions past it compute cos/sin from the frequencies
   const double* inv_freq = nullptr;
   const float* inv_freq_f32 = nullptr;
   bool exact = false;
@@ -139,12 +139,12 @@ ROPEKIT_KERNEL_HD int64_t token_position(const KernelArgs& a, int64_t token) {
   return 0;
 }
 
-// cos and sin of pairs [p0, p0 + P) at `position`: table rows, or double-precision sincos
-// (fully range-reduced, matching the host table's cos/sin-in-double then round to fp32).
+// cos and sin of pairs [p0, p0 + P) at `position`: its table row, or (past the rows)
+// double-precision sincos, fully range-reduced, as the host table's cos/sin in double rounded to fp32.
 template <int P>
 ROPEKIT_KERNEL_HD void load_cos_sin(const KernelArgs& a, int64_t position, int64_t p0, float (&cs)[P],
                                              float (&sn)[P]) {
-  if (!a.compute_sincos) {
+  if (position < a.rows_count) {
     const float* row = a.rows + position * 2 * a.pairs + p0;
     if constexpr (P % 4 == 0) {
 ROPEKIT_UNROLL

@@ -7,7 +7,7 @@
 
 int main() {
   const ropekit::RopeSpec spec({.head_dim = 4, .base = 10000.0});
-  ropekit::CosSinCache table(spec, 8);
+  ropekit::RopeTable table(spec, 8);
   // q: one token, one head, (x0, x1, x2, x3) with half pairs (0, 2) and (1, 3), at position 5.
   std::vector<float> q{1.0f, 2.0f, 3.0f, 4.0f};
   const auto view = ropekit::TensorView::thd(q.data(), ropekit::DType::f32, 1, 1, 4);

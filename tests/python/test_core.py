@@ -95,7 +95,7 @@ def test_bad_style_name():
 
 def test_cos_sin_cache_rows_and_growth():
     spec = ropekit.RopeSpec(16, base=10000.0, scaling=ropekit.Yarn(4.0, original_max=64))
-    cache = ropekit.CosSinCache(spec, 10)
+    cache = ropekit.RopeTable(spec, 10)
     assert cache.size >= 10 and cache.pairs == 8
     t = cache.table(10)
     a = ropekit.attention_factor(spec)
@@ -197,7 +197,7 @@ def test_packed_cu_seqlens(index_dtype):
 def test_bhsd_strides_no_copy_and_table():
     B, H, S, D = 2, 3, 6, 16
     spec = ropekit.RopeSpec(D)
-    table = ropekit.CosSinCache(spec)  # grown on demand by apply
+    table = ropekit.RopeTable(spec)  # grown on demand by apply
     mem = torch.from_numpy(randn(B, H, S, D))
     view = mem.permute(0, 2, 1, 3)  # logical BSHD over BHSD memory
     before = view.double().numpy().copy()
@@ -225,7 +225,7 @@ def test_xpos_and_compute_sincos_and_threads():
 
 def test_long_positions_exact_table():
     spec = ropekit.RopeSpec(16)
-    table = ropekit.CosSinCache(spec, 0, exact=True)
+    table = ropekit.RopeTable(spec, 0, exact=True)
     q = randn(1, 1, 1, 16)
     out = ropekit.apply_rope(q, table=table, positions=np.array([[1_000_000]]), compute_sincos=True)
     ang = 1_000_000 * ropekit.inv_freq(spec)

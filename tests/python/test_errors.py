@@ -61,7 +61,7 @@ def test_positions_out_of_range_nothing_written():
     assert torch.equal(q, q0) and torch.equal(k, k0)
     # A table that cannot grow (device positions aside, a fixed table with compute_sincos=False grows;
     # the core's own check still fires when the table is too small for a direct _C call).
-    table = ropekit.CosSinCache(SPEC, 2)
+    table = ropekit.RopeTable(SPEC, 2)
     out = torch.zeros_like(q)
     with pytest.raises(ValueError):
         ropekit._C.apply(q, None, out, None, table=table, start=1000000000000000)

@@ -131,7 +131,7 @@ def test_custom_op_needs_torch_2_4():
                                                     f"(this is torch {torch.__version__})")
 def test_custom_op_compile_fullgraph_matches_eager():
     spec = ropekit.RopeSpec(32)
-    handle = rt.register_table(ropekit.CosSinCache(spec, 64))
+    handle = rt.register_table(ropekit.RopeTable(spec, 64))
     q = torch.randn(2, 8, 4, 32, requires_grad=True)
     k = torch.randn(2, 8, 2, 32, requires_grad=True)
 

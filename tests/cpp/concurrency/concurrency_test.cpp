@@ -1,8 +1,10 @@
-// Threads: one const CosSinCache shared by many applying threads gives exactly the single-threaded
-// results; a table grown by one thread while readers apply with snapshots (CosSinCache::snapshot)
-// gives every reader exactly the rows a table built up front has.
+// Threads: one RopeTable shared by many applying threads gives exactly the single-threaded results;
+// while one thread builds grown / rescaled tables and publishes them, readers applying with the
+// table they hold get exactly what a table built up front gives, and the tables they hold never
+// change.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstring>
 #include <memory>
@@ -16,7 +18,7 @@
 namespace {
 
 using ropekit::ApplyOptions;
-using ropekit::CosSinCache;
+using ropekit::RopeTable;
 using ropekit::DType;
 using ropekit::Positions;
 using ropekit::RopeSpec;
@@ -54,7 +56,7 @@ struct Job {
     std::mt19937 rng(seed + 2000);
     for (int64_t b = 0; b < batch; ++b) offsets.push_back(std::uniform_int_distribution<int64_t>(0, max_offset)(rng));
   }
-  void run(const CosSinCache& table, const ApplyOptions& options = {}) {
+  void run(const RopeTable& table, const ApplyOptions& options = {}) {
     ropekit::RopeTensors t{TensorView::bshd(q.data(), DType::f32, batch, seq, q_heads, head_dim),
                            TensorView::bshd(k.data(), DType::f32, batch, seq, k_heads, head_dim),
                            TensorView::bshd(q_out.data(), DType::f32, batch, seq, q_heads, head_dim),
@@ -70,7 +72,7 @@ struct Job {
 
 // The rows a reader sees must be the rows any table of the same spec has (checks a few values against
 // the float64 formula too, so equal-but-wrong tables cannot pass).
-void expect_rows_match(const CosSinCache& got, const CosSinCache& want, int64_t rows) {
+void expect_rows_match(const RopeTable& got, const RopeTable& want, int64_t rows) {
   ASSERT_GE(got.size(), rows);
   ASSERT_GE(want.size(), rows);
   const auto n = static_cast<size_t>(2 * got.pairs());
@@ -79,7 +81,7 @@ void expect_rows_match(const CosSinCache& got, const CosSinCache& want, int64_t 
 }
 
 void run_shared_table(const RopeSpec& spec, const ApplyOptions& options) {
-  const CosSinCache table(spec, 512);
+  const RopeTable table(spec, 512);
   std::vector<Job> serial, parallel;
   for (int i = 0; i < kThreads * 2; ++i) {
     serial.emplace_back(1234u + static_cast<uint32_t>(i), 400);
@@ -151,25 +153,24 @@ TEST(SharedTable, ConvenienceOverloadFromManyThreads) {
   }
 }
 
-// One thread grows the table step by step and publishes a snapshot after each step; readers apply with
-// the latest snapshot at positions it covers and must get exactly what a table built up front gives.
-TEST(Growth, OneThreadGrowsWhileReadersUseSnapshots) {
+// One thread builds ever larger tables (grown) and publishes each; readers apply with the table they
+// last took, at positions it covers, and must get exactly what a table built up front gives.
+TEST(Growth, OneThreadGrowsWhileReadersApply) {
   const RopeSpec spec = yarn_xpos_spec();
   constexpr int64_t kFinal = 2048;
-  const CosSinCache full(spec, 2 * kFinal);  // geometric growth may overshoot kFinal
+  const RopeTable full(spec, 2 * kFinal);  // geometric growth may overshoot kFinal
 
-  CosSinCache growing(spec, 32);
   std::mutex published_mutex;
-  std::shared_ptr<const CosSinCache> published = growing.snapshot();
+  RopeTable published(spec, 32);
   std::atomic<bool> done{false};
   std::atomic<int> mismatches{0}, applied{0};
 
   std::thread grower([&] {
+    RopeTable current = published;
     for (int64_t n = 32; n <= kFinal; n += 61) {
-      growing.ensure(n);
-      auto snap = growing.snapshot();
+      current = current.grown(n);
       std::lock_guard<std::mutex> lock(published_mutex);
-      published = std::move(snap);
+      published = current;
     }
     done = true;
   });
@@ -178,17 +179,18 @@ TEST(Growth, OneThreadGrowsWhileReadersUseSnapshots) {
     readers.emplace_back([&, r] {
       uint32_t seed = 99u + static_cast<uint32_t>(r) * 1000u;
       do {
-        std::shared_ptr<const CosSinCache> mine;
-        {
+        RopeTable mine = [&] {
           std::lock_guard<std::mutex> lock(published_mutex);
-          mine = published;
-        }
-        Job job(seed, std::max<int64_t>(mine->size() - 24, 0));
-        Job want(seed++, std::max<int64_t>(mine->size() - 24, 0));
+          return published;
+        }();
+        const std::vector<float> rows_before(mine.rows().begin(), mine.rows().end());
+        Job job(seed, std::max<int64_t>(mine.size() - 24, 0));
+        Job want(seed++, std::max<int64_t>(mine.size() - 24, 0));
         try {
-          job.run(*mine);
+          job.run(mine);
           want.run(full);
           if (job.q_out != want.q_out || job.k_out != want.k_out) ++mismatches;
+          if (!std::equal(rows_before.begin(), rows_before.end(), mine.rows().begin())) ++mismatches;
         } catch (...) {
           ++mismatches;
         }
@@ -200,32 +202,59 @@ TEST(Growth, OneThreadGrowsWhileReadersUseSnapshots) {
   for (auto& th : readers) th.join();
   EXPECT_EQ(mismatches.load(), 0);
   EXPECT_GE(applied.load(), kThreads - 1);
-  ASSERT_GE(growing.size(), kFinal);
-  expect_rows_match(growing, full, kFinal);
+  ASSERT_GE(published.size(), kFinal);
+  expect_rows_match(published, full, kFinal);
 }
 
-// A snapshot keeps its rows when the original is rescaled (dynamic NTK) or grown afterwards.
-TEST(Growth, SnapshotIsIndependentOfTheOriginal) {
+// Dynamic NTK: while one thread rescales for longer and shorter lengths, readers sharing one table
+// keep its frequencies: results are bit-identical to a single-threaded run with that table.
+TEST(Growth, RescalingNeverReachesATableInUse) {
+  const RopeSpec spec({.head_dim = 64, .base = 10000,
+                       .scaling = ropekit::scaling::DynamicNtk{.factor = 4, .original_max = 128}});
+  const RopeTable shared = RopeTable(spec).for_seq_len(400);
+  Job want(7u, 300);
+  want.run(shared);
+  std::atomic<bool> done{false};
+  std::atomic<int> mismatches{0};
+  std::thread rescaler([&] {
+    for (int64_t n = 10; n < 3000; n += 97) (void)shared.for_seq_len(n).grown(n + 5);
+    done = true;
+  });
+  std::vector<std::thread> readers;
+  for (int r = 0; r < kThreads - 1; ++r) {
+    readers.emplace_back([&] {
+      do {
+        Job job(7u, 300);
+        job.run(shared);
+        if (job.q_out != want.q_out || job.k_out != want.k_out) ++mismatches;
+      } while (!done.load());
+    });
+  }
+  rescaler.join();
+  for (auto& th : readers) th.join();
+  EXPECT_EQ(mismatches.load(), 0);
+  EXPECT_EQ(shared.seq_len(), 400);
+}
+
+// A table keeps its rows when a rescaled (dynamic NTK) or grown one is made from it.
+TEST(Growth, DerivedTablesLeaveTheOriginal) {
   const RopeSpec spec({.head_dim = 32, .base = 10000, .scaling = ropekit::scaling::DynamicNtk{.factor = 2, .original_max = 64}});
-  CosSinCache table(spec, 64);
-  const auto snap = table.snapshot();
-  const CosSinCache copy = table;
-  const std::vector<float> before(table.table().begin(), table.table().end());
-  const auto generation = snap->generation();
-  table.prepare_for_seq_len(1000);  // rescales every row and grows
-  ASSERT_NE(0, std::memcmp(table.row(10), before.data() + 10 * 2 * table.pairs(), 2 * table.pairs() * sizeof(float)))
-      << "prepare_for_seq_len should have rescaled the rows of the original";
-  EXPECT_EQ(snap->size(), 64);
-  EXPECT_EQ(snap->generation(), generation);
-  EXPECT_EQ(std::vector<float>(snap->table().begin(), snap->table().end()), before);
-  EXPECT_EQ(std::vector<float>(copy.table().begin(), copy.table().end()), before);
-  // And the snapshot's rows are the float64 formula's (not merely equal to something).
-  const auto& inv = snap->inv_freq();
+  const RopeTable table(spec, 64);
+  const RopeTable copy = table;
+  const std::vector<float> before(table.rows().begin(), table.rows().end());
+  const RopeTable rescaled = table.for_seq_len(1000);
+  ASSERT_NE(0, std::memcmp(rescaled.row(10), before.data() + 10 * 2 * table.pairs(), 2 * table.pairs() * sizeof(float)))
+      << "for_seq_len(1000) should give rescaled rows";
+  EXPECT_EQ(table.size(), 64);
+  EXPECT_EQ(std::vector<float>(table.rows().begin(), table.rows().end()), before);
+  EXPECT_EQ(std::vector<float>(copy.rows().begin(), copy.rows().end()), before);
+  // And the original's rows are the float64 formula's (not merely equal to something).
+  const auto& inv = table.inv_freq();
   for (int64_t p : {0, 1, 17, 63}) {
-    for (int64_t i = 0; i < snap->pairs(); ++i) {
+    for (int64_t i = 0; i < table.pairs(); ++i) {
       const double angle = static_cast<double>(static_cast<float>(p) * static_cast<float>(inv[static_cast<size_t>(i)]));
-      EXPECT_NEAR(snap->row(p)[i], std::cos(angle), 1e-6);
-      EXPECT_NEAR(snap->row(p)[i + snap->pairs()], std::sin(angle), 1e-6);
+      EXPECT_NEAR(table.row(p)[i], std::cos(angle), 1e-6);
+      EXPECT_NEAR(table.row(p)[i + table.pairs()], std::sin(angle), 1e-6);
     }
   }
 }

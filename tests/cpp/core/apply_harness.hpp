@@ -275,9 +275,9 @@ inline void run_case(const Case& c, Rng& rng) {
     ASSERT_NO_THROW(ropekit::apply_rope(t, pd.positions, spec, options));
     seq_len = needed;
   } else {
-    ropekit::CosSinCache table(spec, c.compute_sincos ? 0 : needed, ropekit::CacheOptions{c.exact});
+    ropekit::RopeTable table(spec, c.compute_sincos ? 0 : needed, ropekit::TableOptions{c.exact});
     ASSERT_NO_THROW(ropekit::apply_rope(t, pd.positions, table, options));
-    seq_len = table.scaled_for();
+    seq_len = table.seq_len();
   }
 
   const auto r = reference_for(spec, c, seq_len);

@@ -221,7 +221,7 @@ TEST(ApplyScalings, SpecOverloadPreparesLengthDependentFrequencies) {
 // Tensors with no tokens or no heads are valid: nothing is read or written.
 TEST(ApplyShapes, EmptyTensorsReturnAtOnce) {
   const ropekit::RopeSpec spec({.head_dim = 8});
-  ropekit::CosSinCache table(spec, 4);
+  ropekit::RopeTable table(spec, 4);
   Buffer out(DType::f32, 8);
   out.poison();
   const auto before = out.bytes();
@@ -249,7 +249,7 @@ TEST(ApplyLayouts, FusedQkvSlicesInPlace) {
       return v;
     };
     const ropekit::RopeSpec spec({.head_dim = D, .style = rng.coin() ? Style::half : Style::interleaved});
-    ropekit::CosSinCache table(spec, 16);
+    ropekit::RopeTable table(spec, 16);
     ASSERT_NO_THROW(ropekit::apply_rope({slice(0, Hq), slice(Hq, Hk)}, ropekit::Positions::from_offset(3), table));
     const auto f = hf::default_inv_freq(D, 10000.0);
     const ropekit_test::RefRope r{.head_dim = D, .rotary_dim = D,

@@ -26,7 +26,7 @@ struct Env {
   static constexpr int64_t Q = B * S * Hq * D, K = B * S * Hk * D, kSpare = 256;
   rt::Buffer arena{DType::f32, 2 * Q + 2 * K + kSpare};
   RopeSpec spec{ropekit::SpecParams{.head_dim = D}};
-  ropekit::CosSinCache table{spec, 32};
+  ropekit::RopeTable table{spec, 32};
   std::vector<int64_t> ids;
   std::vector<int32_t> ids32;
 
@@ -115,8 +115,9 @@ std::vector<BadCase> catalogue() {
   c.push_back({"xpos scale_base NaN", "xpos.scale_base", spec_of({.head_dim = 16, .xpos = ropekit::Xpos{.scale_base = kNaN}})});
   c.push_back({"xpos gamma < 0", "xpos.gamma", spec_of({.head_dim = 16, .xpos = ropekit::Xpos{.gamma = -0.4}})});
   c.push_back({"style name", "style", [](E&) { (void)ropekit::style_from_string("sideways"); }});
-  c.push_back({"cache ensure(-1)", "positions", [](E& e) { e.table.ensure(-1); }});
-  c.push_back({"cache prepare(-1)", "seq_len", [](E& e) { e.table.prepare_for_seq_len(-1); }});
+  c.push_back({"table grown(-1)", "n", [](E& e) { (void)e.table.grown(-1); }});
+  c.push_back({"table for_seq_len(-1)", "seq_len", [](E& e) { (void)e.table.for_seq_len(-1); }});
+  c.push_back({"table of -1 positions", "positions", [](E& e) { (void)ropekit::RopeTable(e.spec, -1); }});
 
   // ---- views ---------------------------------------------------------------------------------
   c.push_back({"q rank 2", "q.rank", [](E& e) {
@@ -215,7 +216,6 @@ std::vector<BadCase> catalogue() {
                }});
 
   // ---- positions -----------------------------------------------------------------------------
-  c.push_back({"positions beyond the table", "table", [](E& e) { e.apply(e.qk(), Positions::from_offset(29)); }});
   c.push_back({"negative start", "positions.start", [](E& e) { e.apply(e.qk(), Positions::from_offset(-1)); }});
   c.push_back({"negative id", "positions.ids[3]", [](E& e) {
                  e.ids[3] = -5;
@@ -225,9 +225,14 @@ std::vector<BadCase> catalogue() {
                  e.ids32[5] = -1;
                  ropekit::apply_rope(e.qk_out(), Positions::token_ids({e.ids32.data(), 8}), e.spec);
                }});
-  c.push_back({"id beyond table", "positions", [](E& e) {
-                 e.ids[6] = 32;
-                 e.apply(e.qk(), Positions::token_ids({e.ids.data(), 8}));
+  c.push_back({"xpos position too far from the center", "positions.ids", [](E& e) {
+                 const RopeSpec xpos({.head_dim = Env::D, .xpos = ropekit::Xpos{.scale_base = 512.0}});
+                 e.ids[6] = 40000;  // k's scale zeta^(-40000/512) would overflow float32
+                 ropekit::apply_rope(e.qk(), Positions::token_ids({e.ids.data(), 8}), ropekit::RopeTable(xpos, 8));
+               }});
+  c.push_back({"xpos start too far from the center", "positions.start", [](E& e) {
+                 const RopeSpec xpos({.head_dim = Env::D, .xpos = ropekit::Xpos{.scale_base = 512.0}});
+                 ropekit::apply_rope(e.qk(), Positions::from_offset(36000), xpos);
                }});
   c.push_back({"ids wrong count", "positions.ids.size", [](E& e) { e.apply(e.qk(), Positions::token_ids({e.ids.data(), 7})); }});
   c.push_back({"ids nullptr", "positions.ids.data", [](E& e) {
@@ -257,13 +262,12 @@ std::vector<BadCase> catalogue() {
   c.push_back({"cu_seqlens decreasing", "positions.cu_seqlens[2]", packed_call({0, 5, 3, 8})});
   c.push_back({"cu_seqlens not ending at T", "positions.cu_seqlens[2]", packed_call({0, 4, 7})});
   c.push_back({"cu_seqlens too short", "positions.cu_seqlens.size", packed_call({0})});
-  c.push_back({"packed offsets wrong count", "positions.offsets.size", packed_call({0, 4, 8}, {0, 1, 2})});
-  c.push_back({"packed negative offset", "positions.offsets[1]", packed_call({0, 4, 8}, {0, -1})});
-  c.push_back({"packed offsets beyond table", "table", packed_call({0, 4, 8}, {0, 30})});
   c.push_back({"packed with rank 4", "packed", [](E& e) {
                  const int64_t cu[] = {0, 4, 8};
                  e.apply(e.qk(), Positions::packed({cu, 3}));
                }});
+  c.push_back({"packed offsets wrong count", "positions.offsets.size", packed_call({0, 4, 8}, {0, 1, 2})});
+  c.push_back({"packed negative offset", "positions.offsets[1]", packed_call({0, 4, 8}, {0, -1})});
 
   // ---- options -------------------------------------------------------------------------------
   c.push_back({"negative num_threads", "options.num_threads", [](E& e) {

@@ -42,7 +42,7 @@ double abs_dot(const std::vector<float>& a, const std::vector<float>& b) {
 // Rotates a (T, H, D) f32 tensor in place as q (or as k) with explicit per-token ids.
 void rotate(std::vector<float>& x, int64_t T, int64_t H, const RopeSpec& spec, const std::vector<int64_t>& ids,
             Direction direction, bool as_k, double xpos_center = 0.0, bool exact = true) {
-  ropekit::CosSinCache table(spec, 0, ropekit::CacheOptions{.exact = exact});
+  ropekit::RopeTable table(spec, 0, ropekit::TableOptions{.exact = exact});
   ApplyOptions options;
   options.direction = direction;
   options.compute_sincos = true;
@@ -176,7 +176,7 @@ TEST(Properties, HalfAndInterleavedAgreeUnderPairPermutation) {
         for (int64_t d = 0; d < D; ++d) xi.set(r * D + perm(d), xh.get(r * D + d));
       for (const auto* spec : {&half, &inter}) {
         rt::Buffer& buf = spec == &half ? xh : xi;
-        ropekit::CosSinCache table(*spec, 64);
+        ropekit::RopeTable table(*spec, 64);
         ropekit::apply_rope({TensorView::thd(buf.data(), dtype, T, H, D)}, Positions::from_offset(40), table);
       }
       for (int64_t r = 0; r < T * H; ++r)

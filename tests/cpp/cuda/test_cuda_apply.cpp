@@ -170,10 +170,10 @@ void run_case(const Case& c, uint64_t seed) {
   const HostPositions hp = make_positions(c, rng);
   int64_t needed = 0;
   for (int64_t p : hp.per_token) needed = std::max(needed, p + 1);
-  CacheOptions copts;
+  TableOptions copts;
   copts.exact = c.exact;
   // In-kernel sincos must not read rows: give it a table too short for the positions.
-  const CosSinCache table(spec, c.compute_sincos ? 1 : needed, copts);
+  const RopeTable table(spec, c.compute_sincos ? 1 : needed, copts);
   ApplyOptions opts;
   opts.direction = c.direction;
   opts.compute_sincos = c.compute_sincos;

@@ -43,7 +43,7 @@ void expect_error_mentioning(F&& call, const std::string& fragment) {
 
 TEST(CudaErrors, HostPointerAsDeviceView) {
   ROPEKIT_REQUIRE_GPU();
-  const CosSinCache table(small_spec(), 16);
+  const RopeTable table(small_spec(), 16);
   HostTensor q(DType::f32, Layout::bshd, 2, 5, 3, 64);
   std::mt19937_64 rng(7);
   q.fill_random(rng);
@@ -67,7 +67,7 @@ TEST(CudaErrors, HostPointerAsDeviceView) {
 
 TEST(CudaErrors, PinnedHostPointerAndHostPositions) {
   ROPEKIT_REQUIRE_GPU();
-  const CosSinCache table(small_spec(), 64);
+  const RopeTable table(small_spec(), 64);
   DeviceQ dq(3);
   void* pinned = nullptr;
   ROPEKIT_CUDA_OK(cudaMallocHost(&pinned, dq.host.bytes.size()));
@@ -89,7 +89,7 @@ TEST(CudaErrors, PinnedHostPointerAndHostPositions) {
 
 TEST(CudaErrors, MismatchedDevices) {
   ROPEKIT_REQUIRE_GPU();
-  const CosSinCache table(small_spec(), 16);
+  const RopeTable table(small_spec(), 16);
   DeviceQ dq(5);
   // Views that name a device that does not exist.
   RopeTensors t;
@@ -121,7 +121,7 @@ TEST(CudaErrors, MismatchedDevices) {
 
 TEST(CudaErrors, InvalidDevicePositionsLeaveOutputsUntouched) {
   ROPEKIT_REQUIRE_GPU();
-  const CosSinCache table(small_spec(), 32);
+  const RopeTable table(small_spec(), 32);
   DeviceQ dq(9);
   const Device dev = Device::cuda(0);
   auto upload64 = [](const std::vector<int64_t>& v) {
@@ -197,17 +197,17 @@ TEST(CudaErrors, InvalidDevicePositionsLeaveOutputsUntouched) {
   EXPECT_EQ(dq.now(), dq.host.bytes);
 }
 
-// The device copy of a table is keyed on the host table and must follow its changes: growth
-// (generation), and a new table created where a destroyed one lived.
-TEST(CudaTableCache, FollowsHostTableChanges) {
+// Each table owns its device copy: grown tables, and a new table created where a destroyed one
+// lived, use their own rows.
+TEST(CudaTableCopies, FollowEachTable) {
   ROPEKIT_REQUIRE_GPU();
   for (int round = 0; round < 2; ++round) {
     SpecParams p;
     p.head_dim = 64;
     p.base = round == 0 ? 10000.0 : 500000.0;
-    auto table = std::make_unique<CosSinCache>(RopeSpec(p), 8);
+    auto table = std::make_unique<RopeTable>(RopeSpec(p), 8);
     for (int64_t start : {0, 30, 200}) {
-      table->ensure(start + 5);
+      *table = table->grown(start + 5);
       DeviceQ dq(static_cast<uint64_t>(start) + 1);
       RopeTensors t;
       t.q = dq.view();
@@ -227,7 +227,7 @@ TEST(CudaTableCache, FollowsHostTableChanges) {
 
 TEST(CudaStreams, RunsOnTheGivenStream) {
   ROPEKIT_REQUIRE_GPU();
-  const CosSinCache table(small_spec(), 16);
+  const RopeTable table(small_spec(), 16);
   DeviceQ dq(21);
   cudaStream_t stream = nullptr;
   ROPEKIT_CUDA_OK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));

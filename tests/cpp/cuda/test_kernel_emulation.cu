@@ -72,7 +72,7 @@ void run(const EmuCase& c, uint64_t seed) {
   sp.style = c.style;
   if (c.xpos) sp.xpos = Xpos{};
   const RopeSpec spec(sp);
-  const CosSinCache table(spec, 64);
+  const RopeTable table(spec, 64);
 
   const size_t es = elem_size(c.dtype);
   auto make = [&](int64_t H) {
@@ -108,11 +108,9 @@ void run(const EmuCase& c, uint64_t seed) {
   p.rotary_dim = c.rotary_dim;
   p.pairs = c.rotary_dim / 2;
   p.has_k = true;
-  p.table = &table;
-  p.compute_sincos = c.sincos;
+  use_table(p, table.data(), c.sincos);
   p.has_xpos = c.xpos;
   p.xpos_center = c.xpos ? 7.0 : 0.0;
-  p.attention_factor = table.attention_factor();
   switch (c.positions) {
     case 0: p.positions = Positions::from_offset(6); break;
     case 1:
@@ -146,7 +144,7 @@ void run(const EmuCase& c, uint64_t seed) {
   emu.q = operand(q_in, q_emu, Hq, 1.0f);
   emu.k = operand(k_in, k_emu, Hk, -1.0f);
   DeviceTable host_table;
-  host_table.rows = table.table().data();
+  host_table.rows = table.rows().data();
   host_table.size = table.size();
   host_table.inv_freq = table.inv_freq().data();
   host_table.inv_freq_f32 = table.inv_freq_f32().data();

@@ -13,6 +13,27 @@
 #include "reference/reference.hpp"
 #include "ropekit/ropekit.hpp"
 
+// Bytes requested by allocations of 1 MiB or more (a cos/sin table of any size worth noticing).
+// Counted through a replaced operator new, except under ASan / TSan, which own operator new.
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define ROPEKIT_COUNTS_ALLOCATIONS 0
+#else
+#define ROPEKIT_COUNTS_ALLOCATIONS 1
+#include <atomic>
+#include <cstdlib>
+#include <new>
+namespace {
+std::atomic<size_t> g_large_allocations{0};
+}
+void* operator new(size_t n) {
+  if (n >= (size_t{1} << 20)) g_large_allocations += n;
+  if (void* p = std::malloc(n == 0 ? 1 : n)) return p;
+  throw std::bad_alloc();
+}
+void operator delete(void* p) noexcept { std::free(p); }
+void operator delete(void* p, size_t) noexcept { std::free(p); }
+#endif
+
 namespace {
 
 using namespace ropekit;
@@ -56,7 +77,7 @@ TensorView view(void* data, std::array<int64_t, 4> shape, std::array<int64_t, 4>
 
 TEST(Positions, StartNearInt64MaxOverflowsStartPlusSeq) {
   Poisoned q(2 * 8 * 2 * 8);
-  const CosSinCache table(small_spec(), 16);
+  const RopeTable table(small_spec(), 16);
   auto v = TensorView::bshd(q.data(), DType::f32, 2, 8, 2, 8);
   for (bool in_kernel : {false, true}) {
     ApplyOptions o;
@@ -74,13 +95,11 @@ TEST(Positions, StartNearInt64MaxOverflowsStartPlusSeq) {
 }
 
 TEST(Positions, IdsBeyondTheTableAndAt2To31) {
-  const CosSinCache table(small_spec(), 64);
+  const RopeTable table(small_spec(), 64);
   Poisoned q(4 * 1 * 8);
   auto v = TensorView::thd(q.data(), DType::f32, 4, 1, 8);
   const int64_t big = (int64_t{1} << 31) + 5;
   std::vector<int64_t> ids = {0, 1, big, 3};
-  expect_error([&] { apply_rope({v}, Positions::token_ids({ids.data(), 4}), table); }, "positions");
-  EXPECT_TRUE(q.unchanged());
   EXPECT_EQ(required_table_size({v}, Positions::token_ids({ids.data(), 4})), big + 1);
   ids[2] = kMax;  // largest + 1 would overflow
   ApplyOptions o;
@@ -88,9 +107,14 @@ TEST(Positions, IdsBeyondTheTableAndAt2To31) {
   expect_error([&] { apply_rope({v}, Positions::token_ids({ids.data(), 4}), table, o); }, "positions.ids[2]");
   expect_error([&] { (void)required_table_size({v}, Positions::token_ids({ids.data(), 4})); }, "positions.ids[2]");
   EXPECT_TRUE(q.unchanged());
-  // Past 2^31 in-kernel: accepted, and each pair keeps its length (a rotation).
+  // Past 2^31, with or without compute_sincos (a table row does not exist there): accepted, equal,
+  // and each pair keeps its length (a rotation).
   ids[2] = big;
   apply_rope({v}, Positions::token_ids({ids.data(), 4}), table, o);
+  const std::vector<float> in_kernel = q.values;
+  q.values = q.before;
+  apply_rope({v}, Positions::token_ids({ids.data(), 4}), table);
+  EXPECT_EQ(q.values, in_kernel);
   for (int64_t i = 0; i < 4; ++i) {
     const float* a = q.before.data() + 2 * 8;
     const float* b = q.values.data() + 2 * 8;
@@ -99,7 +123,7 @@ TEST(Positions, IdsBeyondTheTableAndAt2To31) {
 }
 
 TEST(Positions, PerSequenceOffsetNearInt64Max) {
-  const CosSinCache table(small_spec(), 64);
+  const RopeTable table(small_spec(), 64);
   Poisoned q(2 * 4 * 1 * 8);
   auto v = TensorView::bshd(q.data(), DType::f32, 2, 4, 1, 8);
   std::vector<int64_t> offsets = {0, kMax - 2};
@@ -111,7 +135,7 @@ TEST(Positions, PerSequenceOffsetNearInt64Max) {
 }
 
 TEST(Positions, CuSeqlensWithHugeValues) {
-  const CosSinCache table(small_spec(), 64);
+  const RopeTable table(small_spec(), 64);
   Poisoned q(6 * 1 * 8);
   auto v = TensorView::thd(q.data(), DType::f32, 6, 1, 8);
   ApplyOptions o;
@@ -139,7 +163,7 @@ TEST(Positions, CuSeqlensWithHugeValues) {
 // ---- shapes and strides whose products overflow -------------------------------------------------------
 
 TEST(Shapes, ElementCountOverflowingInt64) {
-  const CosSinCache table(small_spec(), 16);
+  const RopeTable table(small_spec(), 16);
   Poisoned q(64);
   const int64_t big = int64_t{1} << 40;
   auto v = view(q.data(), {big, big, 1, 8}, {8, 8, 8, 1});
@@ -168,7 +192,7 @@ TEST(Shapes, ContiguousFactoriesRejectSizesPastInt64) {
 }
 
 TEST(Strides, ByteOffsetsOverflowingInt64) {
-  const CosSinCache table(small_spec(), 16);
+  const RopeTable table(small_spec(), 16);
   Poisoned q(256);
   for (int64_t stride : {kMax, kMax / 2, int64_t{1} << 61}) {
     auto v = view(q.data(), {2, 2, 2, 8}, {stride, 16, 8, 1});
@@ -184,7 +208,7 @@ TEST(Strides, ByteOffsetsOverflowingInt64) {
 
 // A dim of extent 1 never uses its stride, so any stride there is fine (and must not be multiplied).
 TEST(Strides, ExtentOneDimWithHugeStrideIsAccepted) {
-  const CosSinCache table(small_spec(), 16);
+  const RopeTable table(small_spec(), 16);
   Poisoned a(4 * 2 * 8, 3), b(4 * 2 * 8, 3);
   auto odd = view(a.data(), {1, 4, 2, 8}, {kMax, 16, 8, 1});
   auto plain = TensorView::bshd(b.data(), DType::f32, 1, 4, 2, 8);
@@ -197,7 +221,7 @@ TEST(Strides, ExtentOneDimWithHugeStrideIsAccepted) {
 // ---- empty tensors: valid, nothing written ------------------------------------------------------------
 
 TEST(Empty, EmptyViewsReturnAtOnceAndWriteNothing) {
-  const CosSinCache table(small_spec(), 4);
+  const RopeTable table(small_spec(), 4);
   Poisoned q(64);
   for (auto shape : std::vector<std::array<int64_t, 4>>{{0, 4, 2, 8}, {2, 0, 2, 8}, {2, 4, 0, 8}}) {
     auto v = view(q.data(), shape, {64, 16, 8, 1});
@@ -211,7 +235,7 @@ TEST(Empty, EmptyViewsReturnAtOnceAndWriteNothing) {
 
 // q with 0 heads (null data) beside a k with heads: k is rotated exactly as alone, q untouched.
 TEST(Empty, EmptyQBesideNonEmptyK) {
-  const CosSinCache table(small_spec(), 16);
+  const RopeTable table(small_spec(), 16);
   Poisoned k1(1 * 4 * 2 * 8, 5), k2(1 * 4 * 2 * 8, 5);
   auto q_empty = view(nullptr, {1, 4, 0, 8}, {0, 0, 8, 1});
   apply_rope({q_empty, TensorView::bshd(k1.data(), DType::f32, 1, 4, 2, 8)}, Positions::from_offset(2), table);
@@ -224,7 +248,7 @@ TEST(Empty, EmptyQBesideNonEmptyK) {
 
 TEST(Options, NonFiniteXposCenter) {
   const RopeSpec spec({.head_dim = 8, .base = 10000, .style = Style::interleaved, .xpos = Xpos{}});
-  const CosSinCache table(spec, 16);
+  const RopeTable table(spec, 16);
   Poisoned q(4 * 8);
   auto v = TensorView::thd(q.data(), DType::f32, 4, 1, 8);
   for (double c : {kNaN, kInf, -kInf})
@@ -269,24 +293,46 @@ TEST(Spec, NonFiniteAndDenormalValues) {
   EXPECT_NO_THROW(RopeSpec({.head_dim = 65536}));
 }
 
-TEST(Cache, EnsureWithHugeOrNegativeN) {
-  CosSinCache table(small_spec(), 8);
-  const std::vector<float> before(table.table().begin(), table.table().end());
-  for (int64_t n : {kMax, kMax - 1, (int64_t{1} << 31) + 1, int64_t{-1}, std::numeric_limits<int64_t>::min()})
-    expect_error([&] { table.ensure(n); }, "positions");
-  expect_error([&] { table.prepare_for_seq_len(-5); }, "seq_len");
-  expect_error([&] { table.prepare_for_seq_len(kMax); }, "positions");
+TEST(Table, GrownWithHugeOrNegativeN) {
+  const RopeTable table(small_spec(), 8);
+  const std::vector<float> before(table.rows().begin(), table.rows().end());
+  for (int64_t n : {kMax, kMax - 1, (int64_t{1} << 31) + 1, int64_t{-1}, std::numeric_limits<int64_t>::min()}) {
+    expect_error([&] { (void)table.grown(n); }, "n");
+    expect_error([&] { (void)table.for_seq_len(n); }, "seq_len");
+    expect_error([&] { RopeTable(small_spec(), n); }, "positions");
+  }
   EXPECT_EQ(table.size(), 8);
-  EXPECT_EQ(std::vector<float>(table.table().begin(), table.table().end()), before);
+  EXPECT_EQ(std::vector<float>(table.rows().begin(), table.rows().end()), before);
 }
 
 // The convenience overload builds a table for the largest position: a huge one is an Error, not an
 // allocation of terabytes.
-TEST(Cache, SpecOverloadWithHugePositions) {
-  Poisoned q(4 * 8);
-  auto v = TensorView::thd(q.data(), DType::f32, 4, 1, 8);
-  expect_error([&] { apply_rope({v}, Positions::from_offset(int64_t{1} << 40), small_spec()); }, "positions");
-  EXPECT_TRUE(q.unchanged());
+// One token at a far position must not build a table up to it: the spec overload computes cos/sin
+// in the kernel (before, position 2^31 - 2 raised std::bad_alloc and position 4M took 2 GB).
+TEST(Table, SpecOverloadAtFarPositionsAllocatesNoTable) {
+  for (int64_t start : {int64_t{4} << 20, (int64_t{1} << 31) - 2, int64_t{1} << 40}) {
+    Poisoned q(4 * 8);
+    auto v = TensorView::thd(q.data(), DType::f32, 4, 1, 8);
+#if ROPEKIT_COUNTS_ALLOCATIONS
+    const size_t before = g_large_allocations.load();
+    apply_rope({v}, Positions::from_offset(start), small_spec());
+    EXPECT_EQ(g_large_allocations.load(), before) << "an allocation of 1 MiB or more at start " << start;
+#else
+    apply_rope({v}, Positions::from_offset(start), small_spec());
+#endif
+    // The same as a table's in-kernel path at those positions.
+    Poisoned r(4 * 8);
+    r.values = q.before;
+    apply_rope({TensorView::thd(r.data(), DType::f32, 4, 1, 8)}, Positions::from_offset(start), RopeTable(small_spec()),
+               {.compute_sincos = true});
+    EXPECT_EQ(q.values, r.values) << "start " << start;
+  }
+}
+
+// A table too large for memory is a ropekit::Error naming its size, not std::bad_alloc.
+TEST(Table, AllocationFailureIsAnError) {
+  const RopeSpec spec({.head_dim = 65536});  // 2^31 rows x 2^16 floats x 4 bytes: no machine has that
+  expect_error([&] { RopeTable(spec, int64_t{1} << 31); }, "positions");
 }
 
 }  // namespace

@@ -18,7 +18,7 @@
 #include "half_float.hpp"
 #include "reference/reference.hpp"
 #include "ropekit/apply.hpp"
-#include "ropekit/cache.hpp"
+#include "ropekit/table.hpp"
 #include "ropekit/frequencies.hpp"
 
 namespace {
@@ -199,8 +199,8 @@ struct Scenario {
         tensors.k_out = r.outputs[1].view;
       }
     }
-    CosSinCache table(spec, 0, CacheOptions{c.exact});
-    if (!c.compute_sincos) table.prepare_for_seq_len(required_table_size(tensors, positions));
+    RopeTable table(spec, 0, TableOptions{c.exact});
+    if (!c.compute_sincos) table = table.for_seq_len(required_table_size(tensors, positions));
     ApplyOptions options;
     options.direction = c.direction;
     options.compute_sincos = c.compute_sincos;
@@ -222,7 +222,7 @@ struct Scenario {
     r.head_dim = spec.head_dim();
     r.rotary_dim = spec.rotary_dim();
     r.style = c.style == Style::half ? RefStyle::half : RefStyle::interleaved;
-    CosSinCache table(spec, 0, CacheOptions{c.exact});
+    RopeTable table(spec, 0, TableOptions{c.exact});
     r.inv_freq = table.inv_freq();
     r.attention = table.attention_factor();
     r.xpos = c.xpos;

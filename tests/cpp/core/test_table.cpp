@@ -1,6 +1,7 @@
-// ropekit/cache.hpp: the fp32 cos/sin table. Default angles are torch's float32 p * inv_freq; the
-// exact option is accurate at position 1e7; growth keeps old rows; dynamic NTK and LongRoPE follow
-// HF's switching rule; the attention factor is folded in.
+// ropekit/table.hpp: the immutable fp32 cos/sin table. Default angles are torch's float32
+// p * inv_freq; the exact option is accurate at position 1e7; grown() keeps old rows and leaves the
+// original as it was; dynamic NTK and LongRoPE frequencies are a pure function of the sequence
+// length (for_seq_len); the attention factor is folded in.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -12,14 +13,14 @@
 namespace {
 
 namespace sc = ropekit::scaling;
-using ropekit::CacheOptions;
-using ropekit::CosSinCache;
+using ropekit::RopeTable;
+using ropekit::TableOptions;
 using ropekit::RopeSpec;
 
 // cos/sin of the float32 angle float(p) * float(f), rounded to float: what the default table holds.
 float f32_angle(int64_t p, double f) { return static_cast<float>(p) * static_cast<float>(f); }
 
-void expect_rows_match(const CosSinCache& table, const std::vector<double>& inv_freq, double attention, bool exact,
+void expect_rows_match(const RopeTable& table, const std::vector<double>& inv_freq, double attention, bool exact,
                        int64_t begin, int64_t end) {
   const int64_t n = table.pairs();
   for (int64_t p = begin; p < end; ++p) {
@@ -36,12 +37,12 @@ void expect_rows_match(const CosSinCache& table, const std::vector<double>& inv_
   }
 }
 
-TEST(Cache, DefaultAnglesAreFloat32Products) {
+TEST(Table, DefaultAnglesAreFloat32Products) {
   const RopeSpec spec({.head_dim = 64, .base = 10000.0});
-  const CosSinCache table(spec, 5000);
+  const RopeTable table(spec, 5000);
   ASSERT_GE(table.size(), 5000);
   EXPECT_EQ(table.pairs(), 32);
-  EXPECT_EQ(table.table().size(), static_cast<size_t>(table.size() * 64));
+  EXPECT_EQ(table.rows().size(), static_cast<size_t>(table.size() * 64));
   expect_rows_match(table, hf::default_inv_freq(64, 10000.0), 1.0, false, 0, 5000);
   // The float32 angle is not the double one at large p: the default table follows torch.
   int differ = 0;
@@ -55,11 +56,11 @@ TEST(Cache, DefaultAnglesAreFloat32Products) {
     EXPECT_EQ(table.inv_freq_f32()[i], static_cast<float>(table.inv_freq()[i]));
 }
 
-TEST(Cache, ExactOptionAccurateAtTenMillion) {
+TEST(Table, ExactOptionAccurateAtTenMillion) {
   // head_dim 2 keeps a 1e7-row table small (80 MB) and still exercises the largest angles.
   const RopeSpec spec({.head_dim = 2, .base = 10000.0});
   const int64_t p = 10'000'000;
-  const CosSinCache exact(spec, p + 1, CacheOptions{.exact = true});
+  const RopeTable exact(spec, p + 1, TableOptions{.exact = true});
   ASSERT_TRUE(exact.options().exact);
   expect_rows_match(exact, {1.0}, 1.0, true, p - 3, p + 1);
   const long double angle = static_cast<long double>(p);
@@ -67,11 +68,11 @@ TEST(Cache, ExactOptionAccurateAtTenMillion) {
   EXPECT_NEAR(exact.row(p)[1], static_cast<double>(std::sin(angle)), 1.2e-7);
 }
 
-TEST(Cache, ExactOptionAtTenMillionWithRealFrequencies) {
+TEST(Table, ExactOptionAtTenMillionWithRealFrequencies) {
   // compute_sincos honours `exact` without a 1e7-row table: rotate (1, 0) at p = 1e7 + k and read
   // back (cos, sin) of p * inv_freq.
   const RopeSpec spec({.head_dim = 16, .base = 10000.0, .style = ropekit::Style::half});
-  const CosSinCache table(spec, 0, CacheOptions{.exact = true});
+  const RopeTable table(spec, 0, TableOptions{.exact = true});
   const auto f = hf::default_inv_freq(16, 10000.0);
   for (int64_t p : {int64_t{10'000'000}, int64_t{12'345'677}}) {
     std::vector<float> q(16, 0.0f);
@@ -88,32 +89,30 @@ TEST(Cache, ExactOptionAtTenMillionWithRealFrequencies) {
   }
 }
 
-TEST(Cache, GrowthKeepsOldRowsAndBumpsGeneration) {
+TEST(Table, GrownKeepsOldRowsAndLeavesTheOriginal) {
   const RopeSpec spec({.head_dim = 32, .base = 500000.0});
-  CosSinCache table(spec, 100);
-  const auto gen0 = table.generation();
-  const int64_t size0 = table.size();
-  std::vector<float> before(table.table().begin(), table.table().end());
-  table.ensure(50);  // already covered: nothing changes
-  EXPECT_EQ(table.generation(), gen0);
-  EXPECT_EQ(table.size(), size0);
-  table.ensure(size0 + 1);
-  EXPECT_GT(table.generation(), gen0);
-  EXPECT_GE(table.size(), size0 + 1);
-  EXPECT_EQ(std::memcmp(before.data(), table.table().data(), before.size() * sizeof(float)), 0);
-  expect_rows_match(table, hf::default_inv_freq(32, 500000.0), 1.0, false, 0, table.size());
+  const RopeTable table(spec, 100);
+  const std::vector<float> before(table.rows().begin(), table.rows().end());
+  const RopeTable same = table.grown(50);  // already covered: the same table
+  EXPECT_EQ(same.rows().data(), table.rows().data());
+  const RopeTable bigger = table.grown(101);
+  EXPECT_GE(bigger.size(), 101);
+  EXPECT_EQ(table.size(), 100);
+  EXPECT_EQ(std::vector<float>(table.rows().begin(), table.rows().end()), before);
+  EXPECT_EQ(std::memcmp(before.data(), bigger.rows().data(), before.size() * sizeof(float)), 0);
+  expect_rows_match(bigger, hf::default_inv_freq(32, 500000.0), 1.0, false, 0, bigger.size());
   // Growth from a table built one row at a time gives the same bytes as one built at once.
-  CosSinCache stepwise(spec, 1);
-  for (int64_t n = 2; n <= 300; n += 7) stepwise.ensure(n);
-  const CosSinCache at_once(spec, 300);
-  EXPECT_EQ(std::memcmp(stepwise.table().data(), at_once.table().data(), 300 * 32 * sizeof(float)), 0);
-  EXPECT_THROW(table.ensure(-1), ropekit::Error);
+  RopeTable stepwise(spec, 1);
+  for (int64_t n = 2; n <= 300; n += 7) stepwise = stepwise.grown(n);
+  const RopeTable at_once(spec, 300);
+  EXPECT_EQ(std::memcmp(stepwise.rows().data(), at_once.rows().data(), 300 * 32 * sizeof(float)), 0);
+  EXPECT_THROW((void)table.grown(-1), ropekit::Error);
 }
 
-TEST(Cache, AttentionFactorFoldedIn) {
+TEST(Table, AttentionFactorFoldedIn) {
   const sc::Yarn yarn{.factor = 4.0, .original_max = 64};
   const RopeSpec spec({.head_dim = 16, .scaling = yarn});
-  const CosSinCache table(spec, 200);
+  const RopeTable table(spec, 200);
   EXPECT_NEAR(table.attention_factor(), hf::yarn_attention(yarn), 1e-15);
   expect_rows_match(table, hf::yarn_inv_freq(yarn, 16, 10000.0), hf::yarn_attention(yarn), false, 0, 200);
   // Row 0: cos = a, sin = 0.
@@ -121,49 +120,49 @@ TEST(Cache, AttentionFactorFoldedIn) {
   EXPECT_EQ(table.row(0)[8], 0.0f);
 }
 
-TEST(Cache, XposLogZeta) {
+TEST(Table, XposLogZeta) {
   const RopeSpec spec({.head_dim = 16, .rotary_dim = 8, .xpos = ropekit::Xpos{.scale_base = 256.0}});
-  const CosSinCache table(spec, 4);
+  const RopeTable table(spec, 4);
   const auto z = hf::xpos_zeta(8, 0.4);
   ASSERT_EQ(table.xpos_log_zeta().size(), 4u);
   for (size_t i = 0; i < 4; ++i) EXPECT_NEAR(table.xpos_log_zeta()[i], std::log(z[i]) / 256.0, 1e-16);
-  EXPECT_TRUE(CosSinCache(RopeSpec({.head_dim = 16})).xpos_log_zeta().empty());
+  EXPECT_TRUE(RopeTable(RopeSpec({.head_dim = 16})).xpos_log_zeta().empty());
 }
 
-TEST(Cache, DynamicNtkFollowsHfRule) {
+// HF recomputes dynamic NTK frequencies from the current sequence length: below original_max the
+// original ones, past it the base grows with the length. ropekit's choice is a pure function of
+// the length (TableOptions::seq_len), never of what an earlier call used.
+TEST(Table, DynamicNtkFrequenciesArePureInSeqLen) {
   const sc::DynamicNtk s{.factor = 2.0, .original_max = 64};
   const RopeSpec spec({.head_dim = 16, .scaling = s});
-  CosSinCache table(spec, 10);
-  EXPECT_EQ(table.scaled_for(), 64);
-  auto expect_freq = [&](int64_t len) {
+  const RopeTable table(spec, 10);
+  EXPECT_EQ(table.seq_len(), 0);
+  auto expect_freq = [&](const RopeTable& t, int64_t len) {
     const auto want = hf::dynamic_inv_freq(s, 16, 10000.0, len);
-    for (size_t i = 0; i < want.size(); ++i) EXPECT_NEAR(table.inv_freq()[i], want[i], 1e-12 * want[i]) << "len " << len;
-    expect_rows_match(table, want, 1.0, false, 0, table.size());
+    for (size_t i = 0; i < want.size(); ++i) EXPECT_NEAR(t.inv_freq()[i], want[i], 1e-12 * want[i]) << "len " << len;
+    expect_rows_match(t, want, 1.0, false, 0, t.size());
   };
-  table.prepare_for_seq_len(50);  // below original: default frequencies
-  expect_freq(64);
-  EXPECT_EQ(table.scaled_for(), 64);
-  auto gen = table.generation();
-  table.prepare_for_seq_len(200);  // grows past original: rescaled for 200
-  EXPECT_EQ(table.scaled_for(), 200);
-  EXPECT_GT(table.generation(), gen);
-  EXPECT_GE(table.size(), 200);
-  expect_freq(200);
-  table.prepare_for_seq_len(100);  // shorter but still past original: kept
-  EXPECT_EQ(table.scaled_for(), 200);
-  expect_freq(200);
-  table.prepare_for_seq_len(300);  // longer again
-  EXPECT_EQ(table.scaled_for(), 300);
-  expect_freq(300);
-  gen = table.generation();
-  table.prepare_for_seq_len(20);  // below original: reset
-  EXPECT_EQ(table.scaled_for(), 64);
-  EXPECT_GT(table.generation(), gen);
-  expect_freq(64);
-  EXPECT_THROW(table.prepare_for_seq_len(-1), ropekit::Error);
+  expect_freq(table, 64);
+  const RopeTable short50 = table.for_seq_len(50);  // below original: default frequencies
+  EXPECT_EQ(short50.seq_len(), 0);
+  expect_freq(short50, 64);
+  const RopeTable long200 = table.for_seq_len(200);  // past original: rescaled for 200
+  EXPECT_EQ(long200.seq_len(), 200);
+  EXPECT_GE(long200.size(), 200);
+  expect_freq(long200, 200);
+  expect_freq(table, 64);  // the original is unchanged
+  const RopeTable long100 = long200.for_seq_len(100);  // a length of its own, whatever came before
+  EXPECT_EQ(long100.seq_len(), 100);
+  expect_freq(long100, 100);
+  const RopeTable back = long200.for_seq_len(20);  // below original again
+  EXPECT_EQ(back.seq_len(), 0);
+  expect_freq(back, 64);
+  expect_freq(long200, 200);
+  EXPECT_EQ(RopeTable(spec, 0, TableOptions{.seq_len = 300}).inv_freq(), table.for_seq_len(300).inv_freq());
+  EXPECT_THROW((void)table.for_seq_len(-1), ropekit::Error);
 }
 
-TEST(Cache, LongRopeSwitchesAtOriginalMax) {
+TEST(Table, LongRopeSwitchesAtOriginalMax) {
   sc::LongRope s;
   for (int i = 0; i < 8; ++i) {
     s.short_factor.push_back(1.0 + 0.01 * i);
@@ -172,31 +171,28 @@ TEST(Cache, LongRopeSwitchesAtOriginalMax) {
   s.original_max = 32;
   s.factor = 4.0;
   const RopeSpec spec({.head_dim = 16, .scaling = s});
-  CosSinCache table(spec);
+  const RopeTable table(spec);
   const double a = std::sqrt(1.0 + std::log(4.0) / std::log(32.0));
   EXPECT_NEAR(table.attention_factor(), a, 1e-15);
   auto expect_freq = [&](int64_t len) {
+    const RopeTable t = table.for_seq_len(len);
     const auto want = hf::longrope_inv_freq(s, 16, 10000.0, len);
-    for (size_t i = 0; i < want.size(); ++i) EXPECT_NEAR(table.inv_freq()[i], want[i], 1e-12 * want[i]) << "len " << len;
-    expect_rows_match(table, want, a, false, 0, table.size());
+    for (size_t i = 0; i < want.size(); ++i) EXPECT_NEAR(t.inv_freq()[i], want[i], 1e-12 * want[i]) << "len " << len;
+    expect_rows_match(t, want, a, false, 0, t.size());
   };
-  table.prepare_for_seq_len(32);
   expect_freq(32);  // short
-  table.prepare_for_seq_len(33);
   expect_freq(33);  // long
-  table.prepare_for_seq_len(100);
   expect_freq(100);
-  table.prepare_for_seq_len(10);
   expect_freq(10);  // short again
+  // 33 and 100 share the long factors: the same frequencies, so for_seq_len only grows.
+  EXPECT_EQ(table.for_seq_len(33).for_seq_len(100).seq_len(), table.for_seq_len(100).seq_len());
 }
 
-TEST(Cache, OtherSchemesIgnoreLength) {
+TEST(Table, OtherSchemesIgnoreLength) {
   const RopeSpec spec({.head_dim = 16, .scaling = sc::Linear{.factor = 2.0}});
-  CosSinCache table(spec, 4);
-  const auto gen = table.generation();
-  table.prepare_for_seq_len(3);
-  EXPECT_EQ(table.generation(), gen);
-  table.prepare_for_seq_len(1000);
+  const RopeTable small(spec, 4);
+  EXPECT_EQ(small.for_seq_len(3).rows().data(), small.rows().data());  // nothing to change
+  const RopeTable table = small.for_seq_len(1000);
   EXPECT_GE(table.size(), 1000);
   auto want = hf::default_inv_freq(16, 10000.0);
   for (double& f : want) f /= 2.0;

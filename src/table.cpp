@@ -1,0 +1,111 @@
+#include "ropekit/table.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <new>
+
+#include "check.hpp"
+#include "coefficients.hpp"
+#include "ropekit/frequencies.hpp"
+#include "table_data.hpp"
+
+namespace ropekit {
+
+namespace {
+// A table past this many positions is a mistake, not a model (2^31 positions); positions beyond a
+// table's rows are computed in the kernel instead.
+constexpr int64_t kMaxPositions = int64_t{1} << 31;
+
+void check_positions(int64_t n, const char* what) {
+  if (n < 0 || n > kMaxPositions) detail::fail(what, detail::cat("0 <= n <= ", kMaxPositions, " (2^31)"), n);
+}
+
+std::shared_ptr<detail::TableData> frequencies(const RopeSpec& spec, TableOptions options) {
+  if (options.seq_len < 0) detail::fail("options.seq_len", ">= 0", options.seq_len);
+  options.seq_len = frequency_seq_len(spec, options.seq_len);
+  auto d = std::make_shared<detail::TableData>(spec);
+  d->options = options;
+  d->inv_freq = ropekit::inv_freq(spec, options.seq_len);
+  d->inv_freq_f32.resize(d->inv_freq.size());
+  for (size_t i = 0; i < d->inv_freq.size(); ++i) d->inv_freq_f32[i] = static_cast<float>(d->inv_freq[i]);
+  d->attention_factor = ropekit::attention_factor(spec);
+  if (spec.xpos()) {
+    for (double zeta : xpos_zeta(spec)) d->xpos_log_zeta.push_back(std::log(zeta) / spec.xpos()->scale_base);
+  }
+  return d;
+}
+
+// Rows [begin, end) of d, after the rows vector was sized for end.
+void fill_rows(detail::TableData& d, int64_t begin, int64_t end) {
+  const int64_t n = d.spec.pairs();
+  for (int64_t p = begin; p < end; ++p) {
+    float* cos_row = d.rows.data() + p * 2 * n;
+    float* sin_row = cos_row + n;
+    for (int64_t i = 0; i < n; ++i) {
+      const auto k = static_cast<size_t>(i);
+      const double angle = detail::rope_angle(p, d.inv_freq[k], d.inv_freq_f32[k], d.options.exact);
+      cos_row[i] = static_cast<float>(std::cos(angle) * d.attention_factor);
+      sin_row[i] = static_cast<float>(std::sin(angle) * d.attention_factor);
+    }
+  }
+}
+
+void allocate_rows(detail::TableData& d, int64_t positions) {
+  const auto floats = static_cast<size_t>(positions) * 2 * static_cast<size_t>(d.spec.pairs());
+  try {
+    d.rows.resize(floats);
+  } catch (const std::bad_alloc&) {
+    detail::fail("positions", detail::cat("a table that fits in memory (", floats * sizeof(float), " bytes for ",
+                                          positions, " positions x ", d.spec.pairs(), " pairs)"),
+                 positions);
+  }
+  d.size = positions;
+}
+
+}  // namespace
+
+int64_t frequency_seq_len(const RopeSpec& spec, int64_t seq_len) {
+  if (const auto* d = std::get_if<scaling::DynamicNtk>(&spec.scaling())) return seq_len > d->original_max ? seq_len : 0;
+  // LongRoPE only distinguishes "longer than original_max" from "not".
+  if (const auto* l = std::get_if<scaling::LongRope>(&spec.scaling())) return seq_len > l->original_max ? l->original_max + 1 : 0;
+  return 0;
+}
+
+RopeTable::RopeTable(RopeSpec spec, int64_t positions, TableOptions options) {
+  check_positions(positions, "positions");
+  auto d = frequencies(spec, options);
+  allocate_rows(*d, positions);
+  fill_rows(*d, 0, positions);
+  data_ = std::move(d);
+}
+
+const RopeSpec& RopeTable::spec() const { return data_->spec; }
+const TableOptions& RopeTable::options() const { return data_->options; }
+int64_t RopeTable::size() const { return data_->size; }
+int64_t RopeTable::pairs() const { return data_->spec.pairs(); }
+int64_t RopeTable::seq_len() const { return data_->options.seq_len; }
+const float* RopeTable::row(int64_t position) const { return data_->rows.data() + position * 2 * pairs(); }
+std::span<const float> RopeTable::rows() const { return {data_->rows.data(), data_->rows.size()}; }
+const std::vector<double>& RopeTable::inv_freq() const { return data_->inv_freq; }
+const std::vector<float>& RopeTable::inv_freq_f32() const { return data_->inv_freq_f32; }
+double RopeTable::attention_factor() const { return data_->attention_factor; }
+const std::vector<double>& RopeTable::xpos_log_zeta() const { return data_->xpos_log_zeta; }
+
+RopeTable RopeTable::grown(int64_t n) const {
+  check_positions(n, "n");
+  if (n <= size()) return *this;
+  const int64_t target = std::min(std::max(n, size() + size() / 2), kMaxPositions);
+  auto d = frequencies(spec(), options());
+  allocate_rows(*d, target);
+  std::copy(data_->rows.begin(), data_->rows.end(), d->rows.begin());
+  fill_rows(*d, size(), target);
+  return RopeTable(std::move(d));
+}
+
+RopeTable RopeTable::for_seq_len(int64_t seq_len) const {
+  check_positions(seq_len, "seq_len");
+  if (frequency_seq_len(spec(), seq_len) == this->seq_len()) return grown(seq_len);
+  return RopeTable(spec(), seq_len, TableOptions{options().exact, seq_len});
+}
+
+}  // namespace ropekit
