@@ -6,7 +6,7 @@ packages=(
   build-essential cmake ninja-build git pkg-config
   libgtest-dev libgmock-dev libbenchmark-dev
   libhwy-dev nlohmann-json3-dev
-  python3-dev python3-venv python3-pip python3-numpy python3-pytest python3-torch
+  python3-dev python3-venv python3-pip
   clang libclang-rt-14-dev valgrind
 )
 missing=()

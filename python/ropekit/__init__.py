@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from . import _C
 from ._C import (  # noqa: F401  (re-exported)
-    CosSinCache,
     Direction,
     DynamicNtk,
     Linear,
@@ -17,6 +16,7 @@ from ._C import (  # noqa: F401  (re-exported)
     NoScaling,
     NtkAware,
     RopeSpec,
+    RopeTable,
     Style,
     Truncated,
     Xpos,
@@ -33,8 +33,8 @@ from ._C import (  # noqa: F401  (re-exported)
 __version__ = _C.__version__
 
 __all__ = [
-    "CosSinCache", "Direction", "DynamicNtk", "Linear", "Llama3", "LongRope", "NoScaling", "NtkAware",
-    "RopeSpec", "Style", "Truncated", "Xpos", "Yarn", "apply_rope", "attention_factor", "default_inv_freq",
+    "Direction", "DynamicNtk", "Linear", "Llama3", "LongRope", "NoScaling", "NtkAware",
+    "RopeSpec", "RopeTable", "Style", "Truncated", "Xpos", "Yarn", "apply_rope", "attention_factor", "default_inv_freq",
     "find_correction_dim", "find_correction_range", "get_mscale", "inv_freq", "linear_ramp_mask", "xpos_zeta",
 ]
 
@@ -121,7 +121,7 @@ def _direction(backward: bool, inverse: bool, direction) -> Direction:
     return Direction.backward if backward else Direction.inverse if inverse else Direction.forward
 
 
-def apply_rope(q, k=None, *, spec: RopeSpec | None = None, table: CosSinCache | None = None, positions=None,
+def apply_rope(q, k=None, *, spec: RopeSpec | None = None, table: RopeTable | None = None, positions=None,
                offsets=None, cu_seqlens=None, inplace: bool = False, backward: bool = False, inverse: bool = False,
                direction=None, xpos_center: float = 0.0, compute_sincos: bool = False, num_threads: int = 0,
                q_out=None, k_out=None):

@@ -330,36 +330,44 @@ NB_MODULE(_C, m) {
         "min"_a, "max"_a, "n"_a);
   m.def("get_mscale", &ropekit::get_mscale, "scale"_a, "mscale"_a = 1.0);
 
-  nb::class_<ropekit::RopeTable>(m, "RopeTable")
+  nb::class_<ropekit::RopeTable>(m, "RopeTable",
+                                 "Immutable fp32 cos/sin rows for positions [0, size), the attention factor folded in. "
+                                 "grown() and for_seq_len() return new tables; any thread may share one.")
       .def("__init__",
-           [](ropekit::RopeTable* self, const ropekit::RopeSpec& spec, int64_t positions, bool exact) {
-             new (self) ropekit::RopeTable(spec, positions, ropekit::TableOptions{exact});
+           [](ropekit::RopeTable* self, const ropekit::RopeSpec& spec, int64_t positions, bool exact, int64_t seq_len) {
+             new (self) ropekit::RopeTable(spec, positions, ropekit::TableOptions{exact, seq_len});
            },
-           "spec"_a, "positions"_a = 0, "exact"_a = false)
+           "spec"_a, "positions"_a = 0, nb::kw_only(), "exact"_a = false, "seq_len"_a = 0)
       .def_prop_ro("spec", &ropekit::RopeTable::spec)
       .def_prop_ro("size", &ropekit::RopeTable::size)
       .def_prop_ro("pairs", &ropekit::RopeTable::pairs)
-      .def_prop_ro("exact", [](const ropekit::RopeTable& c) { return c.options().exact; })
+      .def_prop_ro("exact", [](const ropekit::RopeTable& t) { return t.options().exact; })
+      .def_prop_ro("seq_len", &ropekit::RopeTable::seq_len)
       .def_prop_ro("attention_factor", &ropekit::RopeTable::attention_factor)
-      .def_prop_ro("scaled_for", &ropekit::RopeTable::scaled_for)
-      .def_prop_ro("generation", &ropekit::RopeTable::generation)
-      .def_prop_ro("inv_freq", [](const ropekit::RopeTable& c) { return doubles(c.inv_freq()); })
-      .def_prop_ro("xpos_log_zeta", [](const ropekit::RopeTable& c) { return doubles(c.xpos_log_zeta()); })
-      .def("ensure", &ropekit::RopeTable::ensure, "n"_a)
-      .def("prepare_for_seq_len", &ropekit::RopeTable::prepare_for_seq_len, "seq_len"_a)
+      .def_prop_ro("inv_freq", [](const ropekit::RopeTable& t) { return doubles(t.inv_freq()); })
+      .def_prop_ro("xpos_log_zeta", [](const ropekit::RopeTable& t) { return doubles(t.xpos_log_zeta()); })
+      .def("grown", &ropekit::RopeTable::grown, "n"_a, nb::call_guard<nb::gil_scoped_release>())
+      .def("for_seq_len", &ropekit::RopeTable::for_seq_len, "seq_len"_a, nb::call_guard<nb::gil_scoped_release>())
+      .def("same_rows", [](const ropekit::RopeTable& a, const ropekit::RopeTable& b) { return a.rows().data() == b.rows().data() && a.size() == b.size(); },
+           "other"_a, "True when both are the same table (one shares the other's rows).")
       .def(
           "table",
-          [](const ropekit::RopeTable& c, int64_t rows) {
+          [](const ropekit::RopeTable& t, int64_t rows) {
             // A copy: rows [0, rows) of cos (first pairs columns) then sin, fp32, attention factor included.
-            if (rows < 0) rows = c.size();
-            if (rows > c.size())
-              throw ropekit::Error("rows: expected <= " + std::to_string(c.size()) + " (the table's size), got " +
+            if (rows < 0) rows = t.size();
+            if (rows > t.size())
+              throw ropekit::Error("rows: expected <= " + std::to_string(t.size()) + " (the table's size), got " +
                                    std::to_string(rows));
-            const auto t = c.table();
-            std::vector<float> out(t.begin(), t.begin() + rows * 2 * c.pairs());
-            return to_numpy(std::move(out), {static_cast<size_t>(rows), static_cast<size_t>(2 * c.pairs())});
+            const auto r = t.rows();
+            std::vector<float> out(r.begin(), r.begin() + rows * 2 * t.pairs());
+            return to_numpy(std::move(out), {static_cast<size_t>(rows), static_cast<size_t>(2 * t.pairs())});
           },
-          "rows"_a = -1);
+          "rows"_a = -1)
+      .def("__repr__", [](const ropekit::RopeTable& t) {
+        return "RopeTable(" + t.spec().describe() + ", size=" + std::to_string(t.size()) +
+               ", seq_len=" + std::to_string(t.seq_len()) + (t.options().exact ? ", exact" : "") + ")";
+      });
+  m.def("frequency_seq_len", &ropekit::frequency_seq_len, "spec"_a, "seq_len"_a);
 
   m.def("required_table_size",
         [](nb::handle q, nb::handle k, int64_t start, nb::handle offsets, nb::handle ids, nb::handle cu_seqlens) {
@@ -408,7 +416,7 @@ NB_MODULE(_C, m) {
 
   m.def(
       "apply",
-      [](nb::handle q, nb::handle k, nb::handle q_out, nb::handle k_out, ropekit::RopeTable* table,
+      [](nb::handle q, nb::handle k, nb::handle q_out, nb::handle k_out, const ropekit::RopeTable* table,
          const ropekit::RopeSpec* spec, int64_t start, nb::handle offsets, nb::handle ids, nb::handle cu_seqlens,
          ropekit::Direction direction, double xpos_center, bool compute_sincos, int num_threads, uintptr_t stream) {
         if ((table == nullptr) == (spec == nullptr))
@@ -416,13 +424,7 @@ NB_MODULE(_C, m) {
         Operands ops = gather(q, k, q_out, k_out, start, offsets, ids, cu_seqlens);
         const auto options = options_of(direction, xpos_center, compute_sincos, num_threads, stream);
         if (table != nullptr) {
-          // Grow the table to cover host positions (the core checks device positions itself), with
-          // the sequence-length rules of dynamic NTK and LongRoPE, as the spec= overload applies them.
-          if (!compute_sincos && ops.positions.values.device.type == ropekit::DeviceType::cpu &&
-              ops.positions.cu_seqlens.device.type == ropekit::DeviceType::cpu) {
-            const int64_t needed = ropekit::required_table_size(ops.tensors, ops.positions);
-            if (needed > table->size()) table->prepare_for_seq_len(needed);
-          }
+          // The table is immutable: positions past its rows are computed in the kernel.
           nb::gil_scoped_release release;
           ropekit::apply_rope(ops.tensors, ops.positions, *table, options);
         } else {

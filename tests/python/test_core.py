@@ -103,8 +103,9 @@ def test_cos_sin_cache_rows_and_growth():
     ang = np.arange(10, dtype=np.float32)[:, None] * ropekit.inv_freq(spec).astype(np.float32)[None]
     assert_close(t[:, :8], np.cos(ang.astype(np.float64)) * a)
     assert_close(t[:, 8:], np.sin(ang.astype(np.float64)) * a)
-    cache.ensure(300)
-    assert cache.size >= 300
+    grown = cache.grown(300)
+    assert grown.size >= 300 and cache.size == 10
+    np.testing.assert_array_equal(grown.table(10), t)
     np.testing.assert_array_equal(cache.table(10), t)
 
 
@@ -197,13 +198,13 @@ def test_packed_cu_seqlens(index_dtype):
 def test_bhsd_strides_no_copy_and_table():
     B, H, S, D = 2, 3, 6, 16
     spec = ropekit.RopeSpec(D)
-    table = ropekit.RopeTable(spec)  # grown on demand by apply
+    table = ropekit.RopeTable(spec)  # no rows: positions are computed in the kernel, the table never changes
     mem = torch.from_numpy(randn(B, H, S, D))
     view = mem.permute(0, 2, 1, 3)  # logical BSHD over BHSD memory
     before = view.double().numpy().copy()
     ptr = mem.data_ptr()
     ropekit.apply_rope(view, table=table, positions=2, inplace=True)
-    assert mem.data_ptr() == ptr and table.size >= S + 2
+    assert mem.data_ptr() == ptr and table.size == 0
     assert_close(view.double().numpy(), rope(before, positions_grid(B, S, 2), ropekit.inv_freq(spec)))
     out = ropekit.apply_rope(view, table=table)
     assert out.stride() == view.stride()  # output keeps the layout

@@ -59,13 +59,14 @@ def test_positions_out_of_range_nothing_written():
     with pytest.raises(ValueError, match="positions.start"):
         ropekit.apply_rope(q, k, spec=SPEC, positions=-2, inplace=True)
     assert torch.equal(q, q0) and torch.equal(k, k0)
-    # A table that cannot grow (device positions aside, a fixed table with compute_sincos=False grows;
-    # the core's own check still fires when the table is too small for a direct _C call).
+    # Positions past a table's rows are computed in the kernel; past 2^63 - 2 they are an error.
     table = ropekit.RopeTable(SPEC, 2)
     out = torch.zeros_like(q)
-    with pytest.raises(ValueError):
-        ropekit._C.apply(q, None, out, None, table=table, start=1000000000000000)
+    with pytest.raises(ValueError, match="positions.start"):
+        ropekit._C.apply(q, None, out, None, table=table, start=(1 << 63) - 1 - q.shape[1] + 1)
     assert torch.count_nonzero(out) == 0
+    ropekit._C.apply(q, None, out, None, table=table, start=1000000000000000)
+    assert torch.count_nonzero(out) > 0 and table.size == 2
 
 
 def test_bad_cu_seqlens_and_index_dtype():

@@ -13,7 +13,7 @@ def inv_freq_f32(spec: _C.RopeSpec, seq_len: int = 0) -> torch.Tensor:
 
 def cos_sin(spec: _C.RopeSpec, rows: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Rows [0, rows) of the core's fp32 table (attention factor folded in): cos, sin of (rows, pairs)."""
-    table = _C.CosSinCache(spec, rows)
+    table = _C.RopeTable(spec, rows)
     t = torch.from_numpy(table.table(rows))
     pairs = spec.pairs
     return t[:, :pairs], t[:, pairs:]

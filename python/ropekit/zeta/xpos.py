@@ -52,7 +52,7 @@ class XPOS(nn.Module):
         self.scale_base = scale_base
         self.register_buffer("scale", xpos_zeta_f32(head_dim))
         self.spec = _C.RopeSpec(head_dim, style="interleaved", xpos=_C.Xpos(float(scale_base), 0.4))
-        self.table = _C.CosSinCache(self.spec)
+        self.table = _C.RopeTable(self.spec)
 
     def forward(self, x: torch.Tensor, offset: int = 0, downscale: bool = False) -> torch.Tensor:
         if x.dim() < 3:
