@@ -28,7 +28,7 @@ Grid grid_of(const TensorView& v) {
 
 int64_t heads_of(const TensorView& v) { return v.shape[static_cast<size_t>(v.rank - 2)]; }
 
-bool valid_dtype(DType d) { return d == DType::f32 || d == DType::f16 || d == DType::bf16; }
+bool valid_dtype(DType d) { return d == DType::f32 || d == DType::f16 || d == DType::bf16 || d == DType::f64; }
 
 // Views larger than 2^62 bytes exist in no address space; the bound keeps every element count, byte
 // offset and overlap computation (address differences plus spans) inside int64. Extents of 0 are
@@ -59,7 +59,9 @@ void check_extent(const TensorView& v, const std::string& name) {
 void check_view(const TensorView& v, const std::string& name, int64_t head_dim) {
   if (v.rank != 3 && v.rank != 4)
     fail(name + ".rank", "3 (tokens, heads, head_dim) or 4 (batch, seq, heads, head_dim)", v.rank);
-  if (!valid_dtype(v.dtype)) fail(name + ".dtype", "f32, f16 or bf16", static_cast<int>(v.dtype));
+  if (!valid_dtype(v.dtype)) fail(name + ".dtype", "f32, f16, bf16 or f64", static_cast<int>(v.dtype));
+  if (v.dtype == DType::f64 && v.device.type != DeviceType::cpu)
+    fail(name + ".dtype", "f32, f16 or bf16 on a CUDA device (f64 runs on the CPU)", to_string(v.dtype));
   for (int d = 0; d < v.rank; ++d) {
     const auto i = static_cast<size_t>(d);
     if (v.shape[i] < 0) fail(cat(name, ".shape[", d, "]"), ">= 0", v.shape[i]);

@@ -51,8 +51,9 @@ ROPEKIT_HD void pair_coefficients(float cos_a, float sin_a, float xscale, Direct
 // One pair (a, b) with per-element coefficients (ropekit/explicit.hpp):
 //   forward y_a = ca a - sa b, y_b = cb b + sb a; backward (the transpose) y_a = ca a + sb b, y_b = cb b - sa a.
 // With ca == cb and sa == sb this is the rotation above.
-ROPEKIT_HD void rotate_pair_explicit(float a, float b, float ca, float sa, float cb, float sb, bool transpose,
-                                     float& ya, float& yb) {
+// M is the arithmetic type: float, or double for f64 storage.
+template <typename M>
+ROPEKIT_HD void rotate_pair_explicit(M a, M b, float ca, float sa, float cb, float sb, bool transpose, M& ya, M& yb) {
   if (transpose) {
     ya = ca * a + sb * b;
     yb = cb * b - sa * a;

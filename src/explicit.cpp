@@ -17,8 +17,8 @@ using detail::fail;
 void check_x(const TensorView& v, const std::string& name, int64_t width) {
   if (v.rank != 3 && v.rank != 4)
     fail(name + ".rank", "3 (tokens, heads, head_dim) or 4 (batch, seq, heads, head_dim)", v.rank);
-  if (v.dtype != DType::f32 && v.dtype != DType::f16 && v.dtype != DType::bf16)
-    fail(name + ".dtype", "f32, f16 or bf16", static_cast<int>(v.dtype));
+  if (v.dtype != DType::f32 && v.dtype != DType::f16 && v.dtype != DType::bf16 && v.dtype != DType::f64)
+    fail(name + ".dtype", "f32, f16, bf16 or f64", static_cast<int>(v.dtype));
   if (v.device.type != DeviceType::cpu) fail(name + ".device", "cpu (explicit coefficients run on the CPU)", to_string(v.device));
   for (int d = 0; d < v.rank; ++d) {
     const auto i = static_cast<size_t>(d);
@@ -44,7 +44,7 @@ Dims dims_of(const TensorView& v) {
   return {1, v.shape[0], v.shape[1], v.shape[2], {0, v.strides[0], v.strides[1]}};
 }
 
-template <typename Storage, float (*Load)(Storage), Storage (*Store)(float)>
+template <typename Storage, typename Math, Math (*Load)(Storage), Storage (*Store)(Math)>
 void run(const TensorView& x, const TensorView& y, bool in_place, const ExplicitCoefficients& co, Style style,
          bool transpose) {
   const Dims in = dims_of(x);
@@ -60,7 +60,7 @@ void run(const TensorView& x, const TensorView& y, bool in_place, const Explicit
         for (int64_t i = 0; i < n; ++i) {
           const int64_t ia = style == Style::half ? i : 2 * i;
           const int64_t ib = style == Style::half ? i + n : 2 * i + 1;
-          float ya, yb;
+          Math ya, yb;
           detail::rotate_pair_explicit(Load(src[ia]), Load(src[ib]), c[ia], sn[ia], c[ib], sn[ib], transpose, ya, yb);
           dst[ia] = Store(ya);
           dst[ib] = Store(yb);
@@ -72,6 +72,8 @@ void run(const TensorView& x, const TensorView& y, bool in_place, const Explicit
   }
 }
 
+double load_f64(double v) { return v; }
+double store_f64(double v) { return v; }
 float load_f32(float v) { return v; }
 float store_f32(float v) { return v; }
 float load_f16(uint16_t v) { return detail::half_to_float(v); }
@@ -107,9 +109,10 @@ void apply_explicit(const TensorView& x, const std::optional<TensorView>& out, c
   const bool in_place = !out || detail::same_view(*out, x);
   const bool transpose = direction == Direction::backward;
   switch (x.dtype) {
-    case DType::f32: return run<float, load_f32, store_f32>(x, y, in_place, co, style, transpose);
-    case DType::f16: return run<uint16_t, load_f16, store_f16>(x, y, in_place, co, style, transpose);
-    case DType::bf16: return run<uint16_t, load_bf16, store_bf16>(x, y, in_place, co, style, transpose);
+    case DType::f32: return run<float, float, load_f32, store_f32>(x, y, in_place, co, style, transpose);
+    case DType::f16: return run<uint16_t, float, load_f16, store_f16>(x, y, in_place, co, style, transpose);
+    case DType::bf16: return run<uint16_t, float, load_bf16, store_bf16>(x, y, in_place, co, style, transpose);
+    case DType::f64: return run<double, double, load_f64, store_f64>(x, y, in_place, co, style, transpose);
   }
 }
 

@@ -11,8 +11,9 @@ int64_t dtype_size(DType dtype) {
     case DType::f32: return 4;
     case DType::f16:
     case DType::bf16: return 2;
+    case DType::f64: return 8;
   }
-  detail::fail("dtype", "f32, f16 or bf16", static_cast<int>(dtype));
+  detail::fail("dtype", "f32, f16, bf16 or f64", static_cast<int>(dtype));
 }
 
 std::string to_string(DType dtype) {
@@ -20,6 +21,7 @@ std::string to_string(DType dtype) {
     case DType::f32: return "f32";
     case DType::f16: return "f16";
     case DType::bf16: return "bf16";
+    case DType::f64: return "f64";
   }
   return detail::cat("dtype(", static_cast<int>(dtype), ")");
 }

@@ -7,7 +7,9 @@
 
 namespace ropekit {
 
-enum class DType : uint8_t { f32, f16, bf16 };
+// f64 runs on the CPU only, in double with the table's fp32 cos/sin (for gradient checks and
+// scientific users); every other dtype computes in fp32 and rounds once on store.
+enum class DType : uint8_t { f32, f16, bf16, f64 };
 enum class DeviceType : uint8_t { cpu, cuda };
 
 struct Device {

@@ -11,18 +11,28 @@
 namespace ropekit::detail {
 namespace {
 
+// Math: the type a rotation is computed in (double only for f64 storage).
 struct F32 {
   using Storage = float;
+  using Math = float;
   static float load(float v) { return v; }
   static float store(float v) { return v; }
 };
+struct F64 {
+  using Storage = double;
+  using Math = double;
+  static double load(double v) { return v; }
+  static double store(double v) { return v; }
+};
 struct F16 {
   using Storage = uint16_t;
+  using Math = float;
   static float load(uint16_t v) { return half_to_float(v); }
   static uint16_t store(float v) { return float_to_half(v); }
 };
 struct BF16 {
   using Storage = uint16_t;
+  using Math = float;
   static float load(uint16_t v) { return bf16_to_float(v); }
   static uint16_t store(float v) { return float_to_bf16(v); }
 };
@@ -60,15 +70,15 @@ void rotate_row(const RopeParams& p, const typename T::Storage* in, typename T::
   const int64_t n = p.pairs;
   if (p.style == Style::half) {
     for (int64_t i = 0; i < n; ++i) {
-      const float a = T::load(in[i]);
-      const float b = T::load(in[i + n]);
+      const typename T::Math a = T::load(in[i]);
+      const typename T::Math b = T::load(in[i + n]);
       out[i] = T::store(a * c[i] - b * s[i]);
       out[i + n] = T::store(b * c[i] + a * s[i]);
     }
   } else {
     for (int64_t i = 0; i < n; ++i) {
-      const float a = T::load(in[2 * i]);
-      const float b = T::load(in[2 * i + 1]);
+      const typename T::Math a = T::load(in[2 * i]);
+      const typename T::Math b = T::load(in[2 * i + 1]);
       out[2 * i] = T::store(a * c[i] - b * s[i]);
       out[2 * i + 1] = T::store(b * c[i] + a * s[i]);
     }
@@ -141,6 +151,7 @@ void apply_cpu_scalar(const RopeParams& params) {
     case DType::f32: return run<F32>(params);
     case DType::f16: return run<F16>(params);
     case DType::bf16: return run<BF16>(params);
+    case DType::f64: return run<F64>(params);
   }
 }
 

@@ -583,6 +583,7 @@ void RunUnits(const SimdPlan& plan, int64_t u0, int64_t u1) {
     case DType::f32: return RunUnitsT<F32>(plan, u0, u1);
     case DType::f16: return RunUnitsT<F16>(plan, u0, u1);
     case DType::bf16: return RunUnitsT<BF16>(plan, u0, u1);
+    case DType::f64: break;  // apply_cpu sends f64 to the plain loop
   }
 }
 
@@ -619,7 +620,8 @@ CpuKernel cpu_kernel() { return kernel_choice().load(std::memory_order_relaxed);
 void set_cpu_kernel(CpuKernel kernel) { kernel_choice().store(kernel, std::memory_order_relaxed); }
 
 void apply_cpu(const RopeParams& params) {
-  if (cpu_kernel() == CpuKernel::scalar) return apply_cpu_scalar(params);
+  // f64 (gradient checks, not speed) runs the plain loop.
+  if (cpu_kernel() == CpuKernel::scalar || params.dtype == DType::f64) return apply_cpu_scalar(params);
   apply_cpu_simd(params);
 }
 

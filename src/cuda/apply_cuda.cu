@@ -219,6 +219,7 @@ void apply_cuda(const RopeParams& p) {
     case DType::f32: return launch_dtype<F32>(a, p, device, stream);
     case DType::f16: return launch_dtype<F16>(a, p, device, stream);
     case DType::bf16: return launch_dtype<BF16>(a, p, device, stream);
+    case DType::f64: break;  // refused by apply(): f64 runs on the CPU
   }
   fail("q.dtype", "f32, f16 or bf16", static_cast<int>(p.dtype));
 }

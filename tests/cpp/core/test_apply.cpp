@@ -78,7 +78,7 @@ std::string matrix_name(const ::testing::TestParamInfo<MatrixParam>& info) {
 }
 
 INSTANTIATE_TEST_SUITE_P(AllDtypesStylesLayouts, ApplyMatrix,
-                         ::testing::Combine(::testing::Values(DType::f32, DType::f16, DType::bf16),
+                         ::testing::Combine(::testing::Values(DType::f32, DType::f16, DType::bf16, DType::f64),
                                             ::testing::Values(Style::half, Style::interleaved),
                                             ::testing::Values(Layout::bshd, Layout::bhsd, Layout::thd)),
                          matrix_name);
@@ -86,7 +86,7 @@ INSTANTIATE_TEST_SUITE_P(AllDtypesStylesLayouts, ApplyMatrix,
 // Head sizes engines ship (64, 80, 96, 128, 256), a single token, and one long prefill.
 TEST(ApplyShapes, CommonHeadSizesAndSingleToken) {
   RT_SEEDED_RNG(rng);
-  for (DType dtype : {DType::f32, DType::f16, DType::bf16})
+  for (DType dtype : {DType::f32, DType::f16, DType::bf16, DType::f64})
     for (Style style : {Style::half, Style::interleaved})
       for (int64_t head_dim : {64, 80, 96, 128, 256})
         for (int64_t seq : {1, 3}) {
@@ -139,7 +139,7 @@ TEST(ApplyShapes, LargePositionIds) {
   for (bool exact : {false, true})
     for (bool sincos : {false, true}) {
       Case c;
-      c.dtype = rng.pick<DType>({DType::f32, DType::f16, DType::bf16});
+      c.dtype = rng.pick<DType>({DType::f32, DType::f16, DType::bf16, DType::f64});
       c.style = rng.coin() ? Style::half : Style::interleaved;
       c.layout = Layout::thd;
       c.out_layout = Layout::thd;

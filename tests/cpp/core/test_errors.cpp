@@ -201,6 +201,16 @@ std::vector<BadCase> catalogue() {
                  e.apply({e.q(), e.k(), e.q_out(), TensorView::bshd(e.at(Env::Q + Env::K + 48), DType::f32, 2, 4, 2, 16)},
                          e.pos());
                }});
+  // q rotated in place while an overlapping k is read into its own k_out (and the mirror case):
+  // accepted before, and k read values q had already rotated.
+  c.push_back({"k (read into k_out) overlaps q rotated in place", "k: expected memory disjoint from q", [](E& e) {
+                 e.apply({e.q(), TensorView::bshd(e.at(Env::Q - 16), DType::f32, 2, 4, 2, 16), std::nullopt, e.k_out()},
+                         e.pos());
+               }});
+  c.push_back({"q (read into q_out) overlaps k rotated in place", "q: expected memory disjoint from k", [](E& e) {
+                 e.apply({TensorView::bshd(e.at(Env::Q - 128), DType::f32, 2, 4, 3, 16), e.k(), e.q_out(), std::nullopt},
+                         e.pos());
+               }});
   c.push_back({"k_out partially overlaps k", "k_out", [](E& e) {
                  e.apply({e.q(), e.k(), e.q_out(), TensorView::bshd(e.at(Env::Q + 16), DType::f32, 2, 4, 2, 16)}, e.pos());
                }});

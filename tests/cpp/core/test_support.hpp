@@ -103,6 +103,7 @@ inline double round_to(DType dtype, double v) {
     case DType::f32: return static_cast<float>(v);
     case DType::f16: return round_to_f16(v);
     case DType::bf16: return round_to_bf16(v);
+    case DType::f64: return v;
   }
   return v;
 }
@@ -112,6 +113,7 @@ inline double tolerance(DType dtype) {
     case DType::f32: return 1e-5;
     case DType::f16: return 1e-3;
     case DType::bf16: return 8e-3;
+    case DType::f64: return 1e-6;  // double arithmetic; the table's cos/sin are fp32 (6e-8)
   }
   return 0;
 }
@@ -120,13 +122,18 @@ inline double tolerance(DType dtype) {
 class Buffer {
  public:
   Buffer(DType dtype, int64_t n) : dtype_(dtype), n_(n), bytes_(static_cast<size_t>(n * esize(dtype))) {}
-  static int64_t esize(DType d) { return d == DType::f32 ? 4 : 2; }
+  static int64_t esize(DType d) { return d == DType::f64 ? 8 : d == DType::f32 ? 4 : 2; }
   DType dtype() const { return dtype_; }
   int64_t size() const { return n_; }
   void* data() { return bytes_.data(); }
   const std::vector<unsigned char>& bytes() const { return bytes_; }
 
   double get(int64_t i) const {
+    if (dtype_ == DType::f64) {
+      double f;
+      std::memcpy(&f, bytes_.data() + 8 * i, 8);
+      return f;
+    }
     if (dtype_ == DType::f32) {
       float f;
       std::memcpy(&f, bytes_.data() + 4 * i, 4);
@@ -138,6 +145,10 @@ class Buffer {
   }
   // Stores v rounded to the storage type.
   void set(int64_t i, double v) {
+    if (dtype_ == DType::f64) {
+      std::memcpy(bytes_.data() + 8 * i, &v, 8);
+      return;
+    }
     if (dtype_ == DType::f32) {
       const float f = static_cast<float>(v);
       std::memcpy(bytes_.data() + 4 * i, &f, 4);
