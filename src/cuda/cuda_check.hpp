@@ -17,22 +17,26 @@ inline void check(cudaError_t err, const char* what, const char* file, int line)
   if (err != cudaSuccess) throw_cuda(err, what, file, line);
 }
 
-// Sets the current device for the scope of a call and restores the caller's afterwards.
+// Sets the current device for the scope of a call and restores the caller's afterwards (one
+// cudaGetDevice when it already is the current one).
 class DeviceGuard {
  public:
   explicit DeviceGuard(int device) {
     check(cudaGetDevice(&previous_), "cudaGetDevice", __FILE__, __LINE__);
-    if (device != previous_) check(cudaSetDevice(device), "cudaSetDevice", __FILE__, __LINE__);
+    if (device != previous_) {
+      check(cudaSetDevice(device), "cudaSetDevice", __FILE__, __LINE__);
+      changed_ = true;
+    }
   }
   ~DeviceGuard() {
-    int now = previous_;
-    if (cudaGetDevice(&now) == cudaSuccess && now != previous_) (void)cudaSetDevice(previous_);
+    if (changed_) (void)cudaSetDevice(previous_);
   }
   DeviceGuard(const DeviceGuard&) = delete;
   DeviceGuard& operator=(const DeviceGuard&) = delete;
 
  private:
   int previous_ = 0;
+  bool changed_ = false;
 };
 
 }  // namespace ropekit::detail::cuda

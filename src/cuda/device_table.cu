@@ -2,8 +2,10 @@
 // until the table is destroyed. The host data never changes, so a copy never goes stale.
 #include "device_table.hpp"
 
-#include <cstring>
+#include <algorithm>
+#include <memory>
 #include <mutex>
+#include <utility>
 #include <vector>
 
 #include "../check.hpp"
@@ -12,36 +14,37 @@
 namespace ropekit::detail::cuda {
 namespace {
 
+constexpr size_t kMaxStreams = 8;  // events kept per copy; older streams are folded into the free stream
+
 struct Owned : DeviceTable {
   void* base = nullptr;
   int device = 0;
+  cudaStream_t free_stream = nullptr;
+  std::vector<std::pair<cudaStream_t, cudaEvent_t>> uses;  // the last launch on each stream
   Owned() = default;
   Owned(const Owned&) = delete;
   Owned& operator=(const Owned&) = delete;
-  // Runs when the table is destroyed: a kernel enqueued with this copy may still be running, so the
-  // device is synchronised first. Errors are ignored here (a destructor must not throw, and at
-  // process exit the runtime may already be gone).
+  // Runs when the table is destroyed: launches that read this copy may still be queued, so the
+  // free waits for each stream's last one, on the free stream. Errors are ignored (a destructor
+  // must not throw, and at process exit the runtime may already be gone).
   ~Owned() {
     if (base == nullptr) return;
     int previous = 0;
     const bool restore = cudaGetDevice(&previous) == cudaSuccess;
     if (cudaSetDevice(device) == cudaSuccess) {
-      (void)cudaDeviceSynchronize();
-      (void)cudaFree(base);
+      for (const auto& use : uses) {
+        (void)cudaStreamWaitEvent(free_stream, use.second, 0);
+        (void)cudaEventDestroy(use.second);  // released once it has completed
+      }
+      (void)cudaFreeAsync(base, free_stream);
     }
-    if (restore) (void)cudaSetDevice(previous);
+    if (restore && previous != device) (void)cudaSetDevice(previous);
   }
 };
 
 size_t round_up(size_t n) { return (n + 255) / 256 * 256; }
 
-std::unique_ptr<Owned> upload(const TableData& t, bool with_rows, int device, cudaStream_t stream) {
-  cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
-  ROPEKIT_CUDA_CHECK(cudaStreamIsCapturing(stream, &capture));
-  if (capture != cudaStreamCaptureStatusNone)
-    fail("options.stream", "a stream that is not capturing a CUDA graph the first time a table is used on a device "
-         "(the first call uploads the table with a synchronising copy: make one call before capturing)",
-         "a capturing stream");
+std::unique_ptr<Owned> upload(const TableData& t, bool with_rows, const DeviceState& dev) {
   const auto pairs = static_cast<size_t>(t.spec.pairs());
   const size_t row_floats = with_rows ? static_cast<size_t>(t.size) * 2 * pairs : 0;
   const bool xpos = !t.xpos_log_zeta.empty();
@@ -51,8 +54,10 @@ std::unique_ptr<Owned> upload(const TableData& t, bool with_rows, int device, cu
   const size_t zeta_bytes = xpos ? round_up(pairs * sizeof(double)) : 0;
 
   auto owned = std::make_unique<Owned>();
-  owned->device = device;
-  ROPEKIT_CUDA_CHECK(cudaMalloc(&owned->base, std::max<size_t>(rows_bytes + freq_bytes + freq32_bytes + zeta_bytes, 256)));
+  owned->device = dev.device;
+  owned->free_stream = dev.free_stream;
+  const cudaStream_t stream = dev.upload_stream;
+  ROPEKIT_CUDA_CHECK(cudaMallocAsync(&owned->base, std::max<size_t>(rows_bytes + freq_bytes + freq32_bytes + zeta_bytes, 256), stream));
   auto* bytes = static_cast<char*>(owned->base);
   owned->rows = with_rows ? reinterpret_cast<const float*>(bytes) : nullptr;
   owned->size = with_rows ? t.size : 0;
@@ -66,7 +71,8 @@ std::unique_ptr<Owned> upload(const TableData& t, bool with_rows, int device, cu
   copy(owned->inv_freq, t.inv_freq.data(), pairs * sizeof(double));
   copy(owned->inv_freq_f32, t.inv_freq_f32.data(), pairs * sizeof(float));
   if (xpos) copy(owned->xpos_log_zeta, t.xpos_log_zeta.data(), pairs * sizeof(double));
-  // The host arrays stay unchanged while the table lives, and the table outlives this copy: no wait.
+  // Kernels on any stream may read the copy as soon as it is published.
+  ROPEKIT_CUDA_CHECK(cudaStreamSynchronize(stream));
   return owned;
 }
 
@@ -82,16 +88,39 @@ struct CudaState {
 
 }  // namespace
 
-const DeviceTable& device_table(const TableData& table, bool with_rows, void* stream) {
-  int device = 0;
-  ROPEKIT_CUDA_CHECK(cudaGetDevice(&device));
+const DeviceTable& device_table(const TableData& table, const DeviceState& dev, bool with_rows, bool capturing) {
   std::lock_guard<std::mutex> lock(table.backend_mutex);
   if (!table.cuda_state) table.cuda_state = std::make_shared<CudaState>();
   auto& state = *static_cast<CudaState*>(table.cuda_state.get());
   for (const auto& e : state.entries)
-    if (e.device == device && e.with_rows == with_rows) return *e.copy;
-  state.entries.push_back({device, with_rows, upload(table, with_rows, device, static_cast<cudaStream_t>(stream))});
+    if (e.device == dev.device && (e.with_rows || !with_rows)) return *e.copy;
+  if (capturing)
+    fail("options.stream", "a stream that is not capturing a CUDA graph the first time a table is used on a device "
+         "(the first call uploads the table: make one call before capturing)", "a capturing stream");
+  state.entries.push_back({dev.device, with_rows, upload(table, with_rows, dev)});
   return *state.entries.back().copy;
+}
+
+void record_use(const TableData& table, const DeviceTable& copy, cudaStream_t stream) {
+  std::lock_guard<std::mutex> lock(table.backend_mutex);
+  auto& owned = const_cast<Owned&>(static_cast<const Owned&>(copy));
+  auto use = std::find_if(owned.uses.begin(), owned.uses.end(), [&](const auto& u) { return u.first == stream; });
+  if (use == owned.uses.end()) {
+    if (owned.uses.size() == kMaxStreams) {
+      // The oldest stream's last use is handed to the free stream (the free waits behind it);
+      // its event is reused for this stream.
+      ROPEKIT_CUDA_CHECK(cudaStreamWaitEvent(owned.free_stream, owned.uses.front().second, 0));
+      owned.uses.front().first = stream;
+      std::rotate(owned.uses.begin(), owned.uses.begin() + 1, owned.uses.end());
+      use = owned.uses.end() - 1;
+    } else {
+      cudaEvent_t event = nullptr;
+      ROPEKIT_CUDA_CHECK(cudaEventCreateWithFlags(&event, cudaEventDisableTiming));
+      owned.uses.emplace_back(stream, event);
+      use = owned.uses.end() - 1;
+    }
+  }
+  ROPEKIT_CUDA_CHECK(cudaEventRecord(use->second, stream));
 }
 
 }  // namespace ropekit::detail::cuda

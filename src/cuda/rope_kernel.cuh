@@ -1,16 +1,21 @@
 #pragma once
 // The CUDA rotation kernel: fp32 arithmetic on f32/f16/bf16 storage, q and k in one launch.
 // Kernels only loop; every formula comes from coefficients.hpp.
+//
+// Everything a thread runs for one (token, head group, chunk) is __host__ __device__, so that the
+// emulation test runs the same code on the CPU: token_position (device-resident positions checked
+// here, faults reported), check_cu_seqlens, rope_item and the grid loop (for_each_item).
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <cstring>
+#include <type_traits>
 
 #include "../coefficients.hpp"
+#include "launch_config.hpp"
 
-// Helpers are __host__ __device__ so that tests can run the per-item body on the CPU (emulating the
-// grid) on machines without a GPU.
 #define ROPEKIT_KERNEL_HD __host__ __device__ __forceinline__
 #if defined(__CUDA_ARCH__)
 #define ROPEKIT_UNROLL _Pragma("unroll")
@@ -21,6 +26,29 @@
 namespace ropekit::detail::cuda {
 
 enum class PositionKind : int { offset, offsets, ids, packed };
+// rows: every position reads a table row (the host proved position < rows_count): the table path;
+// mixed: rows below rows_count, cos/sin computed in the kernel at or past it (and everywhere with
+// rows_count = 0: compute_sincos).
+enum class CosSin : int { rows, mixed };
+// none: no xPos (the direction is two multipliers); xpos: xPos scales (inverse: a run-time flag);
+// runtime: either, chosen from the arguments (the narrow vector paths).
+enum class XposMode : int { none, xpos, runtime };
+
+constexpr int64_t kMaxPosition = INT64_MAX - 1;  // as apply(): largest position + 1 fits in int64
+
+// What a kernel found wrong in device-resident positions (the first fault of an epoch).
+enum class FaultKind : int32_t { none, offsets, ids, cu_first, cu_order, cu_last, packed_offsets };
+
+// In mapped (pinned) host memory, one per device; written by the thread that claimed the fault
+// and read by the host without synchronising (device_errors.hpp).
+struct FaultRecord {
+  int64_t index = 0;   // the array element
+  int64_t value = 0;   // its value
+  int64_t bound = 0;   // cu_order: cu_seqlens[index - 1]; cu_last: tokens; offsets: largest allowed
+  int32_t kind = 0;    // FaultKind
+  int32_t epoch = 0;   // set by the host after it reported a fault: opens the next claim
+  int32_t ready = 0;   // set last by the device: index, value, bound and kind are complete
+};
 
 struct KernelOperand {
   const void* in = nullptr;
@@ -28,23 +56,22 @@ struct KernelOperand {
   int64_t in_stride[3]{};   // batch, seq, head (elements)
   int64_t out_stride[3]{};
   int64_t heads = 0;
-  int64_t groups = 0;       // ceil(heads / heads_per_thread)
   float xpos_sign = 1.0f;
   bool copy_tail = false;   // out of place with partial rotary: copy dims [rotary_dim, head_dim)
 };
 
 struct KernelArgs {
-  KernelOperand op[2];      // q, then k (k.groups == 0 without k)
+  KernelOperand op[2];      // q, then k (k.heads == 0 without k)
+  int64_t batch = 0;        // rank 3: 1
   int64_t seq = 0;          // tokens per batch row (rank 3: all tokens)
-  int64_t head_dim = 0;
-  int64_t rotary_dim = 0;
-  int64_t pairs = 0;
-  bool half_style = true;
-  Direction direction = Direction::forward;
-  int64_t rotary_chunks = 0;
-  int64_t chunks_per_row = 0;
-  int64_t heads_per_thread = 1;
-  int64_t items = 0;
+  int32_t head_dim = 0;
+  int32_t rotary_dim = 0;
+  int32_t pairs = 0;
+  int32_t rotary_chunks = 0;   // chunks covering the rotary dims
+  int32_t chunks_per_row = 0;  // plus the pass-through chunks (0 of them when nothing is copied)
+  int32_t heads_per_thread = 1;
+  int32_t q_groups = 0;        // head groups of q; groups of k follow
+  int32_t groups = 0;          // q_groups + k_groups
 
   PositionKind kind = PositionKind::offset;
   int64_t start = 0;
@@ -60,12 +87,22 @@ struct KernelArgs {
   const float* inv_freq_f32 = nullptr;
   bool exact = false;
   double attention = 1.0;
+  // Direction: without xPos, c = cos * cos_mul and s = sin * sin_mul (the CPU's values exactly);
+  // with xPos, sin_mul is the sign of sin and `inverse` divides by the scale.
+  float cos_mul = 1.0f;
+  float sin_mul = 1.0f;
   float inv_attention_sq = 1.0f;
+  bool inverse = false;
   const double* xpos_log_zeta = nullptr;  // null without xPos
   double xpos_center = 0.0;
+
+  // Device-resident positions: where a fault is claimed (device memory) and recorded.
+  int32_t* fault_claim = nullptr;
+  FaultRecord* fault_record = nullptr;
 };
 
-// Storage <-> fp32. Values travel as raw bits so vectors are plain structs.
+// Storage <-> fp32. Values travel as raw bits: one value (load/store), or two 16-bit values packed
+// in a 32-bit word, element 0 in the low half (lo/hi/pack: one conversion instruction for two).
 struct F32 {
   using Storage = float;
   static ROPEKIT_KERNEL_HD float load(float v) { return v; }
@@ -75,11 +112,33 @@ struct F16 {
   using Storage = uint16_t;
   static ROPEKIT_KERNEL_HD float load(uint16_t v) { return __half2float(__ushort_as_half(v)); }
   static ROPEKIT_KERNEL_HD uint16_t store(float v) { return __half_as_ushort(__float2half_rn(v)); }
+  static ROPEKIT_KERNEL_HD float lo(uint32_t w) { return load(static_cast<uint16_t>(w & 0xffffu)); }
+  static ROPEKIT_KERNEL_HD float hi(uint32_t w) { return load(static_cast<uint16_t>(w >> 16)); }
+  static ROPEKIT_KERNEL_HD uint32_t pack(float a, float b) {
+#if defined(__CUDA_ARCH__)
+    const __half2 h = __floats2half2_rn(a, b);
+    return *reinterpret_cast<const uint32_t*>(&h);
+#else
+    return static_cast<uint32_t>(store(a)) | static_cast<uint32_t>(store(b)) << 16;
+#endif
+  }
 };
 struct BF16 {
   using Storage = uint16_t;
   static ROPEKIT_KERNEL_HD float load(uint16_t v) { return __bfloat162float(__ushort_as_bfloat16(v)); }
   static ROPEKIT_KERNEL_HD uint16_t store(float v) { return __bfloat16_as_ushort(__float2bfloat16_rn(v)); }
+#if defined(__CUDA_ARCH__)
+  static ROPEKIT_KERNEL_HD float lo(uint32_t w) { return __uint_as_float(w << 16); }
+  static ROPEKIT_KERNEL_HD float hi(uint32_t w) { return __uint_as_float(w & 0xffff0000u); }
+  static ROPEKIT_KERNEL_HD uint32_t pack(float a, float b) {
+    const __nv_bfloat162 h = __floats2bfloat162_rn(a, b);
+    return *reinterpret_cast<const uint32_t*>(&h);
+  }
+#else
+  static float lo(uint32_t w) { return load(static_cast<uint16_t>(w & 0xffffu)); }
+  static float hi(uint32_t w) { return load(static_cast<uint16_t>(w >> 16)); }
+  static uint32_t pack(float a, float b) { return static_cast<uint32_t>(store(a)) | static_cast<uint32_t>(store(b)) << 16; }
+#endif
 };
 
 // Single roundings, never fused into an FMA: the same float operations as the CPU loop.
@@ -105,186 +164,445 @@ ROPEKIT_KERNEL_HD float sub_rn(float x, float y) {
 #endif
 }
 
-// N consecutive stored values moved as one access (16 bytes when N x sizeof = 16).
-template <typename S, int N>
-struct alignas(sizeof(S) * N) Vec {
-  S v[N];
+// N consecutive stored values moved as one access, held as 32-bit words (a 16-bit value alone
+// when the access is 2 bytes): two bf16/f16 values share a register instead of taking one each.
+template <typename T, int N>
+struct alignas(sizeof(typename T::Storage) * N) Vec {
+  static constexpr int kBytes = static_cast<int>(sizeof(typename T::Storage)) * N;
+  static constexpr bool kWords = kBytes >= 4;
+  using Word = std::conditional_t<kWords, uint32_t, uint16_t>;
+  Word w[kWords ? kBytes / 4 : 1];
+
+  // Value e as fp32.
+  ROPEKIT_KERNEL_HD float get(int e) const {
+    if constexpr (sizeof(typename T::Storage) == 4) {
+      return bits_to_float(w[e]);
+    } else if constexpr (kWords) {
+      return e % 2 == 0 ? T::lo(w[e / 2]) : T::hi(w[e / 2]);
+    } else {
+      return T::load(w[0]);
+    }
+  }
+  // Values e (even) and e + 1, rounded once each.
+  ROPEKIT_KERNEL_HD void set2(int e, float a, float b) {
+    if constexpr (sizeof(typename T::Storage) == 4) {
+      w[e] = float_to_bits(a);
+      w[e + 1] = float_to_bits(b);
+    } else {
+      w[e / 2] = T::pack(a, b);
+    }
+  }
+  ROPEKIT_KERNEL_HD void set(int e, float a) {  // f32, or a lone 16-bit value
+    if constexpr (sizeof(typename T::Storage) == 4) w[e] = float_to_bits(a);
+    else w[0] = T::store(a);
+  }
+
+ private:
+  static ROPEKIT_KERNEL_HD float bits_to_float(uint32_t u) {
+#if defined(__CUDA_ARCH__)
+    return __uint_as_float(u);
+#else
+    float f;
+    std::memcpy(&f, &u, 4);
+    return f;
+#endif
+  }
+  static ROPEKIT_KERNEL_HD uint32_t float_to_bits(float f) {
+#if defined(__CUDA_ARCH__)
+    return __float_as_uint(f);
+#else
+    uint32_t u;
+    std::memcpy(&u, &f, 4);
+    return u;
+#endif
+  }
 };
+
+// The register type of one access of B bytes (what __ldcs / __stcs take).
+template <int B> struct Raw;
+template <> struct Raw<2> { using type = unsigned short; };
+template <> struct Raw<4> { using type = unsigned int; };
+template <> struct Raw<8> { using type = uint2; };
+template <> struct Raw<16> { using type = uint4; };
+
+// q/k are read and written once: streaming accesses (evict first), so they do not push the table
+// out of L2.
+template <typename V>
+ROPEKIT_KERNEL_HD V load_stream(const V* p) {
+#if defined(__CUDA_ARCH__)
+  using R = typename Raw<sizeof(V)>::type;
+  union {
+    R r;
+    V v;
+  } u;
+  u.r = __ldcs(reinterpret_cast<const R*>(p));
+  return u.v;
+#else
+  return *p;
+#endif
+}
+template <typename V>
+ROPEKIT_KERNEL_HD void store_stream(V* p, const V& v) {
+#if defined(__CUDA_ARCH__)
+  using R = typename Raw<sizeof(V)>::type;
+  union {
+    R r;
+    V v;
+  } u;
+  u.v = v;
+  __stcs(reinterpret_cast<R*>(p), u.r);
+#else
+  *p = v;
+#endif
+}
+
+// Table rows are read by every head and every token at a position: keep them in L1 and L2
+// (evict last). `policy` comes from table_policy().
+ROPEKIT_KERNEL_HD uint64_t table_policy() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  uint64_t policy;
+  asm("createpolicy.fractional.L2::evict_last.b64 %0, 1.0;" : "=l"(policy));
+  return policy;
+#else
+  return 0;
+#endif
+}
+template <int K>  // K consecutive floats, K in {1, 2, 4}, aligned to 4 K bytes
+ROPEKIT_KERNEL_HD void load_table(const float* p, uint64_t policy, float* out) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  if constexpr (K == 4) {
+    asm volatile("ld.global.nc.L1::evict_last.L2::cache_hint.v4.f32 {%0, %1, %2, %3}, [%4], %5;"
+                 : "=f"(out[0]), "=f"(out[1]), "=f"(out[2]), "=f"(out[3])
+                 : "l"(p), "l"(policy));
+  } else if constexpr (K == 2) {
+    asm volatile("ld.global.nc.L1::evict_last.L2::cache_hint.v2.f32 {%0, %1}, [%2], %3;"
+                 : "=f"(out[0]), "=f"(out[1])
+                 : "l"(p), "l"(policy));
+  } else {
+    asm volatile("ld.global.nc.L1::evict_last.L2::cache_hint.f32 %0, [%1], %2;" : "=f"(out[0]) : "l"(p), "l"(policy));
+  }
+#else
+  (void)policy;
+  for (int i = 0; i < K; ++i) out[i] = p[i];
+#endif
+}
 
 ROPEKIT_KERNEL_HD int64_t read_index(const void* data, bool i64, int64_t i) {
   return i64 ? static_cast<const int64_t*>(data)[i] : static_cast<int64_t>(static_cast<const int32_t*>(data)[i]);
 }
 
-// Position of token `token` (b-major over batch x seq); packed: binary search of cu_seqlens.
-ROPEKIT_KERNEL_HD int64_t token_position(const KernelArgs& a, int64_t token) {
+// Records the first fault of the current epoch: the thread that raises the claim to epoch + 1
+// writes the record, then `ready` (the host reads it without synchronising). Later faults of the
+// same epoch are dropped.
+ROPEKIT_KERNEL_HD void report_fault(const KernelArgs& a, FaultKind kind, int64_t index, int64_t value, int64_t bound) {
+  FaultRecord* r = a.fault_record;
+  if (r == nullptr) return;
+#if defined(__CUDA_ARCH__)
+  const int32_t epoch = *static_cast<volatile int32_t*>(&r->epoch);
+  if (*static_cast<volatile int32_t*>(a.fault_claim) > epoch) return;
+  if (atomicMax(a.fault_claim, epoch + 1) > epoch) return;
+  r->index = index;
+  r->value = value;
+  r->bound = bound;
+  r->kind = static_cast<int32_t>(kind);
+  __threadfence_system();
+  *static_cast<volatile int32_t*>(&r->ready) = 1;
+#else
+  if (*a.fault_claim > r->epoch) return;
+  *a.fault_claim = r->epoch + 1;
+  r->index = index;
+  r->value = value;
+  r->bound = bound;
+  r->kind = static_cast<int32_t>(kind);
+  r->ready = 1;
+#endif
+}
+
+// Position of token s of batch row b (rank 3: b = 0, s = the token), or -1 when device-resident
+// positions give it none (reported; the token is then skipped). Reads stay inside the arrays
+// whatever they hold.
+ROPEKIT_KERNEL_HD int64_t token_position(const KernelArgs& a, int64_t b, int64_t s) {
   switch (a.kind) {
     case PositionKind::offset:
-      return a.start + token % a.seq;
-    case PositionKind::offsets:
-      return read_index(a.values, a.values_i64, token / a.seq) + token % a.seq;
-    case PositionKind::ids:
-      return read_index(a.values, a.values_i64, token);
+      return a.start + s;  // checked on the host
+    case PositionKind::offsets: {
+      const int64_t offset = read_index(a.values, a.values_i64, b);
+      const int64_t largest = kMaxPosition - (a.seq - 1);
+      if (offset < 0 || offset > largest) {
+        report_fault(a, FaultKind::offsets, b, offset, largest);
+        return -1;
+      }
+      return offset + s;
+    }
+    case PositionKind::ids: {
+      const int64_t t = b * a.seq + s;
+      const int64_t id = read_index(a.values, a.values_i64, t);
+      if (id < 0 || id > kMaxPosition) {
+        report_fault(a, FaultKind::ids, t, id, kMaxPosition);
+        return -1;
+      }
+      return id;
+    }
     case PositionKind::packed: {
-      // Last sequence whose start is <= token (empty sequences before it are skipped).
+      // Last sequence whose start is <= s (empty sequences before it are skipped). With malformed
+      // cu_seqlens (reported by check_cu_seqlens) the search still stays in [0, num_sequences).
       int64_t lo = 0;
       int64_t hi = a.num_sequences - 1;
       while (lo < hi) {
-        const int64_t mid = (lo + hi + 1) / 2;
-        if (read_index(a.cu_seqlens, a.cu_i64, mid) <= token) lo = mid; else hi = mid - 1;
+        const int64_t mid = lo + (hi - lo + 1) / 2;
+        if (read_index(a.cu_seqlens, a.cu_i64, mid) <= s) lo = mid; else hi = mid - 1;
       }
+      const int64_t begin = read_index(a.cu_seqlens, a.cu_i64, lo);
+      const int64_t end = read_index(a.cu_seqlens, a.cu_i64, lo + 1);
+      if (begin < 0 || begin > s || end <= s || end > a.seq || (lo == 0 && begin != 0)) return -1;  // in no well-formed sequence
       const int64_t offset = a.values ? read_index(a.values, a.values_i64, lo) : 0;
-      return token - read_index(a.cu_seqlens, a.cu_i64, lo) + offset;
+      const int64_t largest = kMaxPosition - (end - begin - 1);
+      if (offset < 0 || offset > largest) {
+        report_fault(a, FaultKind::packed_offsets, lo, offset, largest);
+        return -1;
+      }
+      return s - begin + offset;
     }
   }
-  return 0;
+  return -1;
 }
 
-// cos and sin of pairs [p0, p0 + P) at `position`: its table row, or (past the rows)
-// double-precision sincos, fully range-reduced, as the host table's cos/sin in double rounded to fp32.
-template <int P>
-ROPEKIT_KERNEL_HD void load_cos_sin(const KernelArgs& a, int64_t position, int64_t p0, float (&cs)[P],
-                                             float (&sn)[P]) {
-  if (position < a.rows_count) {
-    const float* row = a.rows + position * 2 * a.pairs + p0;
-    if constexpr (P % 4 == 0) {
-ROPEKIT_UNROLL
-      for (int j = 0; j < P; j += 4) {
-        const float4 c4 = *reinterpret_cast<const float4*>(row + j);
-        const float4 s4 = *reinterpret_cast<const float4*>(row + a.pairs + j);
-        cs[j] = c4.x; cs[j + 1] = c4.y; cs[j + 2] = c4.z; cs[j + 3] = c4.w;
-        sn[j] = s4.x; sn[j + 1] = s4.y; sn[j + 2] = s4.z; sn[j + 3] = s4.w;
-      }
+// Packed positions: cu_seqlens[0] = 0, non-decreasing, cu_seqlens[num_sequences] = tokens. Thread
+// `first` of `count` checks entries first, first + count, ...
+ROPEKIT_KERNEL_HD void check_cu_seqlens(const KernelArgs& a, int64_t first, int64_t count) {
+  for (int64_t i = first; i <= a.num_sequences; i += count) {
+    const int64_t cu = read_index(a.cu_seqlens, a.cu_i64, i);
+    if (i == 0) {
+      if (cu != 0) report_fault(a, FaultKind::cu_first, 0, cu, 0);
     } else {
-ROPEKIT_UNROLL
-      for (int j = 0; j < P; ++j) {
-        cs[j] = row[j];
-        sn[j] = row[a.pairs + j];
-      }
+      const int64_t previous = read_index(a.cu_seqlens, a.cu_i64, i - 1);
+      if (cu < previous) report_fault(a, FaultKind::cu_order, i, cu, previous);
     }
-    return;
+    if (i == a.num_sequences && cu != a.seq) report_fault(a, FaultKind::cu_last, i, cu, a.seq);
   }
+}
+
+// One kernel specialisation: storage type, N stored values per access, style, cos/sin source and
+// xPos handling, all fixed at compile time.
+//   half:             a chunk is P = N pairs: [p0, p0 + N) and [pairs + p0, ...), two accesses;
+//   interleaved N>1:  a chunk is P = N/2 pairs: [2 p0, 2 p0 + N), one contiguous access;
+//   interleaved N=1:  a chunk is one pair: elements 2 p0 and 2 p0 + 1, two accesses.
+template <typename T_, int N_, Style S_, CosSin M_, XposMode X_>
+struct KernelSpec {
+  using T = T_;
+  using S = typename T::Storage;
+  static constexpr int N = N_;
+  static constexpr bool half = S_ == Style::half;
+  static constexpr CosSin cos_sin = M_;
+  static constexpr XposMode xpos = X_;
+  static constexpr int accesses = half || N == 1 ? 2 : 1;  // per head row and chunk
+  static constexpr int P = half ? N : (N == 1 ? 1 : N / 2);  // pairs per chunk
+  static constexpr int E = accesses * N;                    // elements per chunk
+  static constexpr int bytes = N * static_cast<int>(sizeof(S));
+  // Heads loaded before the first store: about 8 registers of q/k data in flight per thread.
+  static constexpr int regs_per_access = bytes >= 4 ? bytes / 4 : 1;
+  static constexpr int U = 8 / (accesses * regs_per_access) < 1   ? 1
+                           : 8 / (accesses * regs_per_access) > 4 ? 4
+                                                                  : 8 / (accesses * regs_per_access);
+  // The table path is held to 64 registers (4 blocks of 256 threads per multiprocessor); the others
+  // (xPos, in-kernel sincos) get what they need.
+  static constexpr int min_blocks = M_ == CosSin::rows && X_ == XposMode::none ? 4 : 1;
+};
+
+// cos/sin of pairs [p0, p0 + P) from the table row (K floats per load).
+template <int P>
+ROPEKIT_KERNEL_HD void load_row(const KernelArgs& a, int64_t position, int p0, float (&c)[P], float (&s)[P]) {
+  constexpr int K = P % 4 == 0 ? 4 : P % 2 == 0 ? 2 : 1;
+  const uint64_t policy = table_policy();
+  const float* row = a.rows + position * 2 * a.pairs + p0;
+ROPEKIT_UNROLL
+  for (int j = 0; j < P; j += K) {
+    load_table<K>(row + j, policy, &c[j]);
+    load_table<K>(row + a.pairs + j, policy, &s[j]);
+  }
+}
+
+// cos/sin of pairs [p0, p0 + P) computed here: double-precision sincos, fully range-reduced, as
+// the host table's cos/sin in double rounded to fp32.
+template <int P>
+ROPEKIT_KERNEL_HD void compute_row(const KernelArgs& a, int64_t position, int p0, float (&c)[P], float (&s)[P]) {
 ROPEKIT_UNROLL
   for (int j = 0; j < P; ++j) {
     const double angle = rope_angle(position, a.inv_freq[p0 + j], a.inv_freq_f32[p0 + j], a.exact);
-    double s = 0.0;
-    double c = 0.0;
-    sincos(angle, &s, &c);
-    cs[j] = static_cast<float>(c * a.attention);
-    sn[j] = static_cast<float>(s * a.attention);
+    double sv = 0.0;
+    double cv = 0.0;
+    sincos(angle, &sv, &cv);
+    c[j] = static_cast<float>(cv * a.attention);
+    s[j] = static_cast<float>(sv * a.attention);
   }
 }
 
-// y = (a c - b s, b c + a s) for the P pairs of one chunk, indices fixed at compile time so the
-// vectors stay in registers. Half: pair j is (lo[j], hi[j]); interleaved: (v[2j], v[2j+1]) of lo|hi.
-template <typename T, int P, bool Half>
-ROPEKIT_KERNEL_HD void rotate_chunk(const Vec<typename T::Storage, P>& lo, const Vec<typename T::Storage, P>& hi,
-                                             const float (&c)[P], const float (&s)[P],
-                                             Vec<typename T::Storage, P>& ylo, Vec<typename T::Storage, P>& yhi) {
-  using S = typename T::Storage;
-  auto at = [&](int e) -> const S& { return e < P ? lo.v[e] : hi.v[e - P]; };
-  auto out = [&](int e) -> S& { return e < P ? ylo.v[e] : yhi.v[e - P]; };
+// cos/sin -> the pair coefficients of the direction (and xPos scale), as pair_coefficients.
+template <class K>
+ROPEKIT_KERNEL_HD void coefficients(const KernelArgs& a, int64_t position, int p0, float sign, float (&c)[K::P],
+                                    float (&s)[K::P]) {
+  constexpr XposMode X = K::xpos;
+  const bool xpos = X == XposMode::xpos || (X == XposMode::runtime && a.xpos_log_zeta != nullptr);
 ROPEKIT_UNROLL
-  for (int j = 0; j < P; ++j) {
-    const int ia = Half ? j : 2 * j;
-    const int ib = Half ? P + j : 2 * j + 1;
-    const float va = T::load(at(ia));
-    const float vb = T::load(at(ib));
-    out(ia) = T::store(sub_rn(mul_rn(va, c[j]), mul_rn(vb, s[j])));
-    out(ib) = T::store(add_rn(mul_rn(vb, c[j]), mul_rn(va, s[j])));
+  for (int j = 0; j < K::P; ++j) {
+    if (X == XposMode::none || !xpos) {
+      c[j] = c[j] * a.cos_mul;
+      s[j] = s[j] * a.sin_mul;
+    } else {
+      const float x = xpos_scale(static_cast<double>(position), a.xpos_center, a.xpos_log_zeta[p0 + j], sign);
+      if (a.inverse) {
+        const float k = a.inv_attention_sq / x;
+        c[j] = c[j] * k;
+        s[j] = -s[j] * k;
+      } else {
+        c[j] = c[j] * x;
+        s[j] = (s[j] * a.sin_mul) * x;  // sin_mul = -1 for backward: (-sin) x, exactly
+      }
+    }
   }
 }
 
-// One work item: rotates (or, for pass-through chunks, copies) one chunk of every head of one head
-// group of q or k, for one token. P pairs per chunk; the chunk's stored values are two Vec<S, P>:
-// for the half style the first half [p0, p0+P) and the second half [pairs+p0, ...); interleaved:
-// [2 p0, 2 p0 + 2P).
-template <typename T, int P>
-ROPEKIT_KERNEL_HD void rope_item(const KernelArgs& a, int64_t item) {
-  using S = typename T::Storage;
-  using V = Vec<S, P>;
-  constexpr int kUnroll = 4;  // heads loaded before the first store: several loads in flight
-  const int64_t groups = a.op[0].groups + a.op[1].groups;
-  const int64_t chunk = item % a.chunks_per_row;
-  const int64_t rest = item / a.chunks_per_row;
-  const int64_t group = rest % groups;
-  const int64_t token = rest / groups;
-  const bool is_k = group >= a.op[0].groups;
+// y = (a c - b s, b c + a s) for the P pairs of one chunk; indices fixed at compile time so the
+// values stay in registers. Pair j: half: (x[0][j], x[1][j]); interleaved: (x[0][2j], x[0][2j+1]);
+// interleaved N = 1: (x[0][0], x[1][0]).
+template <class K>
+ROPEKIT_KERNEL_HD void rotate(const Vec<typename K::T, K::N> (&x)[K::accesses], const float (&c)[K::P],
+                              const float (&s)[K::P], Vec<typename K::T, K::N> (&y)[K::accesses]) {
+  auto ya = [&](float a, float b, int j) { return sub_rn(mul_rn(a, c[j]), mul_rn(b, s[j])); };
+  auto yb = [&](float a, float b, int j) { return add_rn(mul_rn(b, c[j]), mul_rn(a, s[j])); };
+  if constexpr (K::N == 1) {
+    const float a = x[0].get(0);
+    const float b = x[1].get(0);
+    y[0].set(0, ya(a, b, 0));
+    y[1].set(0, yb(a, b, 0));
+  } else if constexpr (K::half) {
+ROPEKIT_UNROLL
+    for (int j = 0; j < K::P; j += 2) {  // two pairs: one word of each half
+      const float a0 = x[0].get(j), b0 = x[1].get(j);
+      const float a1 = x[0].get(j + 1), b1 = x[1].get(j + 1);
+      y[0].set2(j, ya(a0, b0, j), ya(a1, b1, j + 1));
+      y[1].set2(j, yb(a0, b0, j), yb(a1, b1, j + 1));
+    }
+  } else {
+ROPEKIT_UNROLL
+    for (int j = 0; j < K::P; ++j) {  // one pair: one word
+      const float a = x[0].get(2 * j), b = x[0].get(2 * j + 1);
+      y[0].set2(2 * j, ya(a, b, j), yb(a, b, j));
+    }
+  }
+}
+
+// One work item: rotates (or, for a pass-through chunk, copies) chunk `chunk` of every head of
+// head group `group` of q or k, for token (b, s) at `position` (>= 0).
+template <class K>
+ROPEKIT_KERNEL_HD void rope_item(const KernelArgs& a, int64_t b, int64_t s, int64_t position, int group, int chunk) {
+  using S = typename K::S;
+  using V = Vec<typename K::T, K::N>;
+  constexpr int U = K::U;
+  constexpr int A = K::accesses;
+  const bool is_k = group >= a.q_groups;
   const KernelOperand& op = a.op[is_k ? 1 : 0];
-  const int64_t h_begin = (is_k ? group - a.op[0].groups : group) * a.heads_per_thread;
-  const int64_t h_end = h_begin + a.heads_per_thread < op.heads ? h_begin + a.heads_per_thread : op.heads;
-  const int64_t b = token / a.seq;
-  const int64_t s = token % a.seq;
-  const S* in = static_cast<const S*>(op.in) + b * op.in_stride[0] + s * op.in_stride[1];
-  S* out = static_cast<S*>(op.out) + b * op.out_stride[0] + s * op.out_stride[1];
+  const int64_t h_begin = static_cast<int64_t>(is_k ? group - a.q_groups : group) * a.heads_per_thread;
+  const int64_t remaining = op.heads - h_begin;
+  const int count = remaining < a.heads_per_thread ? static_cast<int>(remaining) : a.heads_per_thread;
+  const int64_t in_h = op.in_stride[2];
+  const int64_t out_h = op.out_stride[2];
+  const S* in = static_cast<const S*>(op.in) + b * op.in_stride[0] + s * op.in_stride[1] + h_begin * in_h;
+  S* out = static_cast<S*>(op.out) + b * op.out_stride[0] + s * op.out_stride[1] + h_begin * out_h;
 
   if (chunk >= a.rotary_chunks) {  // pass-through tail, out of place only
     if (!op.copy_tail) return;
-    const int64_t e0 = a.rotary_dim + (chunk - a.rotary_chunks) * 2 * P;
-    const bool whole = e0 + 2 * P <= a.head_dim;
-    for (int64_t h = h_begin; h < h_end; ++h) {
-      const S* src = in + h * op.in_stride[2] + e0;
-      S* dst = out + h * op.out_stride[2] + e0;
+    const int e0 = a.rotary_dim + (chunk - a.rotary_chunks) * K::E;
+    const bool whole = e0 + K::E <= a.head_dim;
+    for (int h = 0; h < count; ++h, in += in_h, out += out_h) {
       if (whole) {
-        const V lo = *reinterpret_cast<const V*>(src);
-        const V hi = *reinterpret_cast<const V*>(src + P);
-        *reinterpret_cast<V*>(dst) = lo;
-        *reinterpret_cast<V*>(dst + P) = hi;
+ROPEKIT_UNROLL
+        for (int v = 0; v < A; ++v)
+          store_stream(reinterpret_cast<V*>(out + e0 + v * K::N), load_stream(reinterpret_cast<const V*>(in + e0 + v * K::N)));
       } else {
-        for (int64_t e = 0; e0 + e < a.head_dim; ++e) dst[e] = src[e];
+        for (int e = e0; e < a.head_dim; ++e) out[e] = in[e];
       }
     }
     return;
   }
 
-  const int64_t p0 = chunk * P;
-  const int64_t position = token_position(a, token);
-  float c[P];
-  float sn[P];
-  load_cos_sin<P>(a, position, p0, c, sn);
+  const int p0 = chunk * K::P;
+  // Offsets of the chunk's accesses inside a head row.
+  const int off0 = K::half ? p0 : 2 * p0;
+  const int off1 = K::half ? a.pairs + p0 : 2 * p0 + 1;  // second access (A == 2) only
+  V x[U][A];
+  auto load_heads = [&](const S* rows, int left) {  // the next min(U, left) heads from `rows`
 ROPEKIT_UNROLL
-  for (int j = 0; j < P; ++j) {
-    const float x = a.xpos_log_zeta ? xpos_scale(static_cast<double>(position), a.xpos_center,
-                                                 a.xpos_log_zeta[p0 + j], op.xpos_sign)
-                                    : 1.0f;
-    pair_coefficients(c[j], sn[j], x, a.direction, a.inv_attention_sq, c[j], sn[j]);
+    for (int u = 0; u < U; ++u) {
+      if (u < left) {
+        const S* row = rows + u * in_h;
+        x[u][0] = load_stream(reinterpret_cast<const V*>(row + off0));
+        if constexpr (A == 2) x[u][A - 1] = load_stream(reinterpret_cast<const V*>(row + off1));
+      }
+    }
+  };
+  float c[K::P];
+  float sn[K::P];
+  // q/k loads go out first; cos/sin (a row from L2, or computed) arrive while they are in flight.
+  if (K::cos_sin == CosSin::rows || position < a.rows_count) {
+    load_heads(in, count);
+    load_row<K::P>(a, position, p0, c, sn);
+  } else {
+    compute_row<K::P>(a, position, p0, c, sn);
+    load_heads(in, count);
   }
-  // Offsets of the chunk's two vectors inside a head row.
-  const int64_t off0 = a.half_style ? p0 : 2 * p0;
-  const int64_t off1 = a.half_style ? a.pairs + p0 : 2 * p0 + P;
-
-  for (int64_t h0 = h_begin; h0 < h_end; h0 += kUnroll) {
-    V lo[kUnroll];
-    V hi[kUnroll];
+  coefficients<K>(a, position, p0, op.xpos_sign, c, sn);
+#if defined(__CUDA_ARCH__)
+#pragma unroll 1
+#endif
+  for (int left = count;;) {
 ROPEKIT_UNROLL
-    for (int u = 0; u < kUnroll; ++u) {
-      if (h0 + u < h_end) {
-        const S* row = in + (h0 + u) * op.in_stride[2];
-        lo[u] = *reinterpret_cast<const V*>(row + off0);
-        hi[u] = *reinterpret_cast<const V*>(row + off1);
+    for (int u = 0; u < U; ++u) {
+      if (u < left) {
+        V y[A];
+        rotate<K>(x[u], c, sn, y);
+        S* row = out + u * out_h;
+        store_stream(reinterpret_cast<V*>(row + off0), y[0]);
+        if constexpr (A == 2) store_stream(reinterpret_cast<V*>(row + off1), y[A - 1]);
       }
     }
-ROPEKIT_UNROLL
-    for (int u = 0; u < kUnroll; ++u) {
-      if (h0 + u >= h_end) break;
-      V ylo;
-      V yhi;
-      if (a.half_style) {
-        rotate_chunk<T, P, true>(lo[u], hi[u], c, sn, ylo, yhi);
-      } else {
-        rotate_chunk<T, P, false>(lo[u], hi[u], c, sn, ylo, yhi);
-      }
-      S* row = out + (h0 + u) * op.out_stride[2];
-      *reinterpret_cast<V*>(row + off0) = ylo;
-      *reinterpret_cast<V*>(row + off1) = yhi;
-    }
+    left -= U;
+    if (left <= 0) break;
+    in += U * in_h;
+    out += U * out_h;
+    load_heads(in, left);
   }
 }
 
-template <typename T, int P>
-__global__ void __launch_bounds__(256) rope_kernel(const __grid_constant__ KernelArgs a) {
-  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
-  for (int64_t item = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; item < a.items; item += stride)
-    rope_item<T, P>(a, item);
+#if defined(__CUDACC__)
+template <class K>
+__global__ void __launch_bounds__(256, K::min_blocks) rope_kernel(const __grid_constant__ KernelArgs a) {
+  // Packed positions: one binary search per token, shared by the block's threads of that token.
+  extern __shared__ int64_t token_positions[];
+  const GridPos g{{blockIdx.x, blockIdx.y, blockIdx.z},
+                  {threadIdx.x, threadIdx.y, threadIdx.z},
+                  {gridDim.x, gridDim.y, gridDim.z},
+                  {blockDim.x, blockDim.y, blockDim.z}};
+  const bool packed = a.kind == PositionKind::packed;
+  if (packed) {
+    const int64_t threads = static_cast<int64_t>(blockDim.x) * blockDim.y * blockDim.z;
+    const int64_t block = (static_cast<int64_t>(blockIdx.z) * gridDim.y + blockIdx.y) * gridDim.x + blockIdx.x;
+    const int64_t thread = (static_cast<int64_t>(threadIdx.z) * blockDim.y + threadIdx.y) * blockDim.x + threadIdx.x;
+    check_cu_seqlens(a, block * threads + thread, threads * gridDim.x * gridDim.y * gridDim.z);
+  }
+  for_each_item(
+      GridExtent{a.batch, a.seq, a.groups, a.chunks_per_row}, g,
+      [&](int64_t b, int64_t s) -> int64_t {
+        if (!packed) return s < a.seq ? token_position(a, b, s) : -1;
+        if (threadIdx.x == 0 && threadIdx.y == 0) token_positions[threadIdx.z] = s < a.seq ? token_position(a, b, s) : -1;
+        __syncthreads();
+        return token_positions[threadIdx.z];
+      },
+      [&](int64_t b, int64_t s, int64_t position, int group, int chunk) { rope_item<K>(a, b, s, position, group, chunk); },
+      [&] {
+        if (packed) __syncthreads();  // every thread has read its token's position
+      });
 }
+#endif
 
 }  // namespace ropekit::detail::cuda

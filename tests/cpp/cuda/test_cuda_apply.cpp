@@ -1,13 +1,16 @@
 // The CUDA path against the CPU path and the float64 reference, over every option: dtype, style,
 // direction, partial rotary, xPos, in/out of place, q+k with different head counts, positions
 // (offset, per-sequence offsets, int32/int64 ids, packed cu_seqlens with and without offsets),
-// layouts (BSHD, BHSD, THD, padded rows), table rows or in-kernel sincos, exact angles.
+// layouts (BSHD, BHSD, THD, padded rows: every access width), table rows, positions past them or
+// in-kernel sincos, exact angles.
 #include <algorithm>
 #include <cstdlib>
 #include <optional>
 #include <sstream>
 
+#include "cuda/launch_config.hpp"
 #include "cuda_test_util.hpp"
+#include "ropekit/cuda.hpp"
 
 namespace ropekit_cuda_test {
 namespace {
@@ -31,6 +34,7 @@ struct Case {
   int64_t B = 2, S = 7, Hq = 4, Hk = 2;
   int64_t start = 3;             // offset positions
   int heads_per_thread = 0;      // 0: automatic launch configuration
+  bool short_table = false;      // rows for half the positions: the others computed in the kernel
 
   std::string describe() const {
     std::ostringstream o;
@@ -39,7 +43,7 @@ struct Case {
       << " xpos=" << xpos << " pos=" << static_cast<int>(pos) << " layout=" << static_cast<int>(layout)
       << " pad=" << pad << " in_place=" << in_place << " sincos=" << compute_sincos << " exact=" << exact
       << " k=" << has_k << " B=" << B << " S=" << S << " Hq=" << Hq << " Hk=" << Hk << " start=" << start
-      << " hpt=" << heads_per_thread;
+      << " hpt=" << heads_per_thread << " short_table=" << short_table;
     return o.str();
   }
 };
@@ -173,7 +177,7 @@ void run_case(const Case& c, uint64_t seed) {
   TableOptions copts;
   copts.exact = c.exact;
   // In-kernel sincos must not read rows: give it a table too short for the positions.
-  const RopeTable table(spec, c.compute_sincos ? 1 : needed, copts);
+  const RopeTable table(spec, c.compute_sincos ? 1 : c.short_table ? needed / 2 : needed, copts);
   ApplyOptions opts;
   opts.direction = c.direction;
   opts.compute_sincos = c.compute_sincos;
@@ -215,14 +219,13 @@ void run_case(const Case& c, uint64_t seed) {
       t.q_out = q.view(dq_out.get(), dev);
       if (c.has_k) t.k_out = k.view(dk_out.get(), dev);
     }
-    if (c.heads_per_thread > 0) {
-      setenv("ROPEKIT_CUDA_HEADS_PER_THREAD", std::to_string(c.heads_per_thread).c_str(), 1);
-    }
+    ropekit::detail::cuda::set_heads_per_thread_override(c.heads_per_thread);
     std::vector<int32_t> keep[2];
     apply_rope(t, make_api_positions(c, hp, dev, dvalues ? &*dvalues : nullptr, dcu ? &*dcu : nullptr, keep), table,
                opts);
-    unsetenv("ROPEKIT_CUDA_HEADS_PER_THREAD");
+    ropekit::detail::cuda::set_heads_per_thread_override(0);
     ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+    ropekit::cuda_check_errors();  // valid device-resident positions: nothing reported
   }
   HostTensor q_gpu = q, k_gpu = k;
   (c.in_place ? dq : dq_out).download(q_gpu.bytes.data(), q_gpu.bytes.size());
@@ -427,8 +430,9 @@ TEST(CudaApply, OddSizes) {
     c.in_place = t != DType::f16;
     run_case(c, fresh_seed());
   }
-  // Rows that break 16-byte alignment (odd padding) and aligned gaps between rows.
-  for (int64_t pad : {1, 3, 8})
+  // Rows that break 16-byte alignment (odd padding: 8, 4, 2-byte and element-wise accesses) and
+  // aligned gaps between rows.
+  for (int64_t pad : {1, 2, 3, 4, 8})
     for (DType t : kDtypes) {
       Case c;
       c.dtype = t;
@@ -438,6 +442,32 @@ TEST(CudaApply, OddSizes) {
       c.style = pad == 1 ? Style::interleaved : Style::half;
       run_case(c, fresh_seed());
     }
+}
+
+// Every access width (padding between head rows), both styles, with a table that covers only half
+// the positions (the rest computed in the kernel) and with device-resident positions.
+TEST(CudaApply, AccessWidthsAndPositionsPastTheRows) {
+  ROPEKIT_REQUIRE_GPU();
+  int index = 0;
+  for (DType t : kDtypes)
+    for (Style st : kStyles)
+      for (int64_t pad : {0, 1, 2, 4})
+        for (bool short_table : {false, true}) {
+          Case c;
+          c.dtype = t;
+          c.style = st;
+          c.head_dim = 128;
+          c.layout = pad ? Layout::padded : Layout::bshd;
+          c.pad = pad;
+          c.short_table = short_table;
+          c.start = 20;
+          c.pos = index % 3 == 0 ? PosKind::offset : index % 3 == 1 ? PosKind::offsets : PosKind::ids64;
+          c.xpos = index % 4 == 3;
+          c.direction = kDirections[index % 3];
+          c.in_place = index % 2 == 0;
+          ++index;
+          run_case(c, fresh_seed());
+        }
 }
 
 // A seeded random walk over the whole option space.
@@ -469,6 +499,7 @@ TEST(CudaApply, RandomCombinations) {
     c.Hq = one(1, 4, 6);
     c.Hk = one(1, 2, 3);
     c.heads_per_thread = one(0, 0, 2, 4);
+    c.short_table = pick() % 3 == 0;
     run_case(c, fresh_seed());
     if (HasFailure()) break;
   }

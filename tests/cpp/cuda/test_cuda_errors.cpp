@@ -1,7 +1,10 @@
 // Bad input on the CUDA path raises ropekit::Error before any output is written: host or pinned
-// pointers passed as device views, mismatched devices, invalid device-resident positions, positions
-// past the table. Also: the device copy of a table follows changes of the host table.
+// pointers passed as device views, mismatched devices. Invalid device-resident positions are
+// reported by the kernel (cuda_check_errors, or the next call). Also: each table's own device copy.
+#include <cstring>
 #include <vector>
+
+#include "ropekit/cuda.hpp"
 
 #include "cuda_test_util.hpp"
 
@@ -119,10 +122,11 @@ TEST(CudaErrors, MismatchedDevices) {
   (void)cudaStreamDestroy(other);
 }
 
-TEST(CudaErrors, InvalidDevicePositionsLeaveOutputsUntouched) {
+// Device-resident positions are checked by the kernel: the call returns, tokens without a valid
+// position are left unwritten, and cuda_check_errors (or the next call) raises the Error.
+TEST(CudaErrors, InvalidDevicePositionsAreReportedAndSkipped) {
   ROPEKIT_REQUIRE_GPU();
   const RopeTable table(small_spec(), 32);
-  DeviceQ dq(9);
   const Device dev = Device::cuda(0);
   auto upload64 = [](const std::vector<int64_t>& v) {
     DeviceBuffer b(v.size() * 8);
@@ -134,67 +138,101 @@ TEST(CudaErrors, InvalidDevicePositionsLeaveOutputsUntouched) {
     b.upload(v.data(), v.size() * 4);
     return b;
   };
-  RopeTensors t;
-  t.q = dq.view();
-  {  // a negative id
+  // The rows of token t of a (2, 5, 3, 64) f32 q: t * 3 * 64 floats from the start.
+  auto token_unchanged = [](const DeviceQ& dq, const std::vector<unsigned char>& now, int64_t t) {
+    const size_t bytes = 3 * 64 * 4;
+    return std::memcmp(now.data() + t * bytes, dq.host.bytes.data() + t * bytes, bytes) == 0;
+  };
+  {  // a negative id: token 7 keeps its values, the others are rotated
+    DeviceQ dq(9);
+    RopeTensors t;
+    t.q = dq.view();
     std::vector<int32_t> ids(10, 2);
     ids[7] = -4;
     const DeviceBuffer d = upload32(ids);
-    expect_error_mentioning(
-        [&] { apply_rope(t, Positions::token_ids(IndexView(static_cast<const int32_t*>(d.get()), 10, dev)), table); },
-        "positions.ids[7]");
+    apply_rope(t, Positions::token_ids(IndexView(static_cast<const int32_t*>(d.get()), 10, dev)), table);
+    expect_error_mentioning([&] { cuda_check_errors(nullptr); }, "positions.ids[7]");
+    cuda_check_errors(nullptr);  // reported once
+    const auto now = dq.now();
+    EXPECT_TRUE(token_unchanged(dq, now, 7));
+    EXPECT_FALSE(token_unchanged(dq, now, 6));
   }
-  {  // an id past the table
+  {  // an id past the table is valid: computed in the kernel
+    DeviceQ dq(10);
+    RopeTensors t;
+    t.q = dq.view();
     std::vector<int64_t> ids(10, 2);
     ids[3] = 32;
     const DeviceBuffer d = upload64(ids);
-    expect_error_mentioning(
-        [&] { apply_rope(t, Positions::token_ids(IndexView(static_cast<const int64_t*>(d.get()), 10, dev)), table); },
-        "position 32");
+    apply_rope(t, Positions::token_ids(IndexView(static_cast<const int64_t*>(d.get()), 10, dev)), table);
+    cuda_check_errors(nullptr);
+    EXPECT_FALSE(token_unchanged(dq, dq.now(), 3));
   }
-  {  // a negative per-sequence offset, and one that runs past the table
+  {  // a negative per-sequence offset: the whole second sequence is skipped
+    DeviceQ dq(11);
+    RopeTensors t;
+    t.q = dq.view();
     const DeviceBuffer bad = upload64({0, -1});
-    expect_error_mentioning(
-        [&] { apply_rope(t, Positions::per_sequence(IndexView(static_cast<const int64_t*>(bad.get()), 2, dev)), table); },
-        "positions.offsets[1]");
-    const DeviceBuffer far = upload64({28, 0});
-    expect_error_mentioning(
-        [&] { apply_rope(t, Positions::per_sequence(IndexView(static_cast<const int64_t*>(far.get()), 2, dev)), table); },
-        "position 32");
+    apply_rope(t, Positions::per_sequence(IndexView(static_cast<const int64_t*>(bad.get()), 2, dev)), table);
+    expect_error_mentioning([&] { cuda_check_errors(nullptr); }, "positions.offsets[1]");
+    const auto now = dq.now();
+    for (int64_t tok = 5; tok < 10; ++tok) EXPECT_TRUE(token_unchanged(dq, now, tok)) << tok;
+    EXPECT_FALSE(token_unchanged(dq, now, 0));
   }
-  EXPECT_EQ(dq.now(), dq.host.bytes);
-
-  // Packed (rank 3, 10 tokens): bad cu_seqlens in each way.
-  TensorView thd = dq.view();
-  thd.rank = 3;
-  thd.shape = {10, 3, 64, 0};
-  thd.strides = {3 * 64, 64, 1, 0};
-  RopeTensors tp;
-  tp.q = thd;
+  // Packed (rank 3, 10 tokens): bad cu_seqlens in each way, reported by index.
   auto packed = [&](const std::vector<int64_t>& cu, const std::string& fragment) {
+    DeviceQ dq(12);
+    TensorView thd = dq.view();
+    thd.rank = 3;
+    thd.shape = {10, 3, 64, 0};
+    thd.strides = {3 * 64, 64, 1, 0};
+    RopeTensors tp;
+    tp.q = thd;
     const DeviceBuffer d = upload64(cu);
-    expect_error_mentioning(
-        [&] {
-          apply_rope(tp, Positions::packed(IndexView(static_cast<const int64_t*>(d.get()), static_cast<int64_t>(cu.size()), dev)),
-                     table);
-        },
-        fragment);
+    apply_rope(tp, Positions::packed(IndexView(static_cast<const int64_t*>(d.get()), static_cast<int64_t>(cu.size()), dev)), table);
+    expect_error_mentioning([&] { cuda_check_errors(nullptr); }, fragment);
   };
   packed({1, 4, 10}, "positions.cu_seqlens[0]");
   packed({0, 6, 4, 10}, "positions.cu_seqlens[2]");
   packed({0, 4, 9}, "positions.cu_seqlens[2]");
   {
+    DeviceQ dq(13);
+    TensorView thd = dq.view();
+    thd.rank = 3;
+    thd.shape = {10, 3, 64, 0};
+    thd.strides = {3 * 64, 64, 1, 0};
+    RopeTensors tp;
+    tp.q = thd;
     const DeviceBuffer cu = upload64({0, 4, 10});
     const DeviceBuffer off = upload64({0, -2});
-    expect_error_mentioning(
-        [&] {
-          apply_rope(tp, Positions::packed(IndexView(static_cast<const int64_t*>(cu.get()), 3, dev),
-                                           IndexView(static_cast<const int64_t*>(off.get()), 2, dev)),
-                     table);
-        },
-        "positions.offsets[1]");
+    apply_rope(tp, Positions::packed(IndexView(static_cast<const int64_t*>(cu.get()), 3, dev),
+                                     IndexView(static_cast<const int64_t*>(off.get()), 2, dev)),
+               table);
+    expect_error_mentioning([&] { cuda_check_errors(nullptr); }, "positions.offsets[1]");
+    const auto now = dq.now();
+    for (int64_t tok = 4; tok < 10; ++tok) EXPECT_TRUE(token_unchanged(dq, now, tok)) << tok;
   }
-  EXPECT_EQ(dq.now(), dq.host.bytes);
+}
+
+// Without an explicit check, the next call on the device reports the fault (and does nothing else).
+TEST(CudaErrors, NextCallReportsAnEarlierFault) {
+  ROPEKIT_REQUIRE_GPU();
+  const RopeTable table(small_spec(), 32);
+  DeviceQ dq(14);
+  RopeTensors t;
+  t.q = dq.view();
+  std::vector<int64_t> ids(10, 1);
+  ids[2] = -9;
+  DeviceBuffer d(ids.size() * 8);
+  d.upload(ids.data(), ids.size() * 8);
+  apply_rope(t, Positions::token_ids(IndexView(static_cast<const int64_t*>(d.get()), 10, Device::cuda(0))), table);
+  ROPEKIT_CUDA_OK(cudaDeviceSynchronize());
+  const auto after_bad = dq.now();
+  expect_error_mentioning([&] { apply_rope(t, Positions::from_offset(0), table); }, "positions.ids[2]");
+  EXPECT_EQ(dq.now(), after_bad);  // the reporting call wrote nothing
+  apply_rope(t, Positions::from_offset(0), table);  // reported: calls work again
+  ROPEKIT_CUDA_OK(cudaDeviceSynchronize());
+  cuda_check_errors();
 }
 
 // Each table owns its device copy: grown tables, and a new table created where a destroyed one
