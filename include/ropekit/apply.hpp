@@ -47,9 +47,13 @@ struct ApplyOptions {
   bool compute_sincos = false;
   // CPU threads: 0 uses every core; small calls run on the calling thread regardless.
   int num_threads = 0;
-  // CUDA stream (cudaStream_t) for device views; ignored on the CPU. Device views: the first call
-  // with a table on a device uploads it to that device (make one call before capturing a CUDA
-  // graph); see src/cuda/README.md for how device-resident positions are checked.
+  // CUDA stream (cudaStream_t) for device views; ignored on the CPU. A call never waits for the GPU
+  // once its device and table have been used: the first call on a device and the first with a
+  // table there allocate and upload (make one such call before capturing a CUDA graph). A table
+  // used by a captured graph must outlive the graph. Device-resident positions (offsets, ids,
+  // cu_seqlens) are checked by the kernel: tokens without a valid position are left unwritten and
+  // the next call on that device, or ropekit::cuda_check_errors() (ropekit/cuda.hpp), throws the
+  // Error naming the first one. See src/cuda/README.md.
   void* stream = nullptr;
 };
 
