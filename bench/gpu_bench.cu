@@ -14,6 +14,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <exception>
 #include <string>
 #include <vector>
 
@@ -84,14 +85,27 @@ double host_us(cudaStream_t stream, int reps, int calls, F&& f) {
   return median(t);
 }
 
-// The per-launch time of `f` (launches `per_graph` times) replayed from a CUDA graph.
+// The per-launch time of `f` (launches `per_graph` times) replayed from a CUDA graph, captured in
+// global mode (PyTorch's default); -1 when the capture fails (reported, the run goes on).
 template <typename F>
 double graph_us(cudaStream_t stream, int reps, int per_graph, F&& f) {
-  cudaGraph_t graph;
-  cudaGraphExec_t exec;
+  cudaGraph_t graph = nullptr;
+  cudaGraphExec_t exec = nullptr;
   BENCH_CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal));
-  for (int i = 0; i < per_graph; ++i) f();
-  BENCH_CHECK(cudaStreamEndCapture(stream, &graph));
+  std::string failure;
+  try {
+    for (int i = 0; i < per_graph; ++i) f();
+  } catch (const std::exception& e) {
+    failure = e.what();
+  }
+  const cudaError_t ended = cudaStreamEndCapture(stream, &graph);
+  if (failure.empty() && ended != cudaSuccess) failure = cudaGetErrorString(ended);
+  if (!failure.empty()) {
+    (void)cudaGetLastError();
+    if (graph) (void)cudaGraphDestroy(graph);
+    std::printf("graph capture failed: %s\n", failure.c_str());
+    return -1.0;
+  }
   BENCH_CHECK(cudaGraphInstantiate(&exec, graph, 0));
   const double us = time_us(stream, reps, 2, [&] { BENCH_CHECK(cudaGraphLaunch(exec, stream)); }) / per_graph;
   BENCH_CHECK(cudaGraphExecDestroy(exec));
@@ -181,14 +195,20 @@ int main(int argc, char** argv) {
         auto call = [&] { ropekit::apply_rope(t, positions, table, o); };
         const std::string name = std::string(sh.name) + (style == ropekit::Style::half ? "_half" : "_inter") +
                                  (dir == ropekit::Direction::forward ? "_fwd" : "_bwd");
-        report("ropekit", name, time_us(stream, reps, calls, call), bytes, copy_us);
-        if (decode) {
-          report("ropekit_graph", name, graph_us(stream, reps, 100, call), bytes, copy_graph_us);
-          const double h = host_us(stream, reps, 200, call);
-          std::printf("%-16s %-36s %10.2f us of host time per call\n", "ropekit_host", name.c_str(), h);
-          std::printf("HOST ropekit %s %.3f\n", name.c_str(), h);
+        try {
+          report("ropekit", name, time_us(stream, reps, calls, call), bytes, copy_us);
+          if (decode) {
+            const double g = graph_us(stream, reps, 100, call);
+            if (g > 0) report("ropekit_graph", name, g, bytes, copy_graph_us);
+            const double h = host_us(stream, reps, 200, call);
+            std::printf("%-16s %-36s %10.2f us of host time per call\n", "ropekit_host", name.c_str(), h);
+            std::printf("HOST ropekit %s %.3f\n", name.c_str(), h);
+          }
+          ropekit::cuda_check_errors(stream);
+        } catch (const std::exception& e) {
+          std::printf("%s: failed (%s)\n", name.c_str(), e.what());
+          (void)cudaStreamSynchronize(stream);
         }
-        ropekit::cuda_check_errors(stream);
       }
     }
     BENCH_CHECK(cudaFree(q));
