@@ -3,18 +3,18 @@
 # fetched; the only thing compiled there is ropekit's Python binding (module.cpp against that
 # machine's Python and nanobind, linked with the kit's prebuilt library).
 #
-# Steps, each with a timeout, the whole run within ROPEKIT_GPU_BUDGET_S seconds (default 540; a
-# step that would not fit is skipped and says so):
+# Steps, in this order, each with a timeout, the whole run within ROPEKIT_GPU_BUDGET_S seconds
+# (default 540; a step that would not fit is skipped and says so; ROPEKIT_GPU_SKIP=a,b skips steps):
 #   info          nvidia-smi, nvcc, Python and torch versions
 #   rebuild       only when the staged binaries do not start here: builds them from the kit's sources
 #                 (sm_90, GoogleTest from source)
 #   gpu_tests     bin/ropekit_cuda_tests, all of it (the GPU tests must run, not skip)
+#   bench_cpp     bin/ropekit_gpu_bench (vs a device copy; decode as graphs and host time per call)
 #   memcheck      compute-sanitizer memcheck on a subset (every dtype/style/direction, access widths,
 #                 positions past the rows, invalid device positions, graphs, queued table frees)
 #   initcheck     compute-sanitizer initcheck on a smaller subset
 #   racecheck     compute-sanitizer racecheck on the packed-positions test (shared memory)
-#   resources     cuobjdump --dump-resource-usage of the test binary (registers per kernel, sm_90)
-#   bench_cpp     bin/ropekit_gpu_bench (vs a device copy; decode as graphs and host time per call)
+#   resources     cuobjdump --dump-resource-usage of the test binary (registers per kernel)
 #   python_ext    builds ropekit._C for the machine's python3
 #   bench_python  bench/gpu_bench.py: ropekit's Python call and every peer present (torch eager,
 #                 liger-kernel, flash-attn's Triton rotary; torch.compile with --full)
@@ -62,6 +62,10 @@ skip() {  # skip NAME REASON
 step() {  # step NAME TIMEOUT_S COMMAND...: output in $out/NAME.log, status pass / FAIL / TIMEOUT
   local name=$1 limit=$2
   shift 2
+  if [[ ",${ROPEKIT_GPU_SKIP:-}," == *",$name,"* ]]; then
+    skip "$name" "ROPEKIT_GPU_SKIP"
+    return
+  fi
   local left=$((budget - (SECONDS - started) - 15))
   if (( left < 20 )); then
     skip "$name" "time budget spent"
@@ -152,6 +156,14 @@ else
   step cpu_tests 120 cpu_tests
 fi
 
+quick=(--quick)
+[[ $full == 1 ]] && quick=()
+if [[ $gpu == 1 ]]; then
+  step bench_cpp 240 "$bench" "${quick[@]}"
+else
+  skip bench_cpp "$no_gpu_reason"
+fi
+
 sanitizer=$(command -v compute-sanitizer || true)
 for candidate in /usr/local/cuda/bin/compute-sanitizer /usr/local/cuda/compute-sanitizer/compute-sanitizer; do
   [[ -z "$sanitizer" && -x "$candidate" ]] && sanitizer=$candidate
@@ -182,13 +194,6 @@ else
   skip resources "cuobjdump not found (the staged build's report is $kit/ptxas.txt)"
 fi
 
-quick=(--quick)
-[[ $full == 1 ]] && quick=()
-if [[ $gpu == 1 ]]; then
-  step bench_cpp 240 "$bench" "${quick[@]}"
-else
-  skip bench_cpp "$no_gpu_reason"
-fi
 
 python_ext() {
   local build=$work/pyext
