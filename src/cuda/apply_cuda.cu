@@ -30,7 +30,8 @@ int checked_device(const Device& device) {
 }
 
 // A stream of another device would run the kernel on the wrong GPU. The answer for the last
-// stream this thread used is kept (stream handles are not reused while the stream lives).
+// stream this thread used is kept: a handle is unique while its stream lives (a launch on a stream
+// of another device fails anyway, as a CudaError).
 void check_stream_device(cudaStream_t stream, int device) {
 #if CUDART_VERSION >= 12080
   if (stream == nullptr) return;
