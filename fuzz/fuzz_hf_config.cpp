@@ -15,7 +15,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     (void)spec.describe();
     if (spec.pairs() <= 1024) {
       const ropekit::RopeTable table(spec, 8);
-      for (float v : table.table())
+      for (float v : table.rows())
         if (!std::isfinite(v)) ropekit_fuzz::violated("an accepted config gives a finite table");
     }
   } catch (const ropekit::Error&) {

@@ -25,6 +25,7 @@ void check_x(const TensorView& v, const std::string& name, int64_t width) {
     if (v.shape[i] < 0) fail(cat(name, ".shape[", d, "]"), ">= 0", v.shape[i]);
     if (v.strides[i] < 0) fail(cat(name, ".strides[", d, "]"), ">= 0", v.strides[i]);
   }
+  detail::check_extent(v, name);
   const int64_t head_dim = v.shape[static_cast<size_t>(v.rank - 1)];
   if (width > head_dim) fail("coefficients.width", cat("<= ", name, ".shape[-1] (", head_dim, ")"), width);
   if (v.numel() > 0) {

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "reference/reference.hpp"
+#include "ropekit/explicit.hpp"
 #include "ropekit/ropekit.hpp"
 
 // Bytes requested by allocations of 1 MiB or more (a cos/sin table of any size worth noticing).
@@ -335,4 +336,20 @@ TEST(Table, AllocationFailureIsAnError) {
   expect_error([&] { RopeTable(spec, int64_t{1} << 31); }, "positions");
 }
 
+}  // namespace
+
+namespace {
+// apply_explicit checks view extents as apply_rope does (the fuzzer found a stride product that
+// overflowed int64 inside the overlap check).
+TEST(Explicit, HugeStridesAreAnErrorNotAnOverflow) {
+  std::vector<float> x(64, 1.0f), c(4, 1.0f), s(4, 0.0f);
+  auto v = TensorView::thd(x.data(), DType::f32, 2, 2, 16);
+  v.strides[0] = std::numeric_limits<int64_t>::max();
+  const ropekit::ExplicitCoefficients co{c.data(), s.data(), 2, 2};
+  expect_error([&] { ropekit::apply_explicit(v, std::nullopt, co, ropekit::Style::half); }, "x.strides");
+  auto out = TensorView::thd(x.data() + 32, DType::f32, 2, 2, 16);
+  out.strides[1] = int64_t{1} << 61;
+  expect_error([&] { ropekit::apply_explicit(TensorView::thd(x.data(), DType::f32, 2, 2, 16), out, co, ropekit::Style::half); },
+               "out.strides");
+}
 }  // namespace
