@@ -353,3 +353,18 @@ TEST(Explicit, HugeStridesAreAnErrorNotAnOverflow) {
                "out.strides");
 }
 }  // namespace
+
+namespace {
+// An extent-1 dimension addresses nothing, so its stride may be anything (as torch's size-1 dims).
+TEST(Views, ExtentOneDimensionsMayCarryAnyStride) {
+  std::vector<float> a(2 * 16), b(2 * 16);
+  for (size_t i = 0; i < a.size(); ++i) a[i] = b[i] = 0.25f * static_cast<float>(i + 1);
+  auto odd = TensorView::bshd(a.data(), DType::f32, 1, 2, 1, 16);
+  odd.strides[0] = -12345;
+  odd.strides[2] = std::numeric_limits<int64_t>::min();
+  const RopeSpec spec({.head_dim = 16});
+  apply_rope({odd}, Positions::from_offset(3), spec);
+  apply_rope({TensorView::bshd(b.data(), DType::f32, 1, 2, 1, 16)}, Positions::from_offset(3), spec);
+  EXPECT_EQ(a, b);
+}
+}  // namespace
