@@ -330,7 +330,7 @@ void apply_rope(const RopeTensors& tensors, const Positions& positions, const Ro
   p.stream = options.stream;
   p.num_threads = options.num_threads;
   p.xpos_center = options.xpos_center;
-  detail::use_table(p, table.data(), options.compute_sincos);
+  detail::use_table(p, detail::TableAccess::data(table), options.compute_sincos);
   dispatch(p);
 }
 
