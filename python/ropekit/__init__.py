@@ -66,7 +66,10 @@ def _empty_like(x, kind: str):
     if kind == "cupy":
         import cupy
 
-        return cupy.empty(x.shape, dtype=x.dtype)
+        out = cupy.empty_like(x)
+        if out.ndim and out.shape[-1] > 1 and out.strides[-1] != out.itemsize:
+            out = cupy.empty(x.shape, dtype=x.dtype)
+        return out
     if kind == "jax":
         import numpy as np
 
@@ -142,7 +145,8 @@ def apply_rope(q, k=None, *, spec: RopeSpec | None = None, table: RopeTable | No
         if positions is not None:
             start = _args.scalar(positions, "positions")
             if start is None:
-                start, ids = 0, _cupy_index(positions, "positions")
+                ids = _cupy_index(positions, "positions")
+                start, ids = (_args.scalar(int(ids), "positions"), None) if ids.ndim == 0 else (0, ids)
         offsets = None if offsets is None else _cupy_index(offsets, "offsets")
         cu_seqlens = None if cu_seqlens is None else _cupy_index(cu_seqlens, "cu_seqlens")
     else:

@@ -75,7 +75,7 @@ def scalar(v, name: str):
         return int(v)
     if isinstance(v, (float, complex, str, bytes, np.generic)) or v is None:
         raise TypeError(f"{name}: expected {_EXPECTED}, got {describe(v)}")
-    if getattr(v, "ndim", None) == 0 and framework(v) != "torch":
+    if getattr(v, "ndim", None) == 0 and framework(v) not in ("torch", "cupy"):
         a = np.asarray(v)
         check_integer_dtype(a.dtype, name)
         return int(a)

@@ -81,12 +81,19 @@ DType float_dtype(nb::dlpack::dtype d, const char* name) {
       (std::string(name) + ": expected dtype float32, float16, bfloat16 or float64, got " + dtype_name(d)).c_str());
 }
 
-// repr(h) cut to 60 characters; "<type>" where repr fails (an int past Python's digit limit).
+// repr(h) cut to 60 characters; "an int of N bits" past Python's digit limit for repr.
 std::string short_repr(nb::handle h) {
   constexpr Py_ssize_t limit = 60;
   PyObject* r = PyObject_Repr(h.ptr());
   if (r == nullptr) {
     PyErr_Clear();
+    if (PyLong_Check(h.ptr())) {
+      PyObject* bits = PyObject_CallMethod(h.ptr(), "bit_length", nullptr);
+      const long long n = bits != nullptr ? PyLong_AsLongLong(bits) : -1;
+      Py_XDECREF(bits);
+      PyErr_Clear();
+      if (n >= 0) return "an int of " + std::to_string(n) + " bits";
+    }
     return std::string("<") + nb::type_name(h.type()).c_str() + ">";
   }
   Py_ssize_t n = 0;
@@ -313,8 +320,8 @@ NB_MODULE(_C, m) {
            [](sc::Yarn* s, double factor, PyInt original_max, double beta_fast, double beta_slow,
               double extrapolation_factor, double attn_factor, std::optional<double> mscale,
               std::optional<double> mscale_all_dim, std::optional<double> attention_factor, bool truncate) {
-             new (s) sc::Yarn{factor, int_arg(original_max, "original_max"), beta_fast, beta_slow, extrapolation_factor, attn_factor,
-                              mscale, mscale_all_dim, attention_factor, truncate};
+             new (s) sc::Yarn{factor, int_arg(original_max, "original_max"), beta_fast, beta_slow, extrapolation_factor,
+                              attn_factor, mscale, mscale_all_dim, attention_factor, truncate};
            },
            "factor"_a, "original_max"_a = 2048, "beta_fast"_a = 32.0, "beta_slow"_a = 1.0,
            "extrapolation_factor"_a = 1.0, "attn_factor"_a = 1.0, "mscale"_a = nb::none(),

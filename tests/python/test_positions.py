@@ -177,6 +177,5 @@ def test_out_of_range_integer_positions():
             call(2 ** 70)
         with pytest.raises(ValueError, match=r"positions.start: expected >= 0"):
             call(-1)
-        with pytest.raises(ValueError) as e:
+        with pytest.raises(ValueError, match=r"^positions: expected an integer in \[0, 2\^63 - 2\], got an int of 16610 bits$"):
             call(10 ** 5000)
-        assert str(e.value).startswith("positions: expected an integer in") and len(str(e.value)) < 200
