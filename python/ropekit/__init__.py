@@ -54,8 +54,9 @@ def _empty_like(x, kind: str):
         import torch
 
         out = torch.empty_like(x)  # keeps the strides of dense layouts (BHSD stays BHSD)
-        return out if out.dim() == 0 or out.shape[-1] <= 1 or out.stride(-1) == 1 else torch.empty(
-            x.shape, dtype=x.dtype, device=x.device)
+        if out.dim() and out.shape[-1] > 1 and out.stride(-1) != 1:
+            out = torch.empty(x.shape, dtype=x.dtype, device=x.device)
+        return out
     if kind == "numpy":
         import numpy as np
 
