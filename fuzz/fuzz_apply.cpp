@@ -7,11 +7,13 @@
 //    reject (overflow, negative sizes, bad rank), or that touch nothing (an empty dimension);
 //  - on ropekit::Error the whole buffer is unchanged; on success nothing outside the written views
 //    (q_out or q, k_out or k) changed; nothing else escapes (any other exception aborts).
+#include <algorithm>
 #include <cstring>
 #include <optional>
 #include <vector>
 
 #include "fuzz_common.hpp"
+#include "ropekit/explicit.hpp"
 #include "ropekit/ropekit.hpp"
 
 using namespace ropekit;
@@ -146,16 +148,67 @@ void mark(const TensorView& v, Arena& arena, std::vector<bool>& writable) {
 
 }  // namespace
 
+// apply_explicit: random x / out views and coefficient tables; a rejected call writes nothing, an
+// accepted one writes only inside its output view.
+int fuzz_explicit(FuzzedDataProvider& in) {
+  const int64_t head_dim = 2 * in.ConsumeIntegralInRange<int64_t>(1, 12);
+  Arena arena;
+  for (size_t i = 0; i < arena.bytes.size(); ++i) arena.bytes[i] = static_cast<unsigned char>(i * 29 + 5);
+  const TensorView x = make_view(in, arena, head_dim, nullptr);
+  std::optional<TensorView> out;
+  if (in.ConsumeBool()) out = make_view(in, arena, head_dim, &x);
+  for (const TensorView* v : {&x, out ? static_cast<const TensorView*>(&*out) : nullptr})
+    if (v && fit_of(*v, arena) == Fit::outside) return 0;
+  ExplicitCoefficients co;
+  co.width = in.ConsumeIntegralInRange<int>(0, 15) == 0 ? nasty_int(in, -2, 30) : 2 * in.ConsumeIntegralInRange<int64_t>(1, head_dim / 2);
+  co.seq = in.ConsumeIntegralInRange<int>(0, 15) == 0 ? nasty_int(in, -1, 70) : (x.rank == 4 ? x.shape[1] : x.shape[0]);
+  std::vector<float> cos_t, sin_t;
+  if (co.seq > 0 && co.seq <= 64 && co.width > 0 && co.width <= 64) {
+    cos_t.assign(static_cast<size_t>(co.seq * co.width), 0.5f);
+    sin_t.assign(cos_t.size(), -0.25f);
+    co.cos = cos_t.data();
+    co.sin = sin_t.data();
+  }
+  const Style style = in.ConsumeBool() ? Style::half : Style::interleaved;
+  const auto direction = static_cast<Direction>(in.ConsumeIntegralInRange<int>(0, 3));
+  const std::vector<unsigned char> before = arena.bytes;
+  try {
+    apply_explicit(x, out, co, style, direction);
+  } catch (const Error& e) {
+    if (std::strncmp(e.what(), "ropekit: ", 9) != 0) violated("Error message starts with 'ropekit: '");
+    if (arena.bytes != before) violated("a rejected apply_explicit left the buffer unchanged");
+    return 0;
+  }
+  std::vector<bool> writable(static_cast<size_t>(kBytes), false);
+  mark(out ? *out : x, arena, writable);
+  for (size_t i = 0; i < arena.bytes.size(); ++i)
+    if (!writable[i] && arena.bytes[i] != before[i]) violated("an accepted apply_explicit wrote only inside its output");
+  return 0;
+}
+
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   FuzzedDataProvider in(data, size);
+  if (in.ConsumeIntegralInRange<int>(0, 4) == 0) return fuzz_explicit(in);
   const int64_t head_dim = 2 * in.ConsumeIntegralInRange<int64_t>(1, 12);
   SpecParams sp;
   sp.head_dim = head_dim;
   sp.rotary_dim = in.ConsumeBool() ? 0 : 2 * in.ConsumeIntegralInRange<int64_t>(1, head_dim / 2);
   sp.style = in.ConsumeBool() ? Style::half : Style::interleaved;
   if (in.ConsumeIntegralInRange<int>(0, 3) == 0) sp.xpos = Xpos{};
+  if (in.ConsumeIntegralInRange<int>(0, 3) == 0 && (sp.rotary_dim == 0 ? head_dim : sp.rotary_dim) > 2)
+    sp.scaling = scaling::DynamicNtk{.factor = 2.0, .original_max = 16};
   const RopeSpec spec(sp);
-  RopeTable table(spec, in.ConsumeIntegralInRange<int64_t>(0, 96));
+  // A table, or one derived from it (grown / rescaled): derived tables leave the original as it was.
+  const RopeTable original(spec, in.ConsumeIntegralInRange<int64_t>(0, 96));
+  const std::vector<float> original_rows(original.rows().begin(), original.rows().end());
+  RopeTable table = original;
+  switch (in.ConsumeIntegralInRange<int>(0, 2)) {
+    case 1: table = original.grown(in.ConsumeIntegralInRange<int64_t>(0, 200)); break;
+    case 2: table = original.for_seq_len(in.ConsumeIntegralInRange<int64_t>(0, 200)); break;
+    default: break;
+  }
+  if (!std::equal(original_rows.begin(), original_rows.end(), original.rows().begin()))
+    violated("grown / for_seq_len leave the original table unchanged");
 
   Arena arena;
   for (size_t i = 0; i < arena.bytes.size(); ++i) arena.bytes[i] = static_cast<unsigned char>(i * 37 + 11);
@@ -182,7 +235,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::vector<int32_t> a32, b32;
   Positions positions;
   const int kind = in.ConsumeIntegralInRange<int>(0, 63) == 0 ? in.ConsumeIntegralInRange<int>(-1, 6) : in.ConsumeIntegralInRange<int>(0, 3);
-  const int64_t high = in.ConsumeBool() ? 100 : std::max<int64_t>(table.size() - 1, 0);
+  // Positions within the table's rows, or past them (computed in the kernel).
+  const int64_t high = in.ConsumeBool() ? 300 : std::max<int64_t>(table.size() - 1, 0);
   switch (kind) {
     case 0: positions = Positions::from_offset(in.ConsumeIntegralInRange<int>(0, 3) == 0 ? nasty_int(in, -1, high) : in.ConsumeIntegralInRange<int64_t>(0, high)); break;
     case 1: positions = Positions::per_sequence(make_index(in, a64, a32, q_batch, high)); break;
@@ -209,13 +263,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   try {
     if (with_spec) {
-      int64_t needed = 0;
-      try {
-        needed = required_table_size(t, positions);
-      } catch (const Error&) {
-      }
-      if (needed > 4096) return 0;  // would build a big table: memory, not validation
-      apply_rope(t, positions, spec, options);
+      apply_rope(t, positions, spec, options);  // builds no table: cos/sin in the kernel
     } else {
       apply_rope(t, positions, table, options);
     }
@@ -224,6 +272,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (std::strncmp(e.what(), "ropekit: ", 9) != 0) violated("Error message starts with 'ropekit: '");
     if (arena.bytes != before) violated("a rejected call left the buffer unchanged");
   }
+  if (!std::equal(original_rows.begin(), original_rows.end(), original.rows().begin()))
+    violated("apply_rope leaves the table unchanged");
   if (!accepted) return 0;
   if (must_reject) violated("a view whose byte extent overflows int64 is rejected");
   // Accepted: only the written views changed.

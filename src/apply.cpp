@@ -30,32 +30,6 @@ int64_t heads_of(const TensorView& v) { return v.shape[static_cast<size_t>(v.ran
 
 bool valid_dtype(DType d) { return d == DType::f32 || d == DType::f16 || d == DType::bf16 || d == DType::f64; }
 
-// Views larger than 2^62 bytes exist in no address space; the bound keeps every element count, byte
-// offset and overlap computation (address differences plus spans) inside int64. Extents of 0 are
-// skipped in the count so that (batch * seq) of an empty view cannot overflow either.
-constexpr int64_t kMaxViewBytes = int64_t{1} << 62;
-
-void check_extent(const TensorView& v, const std::string& name) {
-  const int64_t esize = dtype_size(v.dtype);
-  int64_t count = esize;
-  int64_t last = 0;  // offset of the last element, in elements
-  bool empty = false;
-  for (int d = 0; d < v.rank; ++d) {
-    const int64_t n = v.shape[static_cast<size_t>(d)];
-    if (n == 0) {
-      empty = true;
-      continue;
-    }
-    if (__builtin_mul_overflow(count, n, &count) || count > kMaxViewBytes)
-      fail(name + ".shape", "at most 2^62 bytes of elements", v.shape_string());
-    int64_t reach = 0;
-    if (__builtin_mul_overflow(n - 1, v.strides[static_cast<size_t>(d)], &reach) || __builtin_add_overflow(last, reach, &last))
-      last = kMaxViewBytes;
-  }
-  if (!empty && (last >= kMaxViewBytes / esize))
-    fail(name + ".strides", cat("offsets within 2^62 bytes for shape ", v.shape_string()), cat("element offset ", last, " or more"));
-}
-
 void check_view(const TensorView& v, const std::string& name, int64_t head_dim) {
   if (v.rank != 3 && v.rank != 4)
     fail(name + ".rank", "3 (tokens, heads, head_dim) or 4 (batch, seq, heads, head_dim)", v.rank);
@@ -65,9 +39,9 @@ void check_view(const TensorView& v, const std::string& name, int64_t head_dim) 
   for (int d = 0; d < v.rank; ++d) {
     const auto i = static_cast<size_t>(d);
     if (v.shape[i] < 0) fail(cat(name, ".shape[", d, "]"), ">= 0", v.shape[i]);
-    if (v.strides[i] < 0) fail(cat(name, ".strides[", d, "]"), ">= 0", v.strides[i]);
+    if (v.strides[i] < 0 && v.shape[i] > 1) fail(cat(name, ".strides[", d, "]"), ">= 0 (any stride for an extent of 1)", v.strides[i]);
   }
-  check_extent(v, name);
+  detail::check_extent(v, name);
   const int64_t last = v.shape[static_cast<size_t>(v.rank - 1)];
   if (last != head_dim) fail(name + ".shape[-1]", cat(head_dim, " (the spec's head_dim)"), cat(last, " in ", v.shape_string()));
   if (v.numel() > 0) {
@@ -356,7 +330,7 @@ void apply_rope(const RopeTensors& tensors, const Positions& positions, const Ro
   p.stream = options.stream;
   p.num_threads = options.num_threads;
   p.xpos_center = options.xpos_center;
-  detail::use_table(p, table.data(), options.compute_sincos);
+  detail::use_table(p, detail::TableAccess::data(table), options.compute_sincos);
   dispatch(p);
 }
 

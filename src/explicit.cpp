@@ -23,8 +23,9 @@ void check_x(const TensorView& v, const std::string& name, int64_t width) {
   for (int d = 0; d < v.rank; ++d) {
     const auto i = static_cast<size_t>(d);
     if (v.shape[i] < 0) fail(cat(name, ".shape[", d, "]"), ">= 0", v.shape[i]);
-    if (v.strides[i] < 0) fail(cat(name, ".strides[", d, "]"), ">= 0", v.strides[i]);
+    if (v.strides[i] < 0 && v.shape[i] > 1) fail(cat(name, ".strides[", d, "]"), ">= 0 (any stride for an extent of 1)", v.strides[i]);
   }
+  detail::check_extent(v, name);
   const int64_t head_dim = v.shape[static_cast<size_t>(v.rank - 1)];
   if (width > head_dim) fail("coefficients.width", cat("<= ", name, ".shape[-1] (", head_dim, ")"), width);
   if (v.numel() > 0) {

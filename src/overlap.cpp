@@ -1,5 +1,7 @@
 #include "overlap.hpp"
 
+#include "check.hpp"
+
 #include <algorithm>
 #include <cstdint>
 #include <vector>
@@ -125,6 +127,32 @@ bool same_view(const TensorView& a, const TensorView& b) {
     if (a.shape[i] != b.shape[i] || (a.shape[i] > 1 && a.strides[i] != b.strides[i])) return false;
   }
   return true;
+}
+
+// Views larger than 2^62 bytes exist in no address space; the bound keeps every element count, byte
+// offset and overlap computation (address differences plus spans) inside int64. Extents of 0 are
+// skipped in the count so that (batch * seq) of an empty view cannot overflow either.
+constexpr int64_t kMaxViewBytes = int64_t{1} << 62;
+
+void check_extent(const TensorView& v, const std::string& name) {
+  const int64_t esize = dtype_size(v.dtype);
+  int64_t count = esize;
+  int64_t last = 0;  // offset of the last element, in elements
+  bool empty = false;
+  for (int d = 0; d < v.rank; ++d) {
+    const int64_t n = v.shape[static_cast<size_t>(d)];
+    if (n == 0) {
+      empty = true;
+      continue;
+    }
+    if (__builtin_mul_overflow(count, n, &count) || count > kMaxViewBytes)
+      fail(name + ".shape", "at most 2^62 bytes of elements", v.shape_string());
+    int64_t reach = 0;
+    if (__builtin_mul_overflow(n - 1, v.strides[static_cast<size_t>(d)], &reach) || __builtin_add_overflow(last, reach, &last))
+      last = kMaxViewBytes;
+  }
+  if (!empty && (last >= kMaxViewBytes / esize))
+    fail(name + ".strides", cat("offsets within 2^62 bytes for shape ", v.shape_string()), cat("element offset ", last, " or more"));
 }
 
 }  // namespace ropekit::detail

@@ -50,14 +50,22 @@ void fill_rows(detail::TableData& d, int64_t begin, int64_t end) {
   }
 }
 
+// Tables of 2^40 bytes (1 TiB) or more are refused before allocating; smaller ones that do not fit
+// in memory fail in the allocator. Both are an Error naming the size.
+constexpr size_t kMaxTableBytes = size_t{1} << 40;
+
 void allocate_rows(detail::TableData& d, int64_t positions) {
   const auto floats = static_cast<size_t>(positions) * 2 * static_cast<size_t>(d.spec.pairs());
-  try {
-    d.rows.resize(floats);
-  } catch (const std::bad_alloc&) {
+  const auto too_big = [&] {
     detail::fail("positions", detail::cat("a table that fits in memory (", floats * sizeof(float), " bytes for ",
                                           positions, " positions x ", d.spec.pairs(), " pairs)"),
                  positions);
+  };
+  if (floats * sizeof(float) >= kMaxTableBytes) too_big();
+  try {
+    d.rows.resize(floats);
+  } catch (const std::bad_alloc&) {
+    too_big();
   }
   d.size = positions;
 }

@@ -26,4 +26,9 @@ struct TableData {
   explicit TableData(RopeSpec s) : spec(std::move(s)) {}
 };
 
+// The one way from a RopeTable to its data (not part of the public API).
+struct TableAccess {
+  static const TableData& data(const RopeTable& table) { return *table.data_; }
+};
+
 }  // namespace ropekit::detail

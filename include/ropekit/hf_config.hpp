@@ -7,15 +7,26 @@
 // block under `rope_scaling` or the newer `rope_parameters`, keyed by `rope_type` (or legacy `type`):
 // default, linear, dynamic, yarn, longrope (alias "su"), llama3. Errors are ropekit::Error naming the
 // JSON path, e.g. `rope_scaling.factor: expected a number > 0, got "abc"`.
+//
+// When both blocks are present, a non-empty `rope_scaling` wins, as in every transformers release
+// (4.x knows no other; 5.x's RotaryEmbeddingConfigMixin.convert_rope_params_to_dict sets
+// `rope_parameters = rope_scaling or rope_parameters`); if `rope_parameters` gives a different spec,
+// HfConfigInfo::notes says so. Input is bounded: at most kMaxConfigBytes, nested at most
+// kMaxJsonDepth levels (a ropekit::Error past either).
+#include <cstddef>
 #include <cstdint>
 #include <filesystem>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "ropekit/spec.hpp"
 
 namespace ropekit {
+
+inline constexpr size_t kMaxConfigBytes = size_t{16} << 20;  // 16 MiB
+inline constexpr int kMaxJsonDepth = 64;                       // the root object is level 1
 
 struct HfConfigInfo {
   RopeSpec spec;
@@ -23,6 +34,7 @@ struct HfConfigInfo {
   std::string model_type;                          // "" when absent
   std::optional<int64_t> num_attention_heads;      // q heads
   std::optional<int64_t> num_key_value_heads;      // k heads (defaults to num_attention_heads)
+  std::vector<std::string> notes;                  // what was read past a conflict, one line each
 };
 
 RopeSpec spec_from_hf_config_json(std::string_view json);

@@ -11,6 +11,7 @@ namespace ropekit {
 
 namespace detail {
 struct TableData;
+struct TableAccess;  // backends reach a table's data through it (src/table_data.hpp)
 }
 
 struct TableOptions {
@@ -58,10 +59,8 @@ class RopeTable {
   // frequencies already are those and it covers seq_len.
   RopeTable for_seq_len(int64_t seq_len) const;
 
-  // The table's data, for backends (src/table_data.hpp).
-  const detail::TableData& data() const { return *data_; }
-
  private:
+  friend struct detail::TableAccess;
   explicit RopeTable(std::shared_ptr<const detail::TableData> data) : data_(std::move(data)) {}
   std::shared_ptr<const detail::TableData> data_;
 };

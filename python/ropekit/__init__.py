@@ -6,7 +6,7 @@ Zeta-compatible seed API.
 """
 from __future__ import annotations
 
-from . import _C
+from . import _C, _args
 from ._C import (  # noqa: F401  (re-exported)
     Direction,
     DynamicNtk,
@@ -44,32 +44,33 @@ def inv_freq(spec: RopeSpec, seq_len: int = 0):
     return _C.inv_freq(spec, seq_len)
 
 
-def _framework(x) -> str:
-    module = type(x).__module__ or ""
-    if module.startswith("torch"):
-        return "torch"
-    if module.startswith("numpy"):
-        return "numpy"
-    if module.startswith("jax") or module.startswith("jaxlib"):
-        return "jax"
-    if module.startswith("cupy"):
-        return "cupy"
-    return "other"
+_framework = _args.framework
 
 
 def _empty_like(x, kind: str):
+    """An output for x: x's layout where it is dense with a contiguous last axis, else C order (a
+    broadcast or strided input still gets a proper output)."""
     if kind == "torch":
         import torch
 
-        return torch.empty_like(x)  # keeps the strides of dense layouts (BHSD stays BHSD)
+        out = torch.empty_like(x)  # keeps the strides of dense layouts (BHSD stays BHSD)
+        if out.dim() and out.shape[-1] > 1 and out.stride(-1) != 1:
+            out = torch.empty(x.shape, dtype=x.dtype, device=x.device)
+        return out
     if kind == "numpy":
         import numpy as np
 
-        return np.empty_like(x)
+        out = np.empty_like(x)
+        if out.ndim and out.shape[-1] > 1 and out.strides[-1] != out.itemsize:
+            out = np.empty(x.shape, dtype=x.dtype)
+        return out
     if kind == "cupy":
         import cupy
 
-        return cupy.empty_like(x)
+        out = cupy.empty_like(x)
+        if out.ndim and out.shape[-1] > 1 and out.strides[-1] != out.itemsize:
+            out = cupy.empty(x.shape, dtype=x.dtype)
+        return out
     if kind == "jax":
         import numpy as np
 
@@ -77,30 +78,13 @@ def _empty_like(x, kind: str):
     raise TypeError(f"ropekit: cannot allocate an output like {type(x).__name__}; pass q_out=/k_out= or use inplace=True")
 
 
-def _index(v, like, kind: str, name: str):
-    """Positions as an array the core reads: int32/int64, on q's device."""
-    if v is None:
-        return None
-    if kind == "torch":
-        import torch
+def _cupy_index(v, name: str):
+    import cupy
 
-        if not isinstance(v, torch.Tensor):
-            v = torch.as_tensor(v, dtype=torch.int64)
-        if v.device != like.device:
-            v = v.to(like.device)
-        return v.contiguous()
-    if kind in ("numpy", "jax", "other"):
-        import numpy as np
-
-        if _framework(v) == "torch":
-            v = v.cpu().numpy()
-        v = np.asarray(v)
-        if v.dtype.kind not in "iu" and v.size > 0:
-            raise TypeError(f"{name}: expected dtype int32 or int64, got {v.dtype}")
-        if v.dtype not in (np.int32, np.int64):
-            v = v.astype(np.int64)
-        return np.ascontiguousarray(v)
-    return v
+    if _framework(v) != "cupy":
+        return cupy.asarray(_args.index_array(v, name))
+    _args.check_integer_dtype(v.dtype, name)
+    return cupy.ascontiguousarray(v if v.dtype in (cupy.int32, cupy.int64) else v.astype(cupy.int64))
 
 
 def _stream_of(x, kind: str) -> int:
@@ -129,14 +113,22 @@ def apply_rope(q, k=None, *, spec: RopeSpec | None = None, table: RopeTable | No
 
     positions: an int (first position of every sequence, default 0) or an int array of one id per
     token (batch*seq for rank 4, tokens for rank 3). offsets: one start per sequence. cu_seqlens:
-    packed sequences (rank 3), with optional offsets. inplace rotates q and k in place (not for JAX,
-    whose arrays are immutable). Returns q_out, or (q_out, k_out) when k is given.
+    packed sequences (rank 3), with optional offsets. Positions are integers: floats and bools are a
+    TypeError. inplace rotates q and k in place (not for JAX, whose arrays are immutable). Returns
+    q_out, or (q_out, k_out) when k is given.
+
+    torch tensors that need a gradient go through ropekit.torch.apply_rope (autograd); in place or
+    into q_out/k_out they are refused. In-place writes bump torch's version counters.
     """
     if (spec is None) == (table is None):
         raise ValueError("ropekit: apply_rope: give exactly one of spec= or table=")
     kind = _framework(q)
     if k is not None and _framework(k) != kind:
         raise TypeError(f"k: expected an array of the same framework as q ({kind}), got {_framework(k)}")
+    direction = _direction(backward, inverse, direction)
+    if kind == "torch":
+        return _apply_torch(q, k, spec, table, positions, offsets, cu_seqlens, inplace, direction, xpos_center,
+                            compute_sincos, num_threads, q_out, k_out)
     if kind == "jax" and str(q.dtype) == "bfloat16" and not inplace and q_out is None and k_out is None:
         # numpy cannot hold a bfloat16 output for us; the kernel's bf16 path is fp32 math rounded once
         # on store, which is exactly fp32 math on the (losslessly widened) input rounded once here.
@@ -144,21 +136,24 @@ def apply_rope(q, k=None, *, spec: RopeSpec | None = None, table: RopeTable | No
 
         out = apply_rope(q.astype(jnp.float32), None if k is None else k.astype(jnp.float32), spec=spec,
                          table=table, positions=positions, offsets=offsets, cu_seqlens=cu_seqlens,
-                         backward=backward, inverse=inverse, direction=direction, xpos_center=xpos_center,
-                         compute_sincos=compute_sincos, num_threads=num_threads)
+                         direction=direction, xpos_center=xpos_center, compute_sincos=compute_sincos,
+                         num_threads=num_threads)
         if k is None:
             return out.astype(q.dtype)
         return out[0].astype(q.dtype), out[1].astype(k.dtype)
-    start = 0
-    ids = None
-    if positions is None:
-        pass
-    elif isinstance(positions, int) or (hasattr(positions, "ndim") and positions.ndim == 0 and kind != "torch"):
-        start = int(positions)
+    if kind == "cupy":
+        start, ids = 0, None
+        if positions is not None:
+            start = _args.scalar(positions, "positions")
+            if start is None:
+                ids = _cupy_index(positions, "positions")
+                start, ids = (_args.scalar(int(ids), "positions"), None) if ids.ndim == 0 else (0, ids)
+        offsets = None if offsets is None else _cupy_index(offsets, "offsets")
+        cu_seqlens = None if cu_seqlens is None else _cupy_index(cu_seqlens, "cu_seqlens")
     else:
-        ids = _index(positions, q, kind, "positions")
-    offsets = _index(offsets, q, kind, "offsets")
-    cu_seqlens = _index(cu_seqlens, q, kind, "cu_seqlens")
+        start, ids = _args.positions(positions, "positions")
+        offsets = None if offsets is None else _args.index_array(offsets, "offsets")
+        cu_seqlens = None if cu_seqlens is None else _args.index_array(cu_seqlens, "cu_seqlens")
     if inplace:
         if kind == "jax":
             raise TypeError("q: JAX arrays are immutable; use inplace=False")
@@ -170,7 +165,7 @@ def apply_rope(q, k=None, *, spec: RopeSpec | None = None, table: RopeTable | No
         if k is not None and k_out is None:
             k_out = _empty_like(k, kind)
     _C.apply(q, k, q_out, k_out, table=table, spec=spec, start=start, offsets=offsets, ids=ids,
-             cu_seqlens=cu_seqlens, direction=_direction(backward, inverse, direction), xpos_center=xpos_center,
+             cu_seqlens=cu_seqlens, direction=direction, xpos_center=xpos_center,
              compute_sincos=compute_sincos, num_threads=num_threads, stream=_stream_of(q, kind))
     if inplace:
         return q if k is None else (q, k)
@@ -179,4 +174,49 @@ def apply_rope(q, k=None, *, spec: RopeSpec | None = None, table: RopeTable | No
 
         q_out = jnp.asarray(q_out)
         k_out = jnp.asarray(k_out) if k_out is not None else None
+    return q_out if k is None else (q_out, k_out)
+
+
+def _apply_torch(q, k, spec, table, positions, offsets, cu_seqlens, inplace, direction, xpos_center, compute_sincos,
+                 num_threads, q_out, k_out):
+    import torch
+
+    from . import torch as rt
+
+    grad = torch.is_grad_enabled()
+    needs = [(n, t) for n, t in (("q", q), ("k", k)) if t is not None and t.requires_grad and grad]
+    if needs:
+        name = needs[0][0]
+        if inplace:
+            raise ValueError(f"{name}: requires grad, and a rotation written in place through DLPack is not "
+                             f"recorded by autograd; use inplace=False (differentiable) or torch.no_grad()")
+        if q_out is not None or k_out is not None:
+            raise ValueError(f"{'q_out' if q_out is not None else 'k_out'}: {name} requires grad, and outputs "
+                             f"written through DLPack are not recorded by autograd; leave q_out/k_out unset")
+        return rt.apply_rope(q, k, spec=spec, table=table, positions=positions, offsets=offsets,
+                             cu_seqlens=cu_seqlens, xpos_center=xpos_center, compute_sincos=compute_sincos,
+                             direction=direction, num_threads=num_threads)
+    for name, t in (("q_out", q_out), ("k_out", k_out)):
+        if t is not None and t.requires_grad and grad:
+            raise ValueError(f"{name}: requires grad; outputs written through DLPack are not recorded by autograd")
+    start, ids = rt._positions(positions, q)
+    offsets = rt._index(offsets, q, "offsets")
+    cu_seqlens = rt._index(cu_seqlens, q, "cu_seqlens")
+    if inplace:
+        if q_out is not None or k_out is not None:
+            raise ValueError("ropekit: apply_rope: inplace=True takes no q_out/k_out")
+        written = [q] if k is None else [q, k]
+    else:
+        if q_out is None:
+            q_out = _empty_like(q, "torch")
+        if k is not None and k_out is None:
+            k_out = _empty_like(k, "torch")
+        written = [t for t in (q_out, k_out) if t is not None]
+    _C.apply(q, k, q_out, k_out, table=table, spec=spec, start=start, offsets=offsets, ids=ids,
+             cu_seqlens=cu_seqlens, direction=direction, xpos_center=xpos_center,
+             compute_sincos=compute_sincos, num_threads=num_threads, stream=_stream_of(q, "torch"))
+    # The kernel wrote through DLPack: tell autograd, so a tensor it saved cannot be used stale.
+    torch.autograd.graph.increment_version(written)
+    if inplace:
+        return q if k is None else (q, k)
     return q_out if k is None else (q_out, k_out)

@@ -9,7 +9,9 @@
 #include <nanobind/stl/variant.h>
 #include <nanobind/stl/vector.h>
 
+#include <cstdint>
 #include <cstring>
+#include <limits>
 #include <optional>
 #include <string>
 #include <vector>
@@ -19,6 +21,29 @@
 
 namespace nb = nanobind;
 using namespace nb::literals;
+
+namespace {
+
+// An integer argument exactly as Python passed it (the signature still says int). int_arg()
+// converts it, so a value out of range is a ValueError naming the argument and the range, not
+// nanobind's "incompatible function arguments" dump.
+struct PyInt {
+  nb::handle h;
+};
+
+}  // namespace
+
+namespace nanobind::detail {
+template <>
+struct type_caster<PyInt> {
+  NB_TYPE_CASTER(PyInt, const_name("int"))
+  bool from_python(handle src, uint8_t, cleanup_list*) noexcept {
+    value.h = src;
+    return true;
+  }
+  static handle from_cpp(const PyInt& v, rv_policy, cleanup_list*) noexcept { return v.h.inc_ref(); }
+};
+}  // namespace nanobind::detail
 
 namespace {
 
@@ -50,8 +75,61 @@ DType float_dtype(nb::dlpack::dtype d, const char* name) {
     if (code == nb::dlpack::dtype_code::Float && d.bits == 32) return DType::f32;
     if (code == nb::dlpack::dtype_code::Float && d.bits == 16) return DType::f16;
     if (code == nb::dlpack::dtype_code::Bfloat && d.bits == 16) return DType::bf16;
+    if (code == nb::dlpack::dtype_code::Float && d.bits == 64) return DType::f64;
   }
-  throw nb::type_error((std::string(name) + ": expected dtype float32, float16 or bfloat16, got " + dtype_name(d)).c_str());
+  throw nb::type_error(
+      (std::string(name) + ": expected dtype float32, float16, bfloat16 or float64, got " + dtype_name(d)).c_str());
+}
+
+// repr(h) cut to 60 characters; "an int of N bits" past Python's digit limit for repr.
+std::string short_repr(nb::handle h) {
+  constexpr Py_ssize_t limit = 60;
+  PyObject* r = PyObject_Repr(h.ptr());
+  if (r == nullptr) {
+    PyErr_Clear();
+    if (PyLong_Check(h.ptr())) {
+      PyObject* bits = PyObject_CallMethod(h.ptr(), "bit_length", nullptr);
+      const long long n = bits != nullptr ? PyLong_AsLongLong(bits) : -1;
+      Py_XDECREF(bits);
+      PyErr_Clear();
+      if (n >= 0) return "an int of " + std::to_string(n) + " bits";
+    }
+    return std::string("<") + nb::type_name(h.type()).c_str() + ">";
+  }
+  Py_ssize_t n = 0;
+  const char* text = PyUnicode_AsUTF8AndSize(r, &n);
+  std::string out = text != nullptr ? std::string(text, static_cast<size_t>(n < limit ? n : limit)) : "?";
+  if (text == nullptr) PyErr_Clear();
+  if (n > limit) out += "...";
+  Py_DECREF(r);
+  return out;
+}
+
+// An int (or anything with __index__, bool excepted) in [lo, hi].
+int64_t int_arg(PyInt v, const char* name, int64_t lo = std::numeric_limits<int64_t>::min(),
+                int64_t hi = std::numeric_limits<int64_t>::max()) {
+  PyObject* o = v.h.ptr();
+  const std::string type = nb::type_name(v.h.type()).c_str();
+  if (PyBool_Check(o) || type == "numpy.bool" || type == "numpy.bool_")
+    throw nb::type_error((std::string(name) + ": expected an integer, got bool").c_str());
+  PyObject* index = PyNumber_Index(o);
+  if (index == nullptr) {
+    PyErr_Clear();
+    throw nb::type_error((std::string(name) + ": expected an integer, got " + type).c_str());
+  }
+  int overflow = 0;
+  const long long x = PyLong_AsLongLongAndOverflow(index, &overflow);
+  const bool failed = x == -1 && PyErr_Occurred() != nullptr;
+  if (failed) PyErr_Clear();
+  if (failed || overflow != 0 || x < lo || x > hi) {
+    const std::string got = short_repr(index);
+    Py_DECREF(index);
+    const bool full = lo == std::numeric_limits<int64_t>::min() && hi == std::numeric_limits<int64_t>::max();
+    const std::string range = full ? "[-2^63, 2^63 - 1] (int64)" : "[" + std::to_string(lo) + ", " + std::to_string(hi) + "]";
+    throw nb::value_error((std::string(name) + ": expected an integer in " + range + ", got " + got).c_str());
+  }
+  Py_DECREF(index);
+  return static_cast<int64_t>(x);
 }
 
 ropekit::Device device_of(int32_t type, int32_t id, const char* name) {
@@ -229,23 +307,28 @@ NB_MODULE(_C, m) {
       .def("__init__", [](sc::NtkAware* s, double alpha) { new (s) sc::NtkAware{alpha}; }, "alpha"_a)
       .def_rw("alpha", &sc::NtkAware::alpha);
   nb::class_<sc::DynamicNtk>(m, "DynamicNtk")
-      .def("__init__", [](sc::DynamicNtk* s, double factor, int64_t original_max) { new (s) sc::DynamicNtk{factor, original_max}; },
+      .def("__init__",
+           [](sc::DynamicNtk* s, double factor, PyInt original_max) {
+             new (s) sc::DynamicNtk{factor, int_arg(original_max, "original_max")};
+           },
            "factor"_a, "original_max"_a = 2048)
       .def_rw("factor", &sc::DynamicNtk::factor)
-      .def_rw("original_max", &sc::DynamicNtk::original_max);
+      .def_prop_rw("original_max", [](const sc::DynamicNtk& s) { return s.original_max; },
+                   [](sc::DynamicNtk& s, PyInt v) { s.original_max = int_arg(v, "original_max"); });
   nb::class_<sc::Yarn>(m, "Yarn")
       .def("__init__",
-           [](sc::Yarn* s, double factor, int64_t original_max, double beta_fast, double beta_slow,
+           [](sc::Yarn* s, double factor, PyInt original_max, double beta_fast, double beta_slow,
               double extrapolation_factor, double attn_factor, std::optional<double> mscale,
               std::optional<double> mscale_all_dim, std::optional<double> attention_factor, bool truncate) {
-             new (s) sc::Yarn{factor, original_max, beta_fast, beta_slow, extrapolation_factor, attn_factor,
-                              mscale, mscale_all_dim, attention_factor, truncate};
+             new (s) sc::Yarn{factor, int_arg(original_max, "original_max"), beta_fast, beta_slow, extrapolation_factor,
+                              attn_factor, mscale, mscale_all_dim, attention_factor, truncate};
            },
            "factor"_a, "original_max"_a = 2048, "beta_fast"_a = 32.0, "beta_slow"_a = 1.0,
            "extrapolation_factor"_a = 1.0, "attn_factor"_a = 1.0, "mscale"_a = nb::none(),
            "mscale_all_dim"_a = nb::none(), "attention_factor"_a = nb::none(), "truncate"_a = true)
       .def_rw("factor", &sc::Yarn::factor)
-      .def_rw("original_max", &sc::Yarn::original_max)
+      .def_prop_rw("original_max", [](const sc::Yarn& s) { return s.original_max; },
+                   [](sc::Yarn& s, PyInt v) { s.original_max = int_arg(v, "original_max"); })
       .def_rw("beta_fast", &sc::Yarn::beta_fast)
       .def_rw("beta_slow", &sc::Yarn::beta_slow)
       .def_rw("extrapolation_factor", &sc::Yarn::extrapolation_factor)
@@ -256,25 +339,28 @@ NB_MODULE(_C, m) {
       .def_rw("truncate", &sc::Yarn::truncate);
   nb::class_<sc::Llama3>(m, "Llama3")
       .def("__init__",
-           [](sc::Llama3* s, double factor, double low, double high, int64_t original_max) {
-             new (s) sc::Llama3{factor, low, high, original_max};
+           [](sc::Llama3* s, double factor, double low, double high, PyInt original_max) {
+             new (s) sc::Llama3{factor, low, high, int_arg(original_max, "original_max")};
            },
            "factor"_a = 8.0, "low_freq_factor"_a = 1.0, "high_freq_factor"_a = 4.0, "original_max"_a = 8192)
       .def_rw("factor", &sc::Llama3::factor)
       .def_rw("low_freq_factor", &sc::Llama3::low_freq_factor)
       .def_rw("high_freq_factor", &sc::Llama3::high_freq_factor)
-      .def_rw("original_max", &sc::Llama3::original_max);
+      .def_prop_rw("original_max", [](const sc::Llama3& s) { return s.original_max; },
+                   [](sc::Llama3& s, PyInt v) { s.original_max = int_arg(v, "original_max"); });
   nb::class_<sc::LongRope>(m, "LongRope")
       .def("__init__",
-           [](sc::LongRope* s, std::vector<double> short_factor, std::vector<double> long_factor, int64_t original_max,
+           [](sc::LongRope* s, std::vector<double> short_factor, std::vector<double> long_factor, PyInt original_max,
               double factor, std::optional<double> attention_factor) {
-             new (s) sc::LongRope{std::move(short_factor), std::move(long_factor), original_max, factor, attention_factor};
+             new (s) sc::LongRope{std::move(short_factor), std::move(long_factor), int_arg(original_max, "original_max"),
+                                  factor, attention_factor};
            },
            "short_factor"_a, "long_factor"_a, "original_max"_a = 4096, "factor"_a = 1.0,
            "attention_factor"_a = nb::none())
       .def_rw("short_factor", &sc::LongRope::short_factor)
       .def_rw("long_factor", &sc::LongRope::long_factor)
-      .def_rw("original_max", &sc::LongRope::original_max)
+      .def_prop_rw("original_max", [](const sc::LongRope& s) { return s.original_max; },
+                   [](sc::LongRope& s, PyInt v) { s.original_max = int_arg(v, "original_max"); })
       .def_rw("factor", &sc::LongRope::factor)
       .def_rw("attention_factor", &sc::LongRope::attention_factor);
   nb::class_<sc::Truncated>(m, "Truncated")
@@ -290,13 +376,14 @@ NB_MODULE(_C, m) {
       .def_rw("scale_base", &ropekit::Xpos::scale_base)
       .def_rw("gamma", &ropekit::Xpos::gamma);
 
-  nb::class_<ropekit::RopeSpec>(m, "RopeSpec")
+  // Weak references: ropekit.torch's custom op refers to specs and tables by handle without keeping them alive.
+  nb::class_<ropekit::RopeSpec>(m, "RopeSpec", nb::is_weak_referenceable())
       .def("__init__",
-           [](ropekit::RopeSpec* self, int64_t head_dim, int64_t rotary_dim, double base, nb::handle style,
+           [](ropekit::RopeSpec* self, PyInt head_dim, PyInt rotary_dim, double base, nb::handle style,
               std::optional<ropekit::Scaling> scaling, std::optional<ropekit::Xpos> xpos) {
              ropekit::SpecParams p;
-             p.head_dim = head_dim;
-             p.rotary_dim = rotary_dim;
+             p.head_dim = int_arg(head_dim, "head_dim");
+             p.rotary_dim = int_arg(rotary_dim, "rotary_dim");
              p.base = base;
              p.style = style_arg(style);
              if (scaling) p.scaling = *scaling;
@@ -316,9 +403,11 @@ NB_MODULE(_C, m) {
       .def("describe", &ropekit::RopeSpec::describe)
       .def("__repr__", [](const ropekit::RopeSpec& s) { return "RopeSpec(" + s.describe() + ")"; });
 
-  m.def("default_inv_freq", [](int64_t dim, double base) { return doubles(ropekit::default_inv_freq(dim, base)); },
+  m.def("default_inv_freq",
+        [](PyInt dim, double base) { return doubles(ropekit::default_inv_freq(int_arg(dim, "dim"), base)); },
         "dim"_a, "base"_a = 10000.0);
-  m.def("inv_freq", [](const ropekit::RopeSpec& s, int64_t seq_len) { return doubles(ropekit::inv_freq(s, seq_len)); },
+  m.def("inv_freq",
+        [](const ropekit::RopeSpec& s, PyInt seq_len) { return doubles(ropekit::inv_freq(s, int_arg(seq_len, "seq_len"))); },
         "spec"_a, "seq_len"_a = 0);
   m.def("attention_factor", &ropekit::attention_factor, "spec"_a);
   m.def("xpos_zeta", [](const ropekit::RopeSpec& s) { return doubles(ropekit::xpos_zeta(s)); }, "spec"_a);
@@ -326,16 +415,21 @@ NB_MODULE(_C, m) {
         "max_position_embeddings"_a = 2048.0);
   m.def("find_correction_range", &ropekit::find_correction_range, "low_rot"_a, "high_rot"_a, "dim"_a,
         "base"_a = 10000.0, "max_position_embeddings"_a = 2048.0, "truncate"_a = true);
-  m.def("linear_ramp_mask", [](double min, double max, int64_t n) { return doubles(ropekit::linear_ramp_mask(min, max, n)); },
+  m.def("linear_ramp_mask",
+        [](double min, double max, PyInt n) { return doubles(ropekit::linear_ramp_mask(min, max, int_arg(n, "n"))); },
         "min"_a, "max"_a, "n"_a);
   m.def("get_mscale", &ropekit::get_mscale, "scale"_a, "mscale"_a = 1.0);
 
   nb::class_<ropekit::RopeTable>(m, "RopeTable",
                                  "Immutable fp32 cos/sin rows for positions [0, size), the attention factor folded in. "
-                                 "grown() and for_seq_len() return new tables; any thread may share one.")
+                                 "grown() and for_seq_len() return new tables; any thread may share one.",
+                                 nb::is_weak_referenceable())
       .def("__init__",
-           [](ropekit::RopeTable* self, const ropekit::RopeSpec& spec, int64_t positions, bool exact, int64_t seq_len) {
-             new (self) ropekit::RopeTable(spec, positions, ropekit::TableOptions{exact, seq_len});
+           [](ropekit::RopeTable* self, const ropekit::RopeSpec& spec, PyInt positions, bool exact, PyInt seq_len) {
+             const int64_t rows = int_arg(positions, "positions");
+             const int64_t length = int_arg(seq_len, "seq_len");
+             nb::gil_scoped_release release;
+             new (self) ropekit::RopeTable(spec, rows, ropekit::TableOptions{exact, length});
            },
            "spec"_a, "positions"_a = 0, nb::kw_only(), "exact"_a = false, "seq_len"_a = 0)
       .def_prop_ro("spec", &ropekit::RopeTable::spec)
@@ -346,13 +440,26 @@ NB_MODULE(_C, m) {
       .def_prop_ro("attention_factor", &ropekit::RopeTable::attention_factor)
       .def_prop_ro("inv_freq", [](const ropekit::RopeTable& t) { return doubles(t.inv_freq()); })
       .def_prop_ro("xpos_log_zeta", [](const ropekit::RopeTable& t) { return doubles(t.xpos_log_zeta()); })
-      .def("grown", &ropekit::RopeTable::grown, "n"_a, nb::call_guard<nb::gil_scoped_release>())
-      .def("for_seq_len", &ropekit::RopeTable::for_seq_len, "seq_len"_a, nb::call_guard<nb::gil_scoped_release>())
+      .def("grown",
+           [](const ropekit::RopeTable& t, PyInt n) {
+             const int64_t rows = int_arg(n, "n");
+             nb::gil_scoped_release release;
+             return t.grown(rows);
+           },
+           "n"_a)
+      .def("for_seq_len",
+           [](const ropekit::RopeTable& t, PyInt seq_len) {
+             const int64_t length = int_arg(seq_len, "seq_len");
+             nb::gil_scoped_release release;
+             return t.for_seq_len(length);
+           },
+           "seq_len"_a)
       .def("same_rows", [](const ropekit::RopeTable& a, const ropekit::RopeTable& b) { return a.rows().data() == b.rows().data() && a.size() == b.size(); },
            "other"_a, "True when both are the same table (one shares the other's rows).")
       .def(
           "table",
-          [](const ropekit::RopeTable& t, int64_t rows) {
+          [](const ropekit::RopeTable& t, PyInt rows_arg) {
+            int64_t rows = int_arg(rows_arg, "rows");
             // A copy: rows [0, rows) of cos (first pairs columns) then sin, fp32, attention factor included.
             if (rows < 0) rows = t.size();
             if (rows > t.size())
@@ -367,11 +474,13 @@ NB_MODULE(_C, m) {
         return "RopeTable(" + t.spec().describe() + ", size=" + std::to_string(t.size()) +
                ", seq_len=" + std::to_string(t.seq_len()) + (t.options().exact ? ", exact" : "") + ")";
       });
-  m.def("frequency_seq_len", &ropekit::frequency_seq_len, "spec"_a, "seq_len"_a);
+  m.def("frequency_seq_len",
+        [](const ropekit::RopeSpec& s, PyInt seq_len) { return ropekit::frequency_seq_len(s, int_arg(seq_len, "seq_len")); },
+        "spec"_a, "seq_len"_a);
 
   m.def("required_table_size",
-        [](nb::handle q, nb::handle k, int64_t start, nb::handle offsets, nb::handle ids, nb::handle cu_seqlens) {
-          Operands ops = gather(q, k, nb::none(), nb::none(), start, offsets, ids, cu_seqlens);
+        [](nb::handle q, nb::handle k, PyInt start, nb::handle offsets, nb::handle ids, nb::handle cu_seqlens) {
+          Operands ops = gather(q, k, nb::none(), nb::none(), int_arg(start, "start"), offsets, ids, cu_seqlens);
           return ropekit::required_table_size(ops.tensors, ops.positions);
         },
         "q"_a, "k"_a = nb::none(), nb::kw_only(), "start"_a = 0, "offsets"_a = nb::none(), "ids"_a = nb::none(),
@@ -417,12 +526,14 @@ NB_MODULE(_C, m) {
   m.def(
       "apply",
       [](nb::handle q, nb::handle k, nb::handle q_out, nb::handle k_out, const ropekit::RopeTable* table,
-         const ropekit::RopeSpec* spec, int64_t start, nb::handle offsets, nb::handle ids, nb::handle cu_seqlens,
-         ropekit::Direction direction, double xpos_center, bool compute_sincos, int num_threads, uintptr_t stream) {
+         const ropekit::RopeSpec* spec, PyInt start, nb::handle offsets, nb::handle ids, nb::handle cu_seqlens,
+         ropekit::Direction direction, double xpos_center, bool compute_sincos, PyInt num_threads, uintptr_t stream) {
         if ((table == nullptr) == (spec == nullptr))
           throw nb::value_error("ropekit: apply: give exactly one of table= or spec=");
-        Operands ops = gather(q, k, q_out, k_out, start, offsets, ids, cu_seqlens);
-        const auto options = options_of(direction, xpos_center, compute_sincos, num_threads, stream);
+        const int64_t first = int_arg(start, "start");
+        const int threads = static_cast<int>(int_arg(num_threads, "num_threads", 0, std::numeric_limits<int>::max()));
+        Operands ops = gather(q, k, q_out, k_out, first, offsets, ids, cu_seqlens);
+        const auto options = options_of(direction, xpos_center, compute_sincos, threads, stream);
         if (table != nullptr) {
           // The table is immutable: positions past its rows are computed in the kernel.
           nb::gil_scoped_release release;

@@ -3,6 +3,7 @@
 # then pytest tests/python. No test may skip for the torch version.
 set -euo pipefail
 venv=${ROPEKIT_VENV:-.venv}
+mkdir -p "$venv" && venv=$(cd "$venv" && pwd)  # absolute: pytest runs from /tmp
 if [ ! -x "$venv/bin/python" ]; then
   /usr/bin/python3 -m venv "$venv"
 fi

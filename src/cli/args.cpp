@@ -1,15 +1,19 @@
 // Argument parsing and the spec resolution every command shares.
+#include <algorithm>
 #include <charconv>
 #include <cmath>
 #include <filesystem>
 #include <sstream>
 
+#include "check.hpp"
 #include "cli.hpp"
 #include "presets.hpp"
 #include "ropekit/error.hpp"
 #include "ropekit/hf_config.hpp"
 
 namespace ropekit::cli {
+
+using detail::cat;
 
 Args::Args(const std::vector<std::string>& tokens, const std::string& command, const std::set<std::string>& value_flags,
            const std::set<std::string>& bool_flags) {
@@ -65,13 +69,37 @@ std::optional<double> Args::number(const std::string& name) const {
   return x;
 }
 
-std::optional<int64_t> Args::integer(const std::string& name, int64_t least) const {
+const std::vector<IntegerFlag>& integer_flags() {
+  // Bounds keep every size the commands compute from these in int64 and in memory.
+  static const std::vector<IntegerFlag> flags = {
+      {"head-dim", 2, 65536},  // the spec's own limit
+      {"rotary-dim", 2, 65536},
+      {"original-max", 1, kMaxContext},
+      {"max-positions", 1, kMaxContext},
+      {"seq-len", 1, kMaxContext},       // info
+      {"tokens", 1, 4096},               // verify
+      {"seed", 0, INT64_MAX},            // verify
+      {"prefill", 1, int64_t{1} << 20},  // bench
+      {"decode-batch", 1, 65536},
+      {"repeats", 1, 1000},
+      {"threads", 0, 1024},  // 0: every core
+      {"q-heads", 1, 1024},
+      {"k-heads", 1, 1024},
+  };
+  return flags;
+}
+
+std::optional<int64_t> Args::integer(const std::string& name) const {
+  const auto& flags = integer_flags();
+  const auto f = std::find_if(flags.begin(), flags.end(), [&](const IntegerFlag& x) { return x.name == name; });
+  if (f == flags.end()) throw std::logic_error("--" + name + " is not in integer_flags()");
   auto t = text(name);
   if (!t) return std::nullopt;
   int64_t x = 0;
   const auto r = std::from_chars(t->data(), t->data() + t->size(), x);
-  if (r.ec != std::errc() || r.ptr != t->data() + t->size() || x < least)
-    throw UsageError("--" + name + ": expected an integer >= " + std::to_string(least) + ", got \"" + *t + "\"");
+  if (r.ec != std::errc() || r.ptr != t->data() + t->size() || x < f->least || x > f->most)
+    throw UsageError("--" + name + ": expected an integer in [" + std::to_string(f->least) + ", " +
+                     std::to_string(f->most) + "], got \"" + *t + "\"");
   return x;
 }
 
@@ -115,17 +143,17 @@ double need(const Args& a, const std::string& name, const std::string& why) {
 }
 
 int64_t need_int(const Args& a, const std::string& name, const std::string& why) {
-  auto x = a.integer(name, 1);
+  auto x = a.integer(name);
   if (!x) throw UsageError("--" + name + " is required with " + why);
   return *x;
 }
 
 Resolved from_flags(const Args& a) {
   SpecParams p;
-  const auto head = a.integer("head-dim", 1);
+  const auto head = a.integer("head-dim");
   if (!head) throw UsageError("--head-dim is required when no preset or config.json is given (try ropekit info --help)");
   p.head_dim = *head;
-  p.rotary_dim = a.integer("rotary-dim", 1).value_or(0);
+  p.rotary_dim = a.integer("rotary-dim").value_or(0);
   p.base = a.number("base").value_or(10000.0);
   if (auto style = a.text("style")) {
     if (*style == "half") {
@@ -184,7 +212,7 @@ Resolved from_flags(const Args& a) {
     throw UsageError("--scaling: expected none, linear, ntk, dynamic, yarn, llama3, longrope or truncated, got \"" + kind + "\"");
   }
   if (auto xpos = a.number("xpos-scale-base")) p.xpos = Xpos{*xpos, 0.4};
-  Resolved r{RopeSpec(std::move(p)), "flags", "", a.integer("max-positions", 1), 0, 0};
+  Resolved r{RopeSpec(std::move(p)), "flags", "", a.integer("max-positions"), 0, 0, {}};
   return r;
 }
 
@@ -209,11 +237,11 @@ Resolved resolve(const Args& args, const std::string& default_preset) {
             preset->num_key_value_heads};
   }
   std::error_code ec;
-  if (!std::filesystem::is_regular_file(target, ec))
+  if (!std::filesystem::exists(target, ec))
     throw UsageError("\"" + target + "\" is neither a preset (see ropekit presets) nor a readable config.json file");
-  HfConfigInfo info = hf_config_info(target);
+  HfConfigInfo info = hf_config_info(target);  // names a directory or an unreadable file itself
   return {info.spec, "config", target, info.max_position_embeddings, info.num_attention_heads.value_or(0),
-          info.num_key_value_heads.value_or(0)};
+          info.num_key_value_heads.value_or(0), info.notes};
 }
 
 namespace {
@@ -231,20 +259,33 @@ double scaling_factor(const Scaling& s) {
   if (const auto* x = std::get_if<scaling::LongRope>(&s)) return x->factor;
   return 1.0;
 }
+int64_t bounded_context(int64_t n, const std::string& what) {
+  if (n > kMaxContext) detail::fail(what, cat("at most ", kMaxContext, " tokens (2^31 - 1)"), n);
+  return n;
+}
 }  // namespace
 
 int64_t original_context(const Resolved& r) {
-  if (int64_t o = scaling_original_max(r.spec.scaling()); o > 0) return o;
-  return r.max_position_embeddings.value_or(4096);
+  if (int64_t o = scaling_original_max(r.spec.scaling()); o > 0) return bounded_context(o, "original context (original_max)");
+  return bounded_context(r.max_position_embeddings.value_or(4096), "context (max_position_embeddings)");
 }
 
 int64_t scaled_context(const Resolved& r) {
   const int64_t o = scaling_original_max(r.spec.scaling());
   // A config that raised max_position_embeddings past the original context declares the scaled
   // context itself (Llama 3.1, Phi-3); one that kept it (Qwen2.5 + YaRN) scales by the factor.
-  if (r.max_position_embeddings && (o == 0 || *r.max_position_embeddings > o)) return *r.max_position_embeddings;
-  if (o > 0) return static_cast<int64_t>(std::llround(static_cast<double>(o) * scaling_factor(r.spec.scaling())));
-  return r.max_position_embeddings.value_or(4096);
+  if (r.max_position_embeddings && (o == 0 || *r.max_position_embeddings > o))
+    return bounded_context(*r.max_position_embeddings, "scaled context (max_position_embeddings)");
+  if (o > 0) {
+    // In double: original_max x factor may pass any integer (factor 1e300); at least one token.
+    const double factor = scaling_factor(r.spec.scaling());
+    const double n = std::max(1.0, std::round(static_cast<double>(o) * factor));
+    if (!(n <= static_cast<double>(kMaxContext)))
+      detail::fail("scaled context (original_max x factor)", cat("at most ", kMaxContext, " tokens (2^31 - 1)"),
+                   cat(o, " x ", factor, " = ", n));
+    return static_cast<int64_t>(n);
+  }
+  return bounded_context(r.max_position_embeddings.value_or(4096), "context (max_position_embeddings)");
 }
 
 }  // namespace ropekit::cli

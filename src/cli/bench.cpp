@@ -7,6 +7,7 @@
 #include <functional>
 #include <nlohmann/json.hpp>
 #include <random>
+#include <utility>
 
 #include "cli.hpp"
 #include "ropekit/apply.hpp"
@@ -17,7 +18,9 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-// Median seconds per call: each repeat runs enough calls to last about 5 ms.
+constexpr int64_t kMaxBenchBytes = int64_t{1} << 32;  // q and k of one shape
+
+// Median seconds per call: each repeat runs enough calls to last about 5 ms. repeats >= 1.
 double median_seconds(const std::function<void()>& fn, int repeats) {
   fn();  // warm up (page faults, table growth)
   const auto t0 = Clock::now();
@@ -62,15 +65,23 @@ int cmd_bench(const std::vector<std::string>& tokens, std::ostream& out) {
   const std::string device = args.text("device").value_or("cpu");
   if (device != "cpu") throw UsageError("--device: expected cpu (this command has no CUDA path yet), got \"" + device + "\"");
   const Resolved r = resolve(args, "llama3.1-8b");
-  const int64_t prefill = args.integer("prefill", 1).value_or(2048);
-  const int64_t decode_batch = args.integer("decode-batch", 1).value_or(32);
-  const int repeats = static_cast<int>(args.integer("repeats", 1).value_or(7));
+  const int64_t prefill = args.integer("prefill").value_or(2048);
+  const int64_t decode_batch = args.integer("decode-batch").value_or(32);
+  const int repeats = static_cast<int>(args.integer("repeats").value_or(7));  // at most 1000
   const DType dtype = parse_dtype(args.text("dtype").value_or("bf16"));
-  const int threads = static_cast<int>(args.integer("threads", 0).value_or(0));
-  const int64_t hq = args.integer("q-heads", 1).value_or(r.num_attention_heads ? r.num_attention_heads : 32);
-  const int64_t hk = args.integer("k-heads", 1).value_or(r.num_key_value_heads ? r.num_key_value_heads : hq);
+  const int threads = static_cast<int>(args.integer("threads").value_or(0));
+  const int64_t hq = args.integer("q-heads").value_or(r.num_attention_heads ? r.num_attention_heads : 32);
+  const int64_t hk = args.integer("k-heads").value_or(r.num_key_value_heads ? r.num_key_value_heads : hq);
   const int64_t d = r.spec.head_dim();
   const int64_t esize = dtype_size(dtype);
+  // Each shape holds q and k twice (rotated, and memcpy's source and destination): bound their size.
+  for (const auto& [flag, tokens] : {std::pair<const char*, int64_t>{"prefill", prefill}, {"decode-batch", decode_batch}}) {
+    const int64_t bytes = tokens * (hq + hk) * d * esize;  // < 2^53 with the flags' ranges
+    if (bytes > kMaxBenchBytes)
+      throw UsageError(std::string("--") + flag + ": expected q and k of at most " + std::to_string(kMaxBenchBytes) +
+                       " bytes (tokens x (q heads + k heads) x head_dim x dtype size), got " + std::to_string(bytes) +
+                       " bytes for " + std::to_string(tokens) + " tokens");
+  }
 
   RopeTable table(r.spec, prefill + 1);
   std::mt19937_64 rng(1234);

@@ -24,6 +24,8 @@ commands:
            e.g. ropekit bench llama3-8b --prefill 1024
 
 exit status: 0 success, 1 a check failed (verify), 2 a bad argument or input file
+integer flags take a decimal integer in a range (contexts and --seq-len at most 2^31 - 1); the error
+for any other value names the flag and the range
 )";
 
 const char* const kInfoHelp = R"(usage: ropekit info <preset | config.json | spec flags> [--seq-len N] [--json] [--plot FILE.svg]
@@ -77,6 +79,8 @@ output flags:
   original_context        context before scaling; context: after scaling; seq_len: as used
   attention_factor        number
   num_attention_heads, num_key_value_heads   (null when unknown)
+  notes                   [string]: what the config reader chose past a conflict, e.g. rope_scaling
+                          and rope_parameters that disagree (rope_scaling wins, as in transformers)
   pairs                   [{index, inv_freq, original_inv_freq, wavelength, original_wavelength,
                             ratio, regime}]  (wavelength and ratio are null when infinite)
 )";
@@ -94,10 +98,12 @@ const char* const kVerifyHelp = R"(usage: ropekit verify [preset | config.json |
 Runs every CPU kernel path of this build -- f32 / f16 / bf16 x half / interleaved x forward /
 backward / inverse x cos-sin from the table / computed in the kernel -- on random inputs at random
 positions, and compares with a float64 reference that ships in this binary. Prints PASS/FAIL and
-the worst relative error per path (tolerances f32 1e-5, f16 1e-3, bf16 8e-3; NaN fails); exit
-status 1 when any path fails. The frequencies are the spec's; both pair styles are checked.
+the worst relative error per path: each element's error over the norm of its rotated pair
+(tolerances f32 1e-5, f16 1e-3, bf16 8e-3; NaN fails); exit status 1 when any path fails. The
+frequencies are the spec's; both pair styles are checked. With xPos the positions lie around a
+center (options.xpos_center) that keeps every scale within e^+-2.
   (no argument)   uses llama3.1-8b, e.g. ropekit verify
-  --tokens N      tokens per sequence (2 sequences), default 16, e.g. --tokens 64
+  --tokens N      tokens per sequence (2 sequences, 1 to 4096), default 16, e.g. --tokens 64
   --seed S        random seed (default: fresh each run), e.g. --seed 7
 Spec flags are as for ropekit info, e.g. ropekit verify --head-dim 64 --base 10000
 )";
@@ -112,9 +118,9 @@ once), memcpy GB/s and the ratio.
   --device cpu      the device (only cpu in this command), e.g. --device cpu
   --prefill N       prefill tokens, default 2048, e.g. --prefill 512
   --decode-batch B  sequences in the decode shape, default 32, e.g. --decode-batch 8
-  --repeats R       repeats (median), default 7, e.g. --repeats 3
+  --repeats R       repeats (median, 1 to 1000), default 7, e.g. --repeats 3
   --dtype T         f32 | f16 | bf16, default bf16, e.g. --dtype f32
-  --threads N       CPU threads (0 = all cores), default 0, e.g. --threads 1
+  --threads N       CPU threads (0 = all cores, at most 1024), default 0, e.g. --threads 1
   --q-heads N       override the q head count, e.g. --q-heads 32
   --k-heads N       override the k head count, e.g. --k-heads 8
   --json            {source, name, device, dtype, head_dim, q_heads, k_heads, repeats,

@@ -30,7 +30,8 @@ class Args {
   bool flag(const std::string& name) const { return bools_.count(name) != 0; }
   std::optional<std::string> text(const std::string& name) const;
   std::optional<double> number(const std::string& name) const;
-  std::optional<int64_t> integer(const std::string& name, int64_t least = 0) const;
+  // In the flag's range from integer_flags(); anything else is a UsageError naming the range.
+  std::optional<int64_t> integer(const std::string& name) const;
   std::optional<std::vector<double>> number_list(const std::string& name) const;  // "1,1.5,2"
   // Every flag given, in order (for "cannot be combined" checks).
   std::vector<std::string> given() const;
@@ -40,6 +41,16 @@ class Args {
   std::map<std::string, std::string> values_;
   std::set<std::string> bools_;
 };
+
+// The largest context (and --seq-len) the commands accept: positions fit int32, as engines store them.
+constexpr int64_t kMaxContext = (int64_t{1} << 31) - 1;
+
+// Every integer flag of every command and the values it accepts.
+struct IntegerFlag {
+  std::string name;
+  int64_t least, most;
+};
+const std::vector<IntegerFlag>& integer_flags();
 
 // The flags that describe a spec by hand (`ropekit info --head-dim 128 ...`).
 const std::set<std::string>& spec_value_flags();
@@ -52,12 +63,14 @@ struct Resolved {
   std::optional<int64_t> max_position_embeddings;  // declared context, when known
   int64_t num_attention_heads = 0;                 // 0 when unknown
   int64_t num_key_value_heads = 0;
+  std::vector<std::string> notes;                  // from the config reader (HfConfigInfo::notes)
 };
 
 // `default_preset` is used when neither a positional nor spec flags are given ("" = required).
 Resolved resolve(const Args& args, const std::string& default_preset = "");
 
-// The context before scaling (original_max of the scaling, else the declared context) and after.
+// The context before scaling (original_max of the scaling, else the declared context) and after;
+// a ropekit::Error when either passes kMaxContext (e.g. original_max x factor 1e300).
 int64_t original_context(const Resolved& r);
 int64_t scaled_context(const Resolved& r);
 

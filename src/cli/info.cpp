@@ -1,10 +1,12 @@
 // `ropekit info`: the resolved spec, the attention factor and what the scaling does to each pair.
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <limits>
 #include <nlohmann/json.hpp>
 #include <numbers>
+#include <random>
 
 #include "cli.hpp"
 #include "ropekit/frequencies.hpp"
@@ -27,6 +29,32 @@ double wavelength(double inv_freq) {
 }
 
 nlohmann::json finite_or_null(double x) { return std::isfinite(x) ? nlohmann::json(x) : nlohmann::json(nullptr); }
+
+// Writes a temporary file beside `path` and renames it over `path`: a failed write leaves no file
+// and no partial one.
+void write_replacing(const std::string& path, const std::string& text) {
+  namespace fs = std::filesystem;
+  const fs::path target(path);
+  const fs::path temp =
+      target.parent_path() / ("." + target.filename().string() + ".tmp" + std::to_string(std::random_device{}()));
+  std::error_code ec;
+  {
+    std::ofstream file(temp, std::ios::binary);
+    if (!file) throw UsageError("--plot: cannot write \"" + path + "\"");
+    file << text;
+    file.close();
+    if (!file) {
+      fs::remove(temp, ec);
+      throw UsageError("--plot: writing \"" + path + "\" failed");
+    }
+  }
+  fs::rename(temp, target, ec);
+  if (ec) {
+    std::error_code ignored;
+    fs::remove(temp, ignored);
+    throw UsageError("--plot: cannot replace \"" + path + "\": " + ec.message());
+  }
+}
 
 }  // namespace
 
@@ -64,17 +92,13 @@ int cmd_info(const std::vector<std::string>& tokens, std::ostream& out) {
   const Resolved r = resolve(args);
   const int64_t context = scaled_context(r);
   const int64_t original = original_context(r);
-  const int64_t seq_len = args.integer("seq-len", 1).value_or(context);
+  const int64_t seq_len = args.integer("seq-len").value_or(context);
   const auto rows = pair_rows(r.spec, seq_len);
   const double attention = attention_factor(r.spec);
   const std::string label = r.source == "flags" ? "flags" : r.source + " " + r.name;
 
-  if (auto plot = args.text("plot")) {
-    std::ofstream file(*plot);
-    if (!file) throw UsageError("--plot: cannot write \"" + *plot + "\"");
-    file << plot_svg({label, r.spec.describe(), rows, original, std::max(context, seq_len)});
-    if (!file) throw UsageError("--plot: writing \"" + *plot + "\" failed");
-  }
+  if (auto plot = args.text("plot"))
+    write_replacing(*plot, plot_svg({label, r.spec.describe(), rows, original, std::max(context, seq_len)}));
 
   if (args.flag("json")) {
     nlohmann::json j;
@@ -91,6 +115,7 @@ int cmd_info(const std::vector<std::string>& tokens, std::ostream& out) {
     j["attention_factor"] = attention;
     j["num_attention_heads"] = r.num_attention_heads ? nlohmann::json(r.num_attention_heads) : nlohmann::json(nullptr);
     j["num_key_value_heads"] = r.num_key_value_heads ? nlohmann::json(r.num_key_value_heads) : nlohmann::json(nullptr);
+    j["notes"] = r.notes;
     auto& pairs = j["pairs"] = nlohmann::json::array();
     for (const auto& row : rows) {
       pairs.push_back({{"index", row.index},
@@ -111,6 +136,7 @@ int cmd_info(const std::vector<std::string>& tokens, std::ostream& out) {
   out << "context:          original " << original << ", scaled " << context << "; frequencies for seq_len " << seq_len
       << "\n";
   if (r.num_attention_heads) out << "heads:            q " << r.num_attention_heads << ", k " << r.num_key_value_heads << "\n";
+  for (const auto& note : r.notes) out << "note:             " << note << "\n";
   out << "\n";
   char line[200];
   std::snprintf(line, sizeof line, "%5s  %13s  %14s  %14s  %9s  %s\n", "pair", "inv_freq", "wavelength", "orig_wavelen",

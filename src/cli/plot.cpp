@@ -116,12 +116,14 @@ void wavelength_panel(std::ostringstream& o, const PlotInput& in, const Box& b) 
       }
     }
   }
+  // Finite here (contexts >= 1, wavelengths within double range): at most ~320 decades.
   const int e0 = static_cast<int>(std::floor(lo)), e1 = std::max(static_cast<int>(std::ceil(hi)), e0 + 1);
+  const int every = std::max(1, (e1 - e0 + 15) / 16);  // at most 17 grid lines
   auto X = [&](double i) { return b.x0 + 10 + (b.x1 - b.x0 - 20) * (n > 1 ? i / (n - 1) : 0.5); };
   auto Y = [&](double w) { return b.y1 - (b.y1 - b.y0) * (std::log10(w) - e0) / (e1 - e0); };
   frame(o, b, "Wavelength per pair (tokens, log scale)", "pair index i (frequency falls as i grows)",
         "wavelength 2\xcf\x80/\xce\xb8\xe1\xb5\xa2 (tokens)", "panel-wavelength");
-  for (int e = e0; e <= e1; ++e) {
+  for (int e = e0; e <= e1; e += every) {
     const double y = Y(std::pow(10.0, e));
     line(o, b.x0, y, b.x1, y, "stroke=\"#ddd\"");
     text(o, b.x0 - 6, y + 4, decade_label(e), "end", 11);
@@ -186,13 +188,15 @@ void decay_panel(std::ostringstream& o, const PlotInput& in, const Box& b) {
   }
   double lo = 0;
   for (size_t i = 0; i < deltas.size(); ++i) lo = std::min({lo, scaled[i], original[i]});
+  if (!std::isfinite(lo)) lo = -1.0;  // a mean of cosines: never below -1
   lo = std::floor(lo * 5) / 5 - 0.0001;
   const double e1 = std::log10(dmax);
   auto X = [&](double d) { return b.x0 + (b.x1 - b.x0) * std::log10(d) / e1; };
   auto Y = [&](double v) { return b.y1 - (b.y1 - b.y0) * (v - lo) / (1.0 - lo); };
   frame(o, b, "Relative-distance decay: mean over pairs of cos(\xce\xb4\xc2\xb7\xce\xb8\xe1\xb5\xa2)",
         "relative distance \xce\xb4 (tokens, log scale)", "mean cos(\xce\xb4\xc2\xb7\xce\xb8\xe1\xb5\xa2)", "panel-decay");
-  for (double v = std::ceil(lo * 5) / 5; v <= 1.0001; v += 0.2) {
+  for (int tick = static_cast<int>(std::ceil(lo * 5)); tick <= 5; ++tick) {
+    const double v = tick / 5.0;
     const double y = Y(v);
     line(o, b.x0, y, b.x1, y, std::fabs(v) < 1e-9 ? "stroke=\"#999\"" : "stroke=\"#ddd\"");
     char t[16];
@@ -223,6 +227,9 @@ void decay_panel(std::ostringstream& o, const PlotInput& in, const Box& b) {
 }  // namespace
 
 std::string plot_svg(const PlotInput& in) {
+  if (in.original_context < 1 || in.context < 1 || in.original_context > kMaxContext || in.context > kMaxContext)
+    throw UsageError("--plot: expected contexts in [1, " + std::to_string(kMaxContext) + "], got original " +
+                     std::to_string(in.original_context) + " and scaled " + std::to_string(in.context));
   std::ostringstream o;
   o << "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n";
   o << "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" << kWidth << "\" height=\"" << kHeight

@@ -5,6 +5,7 @@
 #include <cstring>
 #include <random>
 
+#include "check.hpp"
 #include "cli.hpp"
 #include "half_float.hpp"
 #include "reference64.hpp"
@@ -15,7 +16,14 @@
 namespace ropekit::cli {
 namespace {
 
+using detail::cat;
+
 double tolerance(DType d) { return d == DType::f32 ? 1e-5 : d == DType::f16 ? 1e-3 : 8e-3; }
+
+constexpr int64_t kMaxVerifyElements = int64_t{1} << 24;
+// The largest |ln xPos scale| verify uses: with scales in [e^-2, e^2] and inputs of at least 1e-3,
+// every pair's norm stays above f16's smallest normal (6.1e-5) and far below its largest.
+constexpr double kMaxXposExponent = 2.0;
 
 // Storage for one tensor in any dtype, with float64 reads of what is stored.
 struct Buffer {
@@ -51,7 +59,7 @@ const char* direction_name(Direction d) {
 
 // Returns the worst relative error (NaN if any output is NaN).
 double run_case(const Case& c, const RopeSpec& spec, const RopeTable& table, int64_t hq, int64_t hk, int64_t tokens,
-                const std::vector<int64_t>& offsets, std::mt19937_64& rng) {
+                const std::vector<int64_t>& offsets, double xpos_center, std::mt19937_64& rng) {
   const int64_t batch = static_cast<int64_t>(offsets.size());
   const int64_t d = spec.head_dim();
   std::uniform_real_distribution<float> value(-1.0f, 1.0f);
@@ -80,6 +88,7 @@ double run_case(const Case& c, const RopeSpec& spec, const RopeTable& table, int
   ApplyOptions options;
   options.direction = c.direction;
   options.compute_sincos = c.compute_sincos;
+  options.xpos_center = xpos_center;
   apply_rope(t, Positions::per_sequence(IndexView(offsets.data(), batch)), table, options);
   const Buffer& qr = c.compute_sincos ? q_out : q;
   const Buffer& kr = c.compute_sincos ? k_out : k;
@@ -91,6 +100,7 @@ double run_case(const Case& c, const RopeSpec& spec, const RopeTable& table, int
   ref.attention = attention_factor(spec);
   ref.xpos_zeta = xpos_zeta(spec);
   if (spec.xpos()) ref.xpos_scale_base = spec.xpos()->scale_base;
+  ref.xpos_center = xpos_center;
   const RefDirection dir = c.direction == Direction::forward    ? RefDirection::forward
                            : c.direction == Direction::backward ? RefDirection::backward
                                                                 : RefDirection::inverse;
@@ -103,10 +113,11 @@ double run_case(const Case& c, const RopeSpec& spec, const RopeTable& table, int
           std::vector<double> x(in.begin() + static_cast<std::ptrdiff_t>(base),
                                 in.begin() + static_cast<std::ptrdiff_t>(base + static_cast<size_t>(d)));
           const auto y = ref.rotate(x, offsets[static_cast<size_t>(b)] + s, sign, dir);
+          const auto magnitude = ref.magnitudes(y);  // > 0: inputs are never zero, scales are bounded
           for (int64_t e = 0; e < d; ++e) {
             const double g = got.load(base + static_cast<size_t>(e)), r = y[static_cast<size_t>(e)];
-            // Relative error; values below 1 in magnitude are compared absolutely (inputs are O(1)).
-            const double err = std::fabs(g - r) / std::max(std::fabs(r), 1.0);
+            // Relative to the element's pair: one output rounding is 2^-24 (f32), 2^-11 (f16), 2^-8 (bf16).
+            const double err = std::fabs(g - r) / magnitude[static_cast<size_t>(e)];
             if (std::isnan(err)) worst = NAN;
             if (!std::isnan(worst)) worst = std::max(worst, err);
           }
@@ -126,19 +137,41 @@ int cmd_verify(const std::vector<std::string>& tokens, std::ostream& out) {
   values.insert({"tokens", "seed"});
   const Args args(tokens, "verify", values, {});
   const Resolved r = resolve(args, "llama3.1-8b");
-  const int64_t seq = args.integer("tokens", 1).value_or(16);
-  const uint64_t seed = static_cast<uint64_t>(args.integer("seed", 0).value_or(std::random_device{}()));
+  const int64_t seq = args.integer("tokens").value_or(16);
+  const uint64_t seed = static_cast<uint64_t>(args.integer("seed").value_or(std::random_device{}()));
   const int64_t hq = r.num_attention_heads ? std::min<int64_t>(r.num_attention_heads, 8) : 4;
   const int64_t hk = r.num_key_value_heads ? std::min<int64_t>(r.num_key_value_heads, hq) : 2;
+  if (const int64_t n = 2 * seq * (hq + hk) * r.spec.head_dim(); n > kMaxVerifyElements)
+    throw UsageError("--tokens: expected at most " + std::to_string(kMaxVerifyElements) +
+                     " q and k elements (2 x tokens x (q heads + k heads) x head_dim), got " + std::to_string(n));
   std::mt19937_64 rng(seed);
-  // Two sequences at random offsets within the context (capped so the table stays small).
-  const int64_t span = std::max<int64_t>(std::min<int64_t>(scaled_context(r), 32768) - seq, 1);
-  std::uniform_int_distribution<int64_t> offset(0, span);
+  // Two sequences at random offsets within the context (capped so the table stays small): positions
+  // lowest .. lowest + range.
+  int64_t lowest = 0;
+  int64_t range = std::max<int64_t>(std::min<int64_t>(scaled_context(r), 32768) - seq, 1) + seq - 1;
+  double center = 0.0;
+  if (r.spec.xpos()) {
+    // xPos scales zeta_i^(+-(p - center) / scale_base) grow exponentially with the distance from the
+    // center: put the center mid-range and keep every position within `reach` of it.
+    double most = 0.0;
+    for (double z : xpos_zeta(r.spec)) most = std::max(most, std::fabs(std::log(z)) / r.spec.xpos()->scale_base);
+    const auto reach = static_cast<int64_t>(std::min(kMaxXposExponent / most, 1e9));
+    if (seq - 1 > 2 * reach)
+      throw UsageError(cat("--tokens: expected at most ", 2 * reach + 1, " tokens with xPos scale_base ",
+                           r.spec.xpos()->scale_base, " (scales within e^+-", kMaxXposExponent, "), got ", seq));
+    const int64_t window = std::min(2 * reach, range);
+    lowest = std::uniform_int_distribution<int64_t>(0, range - window)(rng);
+    range = window;
+    center = static_cast<double>(lowest) + static_cast<double>(window) / 2.0;
+  }
+  std::uniform_int_distribution<int64_t> offset(lowest, lowest + range - (seq - 1));
   const std::vector<int64_t> offsets = {offset(rng), offset(rng)};
 
   out << "verify " << (r.source == "flags" ? "flags" : r.source + " " + r.name) << ": " << r.spec.describe() << "\n";
   out << "q heads " << hq << ", k heads " << hk << ", 2 sequences x " << seq << " tokens at offsets " << offsets[0]
-      << ", " << offsets[1] << "; seed " << seed << "; reference: float64 (src/cli/reference64.hpp)\n";
+      << ", " << offsets[1];
+  if (r.spec.xpos()) out << ", xPos center " << center;
+  out << "; seed " << seed << "; reference: float64 (src/cli/reference64.hpp)\n";
   int passed = 0, total = 0;
   for (Style style : {Style::half, Style::interleaved}) {
     SpecParams p = r.spec.params();
@@ -149,7 +182,7 @@ int cmd_verify(const std::vector<std::string>& tokens, std::ostream& out) {
       for (Direction dir : {Direction::forward, Direction::backward, Direction::inverse}) {
         for (bool sincos : {false, true}) {
           const Case c{dtype, style, dir, sincos};
-          const double worst = run_case(c, spec, table, hq, hk, seq, offsets, rng);
+          const double worst = run_case(c, spec, table, hq, hk, seq, offsets, center, rng);
           const double tol = tolerance(dtype);
           const bool ok = worst <= tol;  // NaN never passes
           ++total;

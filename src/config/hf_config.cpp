@@ -6,7 +6,7 @@
 #include <fstream>
 #include <limits>
 #include <nlohmann/json.hpp>
-#include <sstream>
+#include <vector>
 
 #include "check.hpp"
 #include "ropekit/error.hpp"
@@ -21,8 +21,18 @@ using detail::cat;
   throw Error(cat(path, ": expected ", expected, ", got ", got));
 }
 
+// A JSON value for a message: cut to about 80 bytes (at a UTF-8 boundary) so a huge value stays one
+// short line.
+std::string shown(const json& value) {
+  std::string text = value.dump();
+  if (text.size() <= 80) return text;
+  size_t cut = 77;
+  while (cut > 0 && (static_cast<unsigned char>(text[cut]) & 0xC0) == 0x80) --cut;
+  return text.substr(0, cut) + "...";
+}
+
 [[noreturn]] void bad(const std::string& path, const std::string& expected, const json& got) {
-  throw Error(cat(path, ": expected ", expected, ", got ", got.dump()));
+  throw Error(cat(path, ": expected ", expected, ", got ", shown(got)));
 }
 
 // A JSON object plus the path that leads to it ("" for the root, "rope_scaling", ...).
@@ -115,7 +125,35 @@ class Node {
   std::string path_;
 };
 
+// nlohmann parses iteratively, but dump(), copies and comparisons of a value recurse: a document
+// nested 100k deep overflows the stack. Count [ and { outside strings before parsing.
+void check_nesting(std::string_view text) {
+  int depth = 0;
+  bool in_string = false;
+  for (size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (in_string) {
+      if (c == '\\') {
+        ++i;  // the escaped character, a quote included
+      } else if (c == '"') {
+        in_string = false;
+      }
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      if (++depth > kMaxJsonDepth)
+        throw Error(cat("config: expected JSON nested at most ", kMaxJsonDepth, " levels deep, got level ", depth,
+                        " at byte ", i + 1));
+    } else if ((c == ']' || c == '}') && depth > 0) {
+      --depth;  // a mismatched bracket is the parser's to report
+    }
+  }
+}
+
 json parse(std::string_view text) {
+  if (text.size() > kMaxConfigBytes)
+    throw Error(cat("config: expected at most ", kMaxConfigBytes, " bytes (16 MiB) of JSON, got ", text.size(), " bytes"));
+  check_nesting(text);
   try {
     return json::parse(text.begin(), text.end());
   } catch (const json::parse_error& e) {
@@ -293,22 +331,16 @@ Scaling read_scaling(const Node& block, const Node& root, int64_t rotary_dim,
   bad(block.path(type_key), "one of default, linear, dynamic, yarn, longrope, llama3", json(t));
 }
 
-}  // namespace
+// Equal specs, LongRoPE's factor lists included (describe() gives only their count).
+bool same_spec(const RopeSpec& a, const RopeSpec& b) {
+  if (a.describe() != b.describe()) return false;
+  const auto* la = std::get_if<scaling::LongRope>(&a.scaling());
+  const auto* lb = std::get_if<scaling::LongRope>(&b.scaling());
+  return !la || !lb || (la->short_factor == lb->short_factor && la->long_factor == lb->long_factor);
+}
 
-HfConfigInfo hf_config_info_json(std::string_view text) {
-  const json doc = parse(text);
-  if (!doc.is_object()) bad("config", "a JSON object", doc.dump().substr(0, 40));
-  const Node root(doc, "");
-
+HfConfigInfo read_info(const Node& root, const Node* block) {
   const std::string model_type = root.string("model_type").value_or("");
-  std::optional<Node> block;
-  for (const char* key : {"rope_parameters", "rope_scaling"}) {
-    if (const json* v = root.find(key)) {
-      if (!v->is_object()) bad(key, "an object", *v);
-      block.emplace(*v, key);
-      break;
-    }
-  }
 
   std::optional<int64_t> max_position_embeddings = root.has("max_position_embeddings") || !root.has("n_positions")
                                      ? root.positive_int("max_position_embeddings")
@@ -319,7 +351,7 @@ HfConfigInfo hf_config_info_json(std::string_view text) {
   std::optional<int64_t> num_key_value_heads = root.positive_int("num_key_value_heads");
   if (!num_key_value_heads) num_key_value_heads = num_attention_heads;
 
-  const Dims dims = read_dims(root, block ? &*block : nullptr, model_type);
+  const Dims dims = read_dims(root, block, model_type);
 
   SpecParams params;
   params.head_dim = dims.head_dim;
@@ -347,15 +379,63 @@ HfConfigInfo hf_config_info_json(std::string_view text) {
   }
 }
 
+}  // namespace
+
+HfConfigInfo hf_config_info_json(std::string_view text) {
+  const json doc = parse(text);
+  if (!doc.is_object()) bad("config", "a JSON object", doc.dump().substr(0, 40));
+  const Node root(doc, "");
+
+  auto block_at = [&](const char* key) {
+    std::optional<Node> block;
+    if (const json* v = root.find(key)) {
+      if (!v->is_object()) bad(key, "an object", *v);
+      block.emplace(*v, key);
+    }
+    return block;
+  };
+  const std::optional<Node> scaling_block = block_at("rope_scaling"), parameters_block = block_at("rope_parameters");
+  // transformers: `rope_parameters = rope_scaling or rope_parameters` (an empty rope_scaling loses).
+  const bool scaling_wins = scaling_block && (!scaling_block->value().empty() || !parameters_block);
+  const Node* block = scaling_wins ? &*scaling_block : parameters_block ? &*parameters_block : nullptr;
+  HfConfigInfo info = read_info(root, block);
+  if (scaling_wins && parameters_block) {
+    std::string other;
+    try {
+      const HfConfigInfo alternative = read_info(root, &*parameters_block);
+      if (!same_spec(alternative.spec, info.spec)) other = "would give " + alternative.spec.describe();
+    } catch (const Error& e) {
+      other = "is not valid: " + std::string(e.what()).substr(std::string("ropekit: ").size());
+    }
+    if (!other.empty())
+      info.notes.push_back("rope_scaling and rope_parameters disagree: read rope_scaling, as transformers does "
+                           "(rope_parameters " + other + ")");
+  }
+  return info;
+}
+
 RopeSpec spec_from_hf_config_json(std::string_view json_text) { return hf_config_info_json(json_text).spec; }
 
 HfConfigInfo hf_config_info(const std::filesystem::path& path) {
+  std::error_code ec;
+  // An ifstream opens a directory and then reads nothing, which would parse as a syntax error.
+  if (std::filesystem::is_directory(path, ec))
+    throw Error(cat("config path: expected a config.json file, got the directory \"", path.string(), "\""));
   std::ifstream in(path, std::ios::binary);
   if (!in) throw Error(cat("config path: expected a readable file, got \"", path.string(), "\""));
-  std::ostringstream text;
-  text << in.rdbuf();
+  // In chunks, stopping past the limit (a pipe or a /proc file has no size to ask for first).
+  std::string text;
+  std::vector<char> chunk(size_t{1} << 16);
+  while (in && text.size() <= kMaxConfigBytes) {
+    in.read(chunk.data(), static_cast<std::streamsize>(chunk.size()));
+    text.append(chunk.data(), static_cast<size_t>(in.gcount()));
+  }
+  if (in.bad()) throw Error(cat("config path: expected a readable file, got a read error in \"", path.string(), "\""));
+  if (text.size() > kMaxConfigBytes)
+    throw Error(cat("config path: expected a file of at most ", kMaxConfigBytes, " bytes (16 MiB), got a larger file \"",
+                    path.string(), "\""));
   try {
-    return hf_config_info_json(text.str());
+    return hf_config_info_json(text);
   } catch (const Error& e) {
     throw Error(cat(path.string(), ": ", std::string(e.what()).substr(std::string("ropekit: ").size())));
   }

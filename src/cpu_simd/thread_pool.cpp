@@ -1,14 +1,47 @@
 #include "cpu_simd/thread_pool.hpp"
 
+#include <pthread.h>
+
 #include <algorithm>
 #include <atomic>
+#include <new>
+#include <thread>
 
 namespace ropekit::detail {
 
 ThreadPool& ThreadPool::instance() {
   // Leaked on purpose: workers may still sleep when static destructors run at exit.
-  static ThreadPool* pool = new ThreadPool;
+  static ThreadPool* pool = [] {
+    auto* p = new ThreadPool;
+    pthread_atfork(before_fork, after_fork_in_parent, after_fork_in_child);
+    return p;
+  }();
   return *pool;
+}
+
+// Holding both locks across fork() means no run is in flight (a fork from another thread waits for
+// it) and no worker is between two steps of the shared state.
+void ThreadPool::before_fork() {
+  instance().run_mutex_.lock();
+  instance().mutex_.lock();
+}
+
+void ThreadPool::after_fork_in_parent() {
+  instance().mutex_.unlock();
+  instance().run_mutex_.unlock();
+}
+
+// The child has only the forking thread. Workers and their waits on the condition variables exist
+// only in the parent, so the child forgets the workers and gets fresh mutexes and condition
+// variables (constructed over the old ones: destroying a condition variable with waiters that will
+// never leave would block). No run is in flight (before_fork), so the rest of the state is idle.
+void ThreadPool::after_fork_in_child() {
+  ThreadPool& p = instance();
+  new (&p.run_mutex_) std::mutex;
+  new (&p.mutex_) std::mutex;
+  new (&p.start_) std::condition_variable;
+  new (&p.done_) std::condition_variable;
+  p.workers_ = 0;
 }
 
 void ThreadPool::run(int n, const std::function<void(int)>& task) {
@@ -19,9 +52,9 @@ void ThreadPool::run(int n, const std::function<void(int)>& task) {
   std::lock_guard<std::mutex> turn(run_mutex_);
   {
     std::unique_lock<std::mutex> lock(mutex_);
-    while (static_cast<int>(workers_.size()) < n - 1) {
-      const int index = static_cast<int>(workers_.size()) + 1;
-      workers_.emplace_back([this, index] { worker(index); });
+    while (workers_ < n - 1) {
+      std::thread([this, index = workers_ + 1] { worker(index); }).detach();
+      ++workers_;  // only once the thread exists (std::thread throws if it cannot start one)
     }
     task_ = &task;
     active_ = n - 1;

@@ -1,12 +1,11 @@
 #pragma once
 // A persistent pool of worker threads for the CPU backend: started on first use, grown on demand,
-// never torn down (workers sleep on a condition variable between calls).
+// never torn down (workers sleep on a condition variable between calls). Fork-safe: fork() waits for
+// a run in flight, and the child, which has none of the workers, starts new ones on its next run.
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <mutex>
-#include <thread>
-#include <vector>
 
 namespace ropekit::detail {
 
@@ -15,17 +14,22 @@ class ThreadPool {
   static ThreadPool& instance();
 
   // Runs task(i) for i in [0, n); i = 0 on the calling thread, the rest on workers. Returns when all
-  // are done. Calls from different threads take turns.
+  // are done. Calls from different threads take turns. Not to be called from inside a task.
   void run(int n, const std::function<void(int)>& task);
 
  private:
+  ThreadPool() = default;
   void worker(int index);
+  // pthread_atfork handlers for the one pool.
+  static void before_fork();
+  static void after_fork_in_parent();
+  static void after_fork_in_child();
 
   std::mutex run_mutex_;  // one run at a time
   std::mutex mutex_;
   std::condition_variable start_;
   std::condition_variable done_;
-  std::vector<std::thread> workers_;
+  int workers_ = 0;       // started (detached) worker threads, numbered 1..workers_
   const std::function<void(int)>* task_ = nullptr;
   int active_ = 0;        // tasks handed to workers in this round
   int pending_ = 0;       // of those, not finished yet

@@ -74,6 +74,8 @@ def test_apply_explicit_bad_input_nothing_written():
     with pytest.raises(ValueError, match="sin.shape"):
         _C.apply_explicit(x, c, rnd(4, 8), out)
     with pytest.raises(TypeError, match="x: expected dtype"):
+        _C.apply_explicit(x.astype(np.int32), c, c, out)
+    with pytest.raises(ValueError, match="out.dtype"):
         _C.apply_explicit(x.astype(np.float64), c, c, out)
     with pytest.raises(ValueError, match="out.shape"):
         _C.apply_explicit(x, c, c, np.zeros((1, 4, 1, 16), np.float32))

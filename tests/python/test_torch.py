@@ -7,8 +7,6 @@ import ropekit
 import ropekit.torch as rt
 from reference import assert_close, rope
 
-TORCH_VERSION = tuple(int(p) for p in torch.__version__.split("+")[0].split(".")[:2])
-
 
 def test_torch_is_real():
     # CI must exercise a real torch (Debian's python3-torch), not skip.
@@ -57,8 +55,8 @@ def test_gradients_equal_plain_torch(style, xpos):
 
 
 def test_gradcheck_float32_linear_map():
-    # Kernels are f32/f16/bf16 only; the map is linear, so central differences in float32 are exact up
-    # to rounding (~1e-7 / eps): gradcheck with eps 1e-2 at 2e-3 tolerance checks the backward kernel.
+    # The map is linear, so central differences in float32 are exact up to rounding (~1e-7 / eps):
+    # gradcheck with eps 1e-2 at 2e-3 tolerance checks the float32 backward kernel.
     spec = ropekit.RopeSpec(8, style="interleaved", scaling=ropekit.Yarn(2.0, original_max=4),
                             xpos=ropekit.Xpos(16.0))
     q = torch.randn(1, 3, 2, 8, requires_grad=True)
@@ -120,15 +118,6 @@ def test_cuda_tensors():
     assert q.grad.is_cuda
 
 
-@pytest.mark.skipif(TORCH_VERSION >= (2, 4), reason="covered by the custom-op tests")
-def test_custom_op_needs_torch_2_4():
-    assert not rt.HAS_CUSTOM_OP
-    with pytest.raises(RuntimeError, match="torch >= 2.4"):
-        rt.rope_op(torch.zeros(1, 1, 1, 8), torch.zeros(1, 1, 1, 8), 0)
-
-
-@pytest.mark.skipif(TORCH_VERSION < (2, 4), reason=f"torch.library.custom_op and torch.compile need torch >= 2.4 "
-                                                    f"(this is torch {torch.__version__})")
 def test_custom_op_compile_fullgraph_matches_eager():
     spec = ropekit.RopeSpec(32)
     handle = rt.register_table(ropekit.RopeTable(spec, 64))
@@ -159,3 +148,215 @@ def test_spec_path_follows_dynamic_ntk_like_the_functional_api():
     np.testing.assert_allclose(got.numpy(), want, rtol=0, atol=0)
     unscaled = ropekit.apply_rope(q.numpy(), spec=ropekit.RopeSpec(16))
     assert np.abs(got.numpy() - unscaled).max() > 1e-3  # the rescale did happen
+
+
+# --- ropekit.apply_rope on torch tensors and autograd (DLPack writes) -------------------------------------
+
+SPEC16 = ropekit.RopeSpec(16, style="interleaved", xpos=ropekit.Xpos(32.0))
+
+
+def test_inplace_write_bumps_the_version_counter():
+    # Before the fix the kernel wrote through DLPack unseen: backward used the rotated x silently.
+    w = torch.randn(1, 4, 2, 16, requires_grad=True)
+    x = torch.randn(1, 4, 2, 16)
+    loss = (w * x).sum()  # autograd saves x for w's gradient
+    version = x._version
+    ropekit.apply_rope(x, spec=SPEC16, inplace=True)
+    assert x._version > version
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        loss.backward()
+    # the same for an output the caller passes
+    out = torch.zeros(1, 4, 2, 16)
+    loss = (w * out).sum()
+    ropekit.apply_rope(torch.randn(1, 4, 2, 16), spec=SPEC16, q_out=out)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        loss.backward()
+
+
+def test_functional_api_on_tensors_that_require_grad_is_differentiable():
+    # Before the fix the result was silently detached (requires_grad False, no gradient for q, k).
+    q = torch.randn(2, 5, 3, 16, requires_grad=True)
+    k = torch.randn(2, 5, 1, 16, requires_grad=True)
+    qo, ko = ropekit.apply_rope(q, k, spec=SPEC16, positions=7, xpos_center=2.0)
+    assert qo.requires_grad and ko.requires_grad
+    gq, gk = torch.randn_like(qo), torch.randn_like(ko)
+    torch.autograd.backward([qo, ko], [gq, gk])
+    pos = np.broadcast_to(np.arange(5)[None] + 7, (2, 5))
+    f, z = ropekit.inv_freq(SPEC16), ropekit.xpos_zeta(SPEC16)
+    assert_close(qo.detach().numpy(), rope(q.detach().numpy(), pos, f, "interleaved", xpos=(z, 32.0, 2.0)))
+    assert_close(q.grad.numpy(), rope(gq.numpy(), pos, f, "interleaved", direction="backward", xpos=(z, 32.0, 2.0)))
+    assert_close(k.grad.numpy(), rope(gk.numpy(), pos, f, "interleaved", direction="backward",
+                                      xpos=(z, 32.0, 2.0), sign=-1.0))
+    # under no_grad the plain kernel call, no graph
+    with torch.no_grad():
+        assert not ropekit.apply_rope(q, spec=SPEC16).requires_grad
+
+
+def test_functional_api_refuses_undifferentiable_writes_on_tensors_that_require_grad():
+    leaf = torch.randn(1, 4, 2, 16, requires_grad=True)
+    q = leaf * 1.0  # a non-leaf that requires grad: torch itself would allow an in-place op on it
+    before = q.detach().clone()
+    with pytest.raises(ValueError, match="^q: requires grad"):
+        ropekit.apply_rope(q, spec=SPEC16, inplace=True)
+    k = torch.randn(1, 4, 1, 16, requires_grad=True)
+    with pytest.raises(ValueError, match="^k: requires grad"):
+        ropekit.apply_rope(torch.randn(1, 4, 2, 16), k, spec=SPEC16, inplace=True)
+    out = torch.zeros(1, 4, 2, 16)
+    with pytest.raises(ValueError, match="^q_out: q requires grad"):
+        ropekit.apply_rope(q, spec=SPEC16, q_out=out)
+    with pytest.raises(ValueError, match="^q_out: requires grad"):
+        ropekit.apply_rope(torch.randn(1, 4, 2, 16), spec=SPEC16, q_out=torch.zeros(1, 4, 2, 16, requires_grad=True))
+    assert torch.equal(q.detach(), before) and not out.any()
+    with torch.no_grad():  # allowed without grad mode, and counted as a modification
+        version = q._version
+        ropekit.apply_rope(q, spec=SPEC16, inplace=True)
+        assert q._version > version and not torch.equal(q, before)
+
+
+# --- higher derivatives ---------------------------------------------------------------------------------------
+
+def hvp_case(apply, dtype):
+    spec = ropekit.RopeSpec(16, rotary_dim=12, style="half", xpos=ropekit.Xpos(16.0))
+    g = torch.Generator().manual_seed(3)
+    q, k, vq, vk = (torch.randn(shape, generator=g, dtype=torch.float64).to(dtype)
+                    for shape in ((2, 4, 3, 16), (2, 4, 1, 16), (2, 4, 3, 16), (2, 4, 1, 16)))
+    q.requires_grad_()
+    k.requires_grad_()
+
+    def loss(q, k):
+        qo, ko = apply(q, k, spec)
+        return (qo ** 3).sum() + (ko ** 2 * ko.sum()).sum()
+
+    gq, gk = torch.autograd.grad(loss(q, k), (q, k), create_graph=True)
+    hq, hk = torch.autograd.grad((gq * vq).sum() + (gk * vk).sum(), (q, k))
+    return spec, q, k, vq, vk, loss, hq, hk
+
+
+def plain_apply(q, k, spec):
+    pos = torch.arange(4)[None].expand(2, 4) + 2
+    zeta = ropekit.xpos_zeta(spec)
+    return (plain_torch_rope(q, pos, ropekit.inv_freq(spec), "half", zeta, 16.0, 1.0, 1.0),
+            plain_torch_rope(k, pos, ropekit.inv_freq(spec), "half", zeta, 16.0, 1.0, -1.0))
+
+
+APPLIES = {
+    "apply_rope": lambda q, k, spec: rt.apply_rope(q, k, spec=spec, positions=2, xpos_center=1.0),
+    "table": lambda q, k, spec: rt.apply_rope(q, k, table=ropekit.RopeTable(spec, 3), positions=2, xpos_center=1.0),
+    "module": lambda q, k, spec: rt.RotaryEmbedding(spec)(q, k, positions=2, xpos_center=1.0),
+    "functional": lambda q, k, spec: ropekit.apply_rope(q, k, spec=spec, positions=2, xpos_center=1.0),
+    "custom_op": lambda q, k, spec: rt.rope_op(q, k, rt.register_table(ropekit.RopeTable(spec, 3)), 2, 1.0),
+}
+
+
+@pytest.mark.parametrize("entry", APPLIES)
+def test_hessian_vector_product_equals_plain_torch(entry):
+    # Before the fix the backward ran outside autograd: the HVP of sum(y^3) came out 4x instead of 6x.
+    _, q, k, vq, vk, _, hq, hk = hvp_case(APPLIES[entry], torch.float32)
+    _, q2, k2, _, _, _, want_q, want_k = hvp_case(plain_apply, torch.float64)
+    torch.testing.assert_close(hq.double(), want_q, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(hk.double(), want_k, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("entry", APPLIES)
+def test_gradcheck_and_gradgradcheck_float64(entry):
+    spec = ropekit.RopeSpec(8, style="interleaved", scaling=ropekit.Yarn(2.0, original_max=4), xpos=ropekit.Xpos(16.0))
+    q = torch.randn(1, 3, 2, 8, dtype=torch.float64, requires_grad=True)
+    k = torch.randn(1, 3, 1, 8, dtype=torch.float64, requires_grad=True)
+    fn = lambda a, b: APPLIES[entry](a, b, spec)  # noqa: E731
+    assert torch.autograd.gradcheck(fn, (q, k))
+    assert torch.autograd.gradgradcheck(fn, (q, k))
+
+
+def test_float64_values_and_ids_gradcheck():
+    spec = ropekit.RopeSpec(24, rotary_dim=16, scaling=ropekit.DynamicNtk(2.0, original_max=4))
+    q = torch.randn(2, 3, 2, 24, dtype=torch.float64, requires_grad=True)
+    ids = torch.tensor([[5, 0, 9], [1, 2, 3]])
+    out = rt.apply_rope(q, spec=spec, positions=ids)
+    assert out.dtype == torch.float64
+    # double arithmetic with the float32 cos/sin: float32 coefficient rounding only
+    assert_close(out.detach().numpy(), rope(q.detach().numpy(), ids.numpy(), ropekit.inv_freq(spec, 10)), "float64")
+    assert torch.autograd.gradgradcheck(lambda a: rt.apply_rope(a, spec=spec, positions=ids), (q,))
+    x = np.random.default_rng(0).standard_normal((1, 6, 2, 24))
+    got = ropekit.apply_rope(x, spec=spec, positions=3)
+    assert got.dtype == np.float64
+    assert_close(got, rope(x, np.arange(6)[None] + 3, ropekit.inv_freq(spec, 9)), "float64")
+
+
+# --- torch.compile and the custom op ------------------------------------------------------------------------
+
+def test_compile_fullgraph_apply_rope_matches_eager():
+    spec = ropekit.RopeSpec(32, xpos=ropekit.Xpos(64.0))
+    table = ropekit.RopeTable(spec, 8)
+    q = torch.randn(2, 8, 4, 32, requires_grad=True)
+    k = torch.randn(2, 8, 2, 32, requires_grad=True)
+    ids = torch.randint(0, 50, (2, 8))
+
+    def loss(q, k):
+        # every path in one graph: one compile
+        a, b = rt.apply_rope(q, k, table=table, positions=3, xpos_center=2.0)
+        c, d = rt.apply_rope(q, k, spec=spec, positions=ids)
+        e = rt.apply_rope(None, k, table=table, positions=1)
+        f, h = ropekit.apply_rope(q, k, spec=spec, offsets=[3, 9])
+        return ((a ** 2).sum() + (b * 3).sum() + (c * a).sum() + (d ** 3).sum() + (e * 5).sum() + (f ** 2).sum()
+                + (h * b).sum())
+
+    torch._dynamo.reset()
+    # aot_eager: dynamo's full graph and AOT autograd without inductor's code generation (slow here);
+    # the inductor backend runs in the other compile tests.
+    compiled = torch.compile(loss, fullgraph=True, backend="aot_eager")
+    eager = loss(q, k)
+    got = compiled(q, k)
+    torch.testing.assert_close(got, eager)
+    ge = torch.autograd.grad(eager, (q, k))
+    gc = torch.autograd.grad(compiled(q, k), (q, k))
+    for a, b in zip(ge, gc):
+        torch.testing.assert_close(a, b)
+
+
+def test_compile_fullgraph_rotary_embedding_dynamic_ntk():
+    spec = ropekit.RopeSpec(32, scaling=ropekit.DynamicNtk(4.0, original_max=16))
+    m = rt.RotaryEmbedding(spec, max_positions=8)
+    torch._dynamo.reset()
+    compiled = torch.compile(m, fullgraph=True)
+    for start, seq in ((0, 8), (40, 8), (0, 8), (100, 1)):  # inside original_max, past it, back inside
+        q = torch.randn(2, seq, 4, 32, requires_grad=True)
+        k = torch.randn(2, seq, 2, 32)
+        got_q, got_k = compiled(q, k, positions=start)
+        want_q, want_k = m(q, k, positions=start)
+        torch.testing.assert_close(got_q, want_q, rtol=0, atol=0)
+        torch.testing.assert_close(got_k, want_k, rtol=0, atol=0)
+        pos = np.broadcast_to(np.arange(seq)[None] + start, (2, seq))
+        assert_close(got_q.detach().numpy(), rope(q.detach().numpy(), pos, ropekit.inv_freq(spec, start + seq)))
+        g = torch.randn_like(got_q)
+        (grad,) = torch.autograd.grad(got_q, q, g)
+        assert_close(grad.numpy(), rope(g.numpy(), pos, ropekit.inv_freq(spec, start + seq), direction="backward"))
+
+
+def test_opcheck_custom_op():
+    spec = ropekit.RopeSpec(16, xpos=ropekit.Xpos(32.0))
+    dynamic = ropekit.RopeSpec(16, scaling=ropekit.DynamicNtk(2.0, original_max=4))
+    table = ropekit.RopeTable(spec, 4)
+    module = rt.RotaryEmbedding(dynamic)  # alive while its handle is used
+    handles = {"table": rt.register_table(table), "spec": rt.register_table(spec), "dynamic": rt._handle(module._rope)}
+    for name, handle in handles.items():
+        for kind in ("start", "offsets", "ids", "k_only"):
+            q = torch.randn(2, 3, 2, 16, requires_grad=True)
+            k = torch.randn(2, 3, 1, 16, requires_grad=True)
+            offsets = torch.tensor([4, 0]) if kind == "offsets" else None
+            ids = torch.tensor([[1, 7, 2], [0, 0, 3]]) if kind == "ids" else None
+            if kind == "k_only":
+                q = torch.randn(2, 3, 0, 16, requires_grad=True)
+            args = (q, k, handle, 2 if kind == "start" else 0, offsets, ids, None, 0, 1.5, False, 0)
+            torch.library.opcheck(rt._rope_op, args)
+
+
+def test_custom_op_values():
+    spec = ropekit.RopeSpec(32)
+    handle = rt.register_table(ropekit.RopeTable(spec, 64))
+    q, k = torch.randn(2, 8, 4, 32), torch.randn(2, 8, 2, 32)
+    a, b = rt.rope_op(q, k, handle, 3)
+    pos = np.broadcast_to(np.arange(8)[None] + 3, (2, 8))
+    assert_close(a.numpy(), rope(q.numpy(), pos, ropekit.inv_freq(spec)))
+    assert_close(b.numpy(), rope(k.numpy(), pos, ropekit.inv_freq(spec)))
+    with pytest.raises(ValueError, match="table: handle"):
+        rt.rope_op(q, k, 10 ** 9, 3)

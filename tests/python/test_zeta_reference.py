@@ -291,3 +291,147 @@ def test_rotary_embedding(dim, interp, rescale):
 def test_rotary_embedding_rejects_interpolation_below_one():
     with pytest.raises(ValueError):
         zeta.RotaryEmbedding(16, interpolation_factor=0.5)
+
+
+# --- strided inputs (upstream's torch ops take any layout) ----------------------------------------------------
+
+def last_axis_strided(*shape):
+    """A tensor of `shape` whose last axis is not contiguous (transposed memory)."""
+    return torch.randn(*shape[:-2], shape[-1], shape[-2]).transpose(-1, -2)
+
+
+def test_strided_inputs_sinusoidal_and_rope():
+    # Before the fix the core's kernel refused these: "x.strides[-1]: expected 1".
+    q, k = last_axis_strided(2, 5, 16), torch.randn(2, 32, 9)[:, ::2].transpose(-1, -2)  # k (2, 9, 16) strided
+    assert q.stride(-1) != 1 and k.stride(-1) != 1
+    freqs, scale = zeta.SinusoidalEmbeddings(16, scale_base=32, use_xpos=True)(k)
+    qo, ko = zeta.apply_rotary_pos_emb(q, k, freqs, scale)
+    qd, kd, fd, sd = q.double(), k.double(), freqs.double(), scale.double()
+    close(qo, qd * fd[-5:].cos() * sd[-5:] + ref_rotate_half(qd) * fd[-5:].sin() * sd[-5:])
+    close(ko, kd * fd.cos() / sd + ref_rotate_half(kd) * fd.sin() / sd)
+    f, _ = zeta.RotaryEmbedding(16)(9)
+    close(zeta.rope.apply_rotary_pos_emb(q, f), qd * f.double()[-5:].cos() + ref_rotate_half(qd) * f.double()[-5:].sin())
+    broadcast = torch.randn(1, 1, 16).expand(2, 5, 16)  # stride 0
+    qo, _ = zeta.apply_rotary_pos_emb(broadcast, k, freqs, scale)
+    bd = broadcast.double()
+    close(qo, bd * fd[-5:].cos() * sd[-5:] + ref_rotate_half(bd) * fd[-5:].sin() * sd[-5:])
+
+
+def test_strided_inputs_xpos():
+    x = last_axis_strided(6, 11, 32)
+    sin, cos = zeta.fixed_pos_embedding(torch.zeros(11, 16))
+    got = zeta.xpos.apply_rotary_pos_emb(x, sin, cos, 0.5)
+    dup = lambda t: t.double().repeat_interleave(2, -1)  # noqa: E731
+    close(got, x.double() * dup(cos * 0.5) + ref_rotate_every_two(x.double()) * dup(sin * 0.5))
+    m = zeta.XPOS(32, scale_base=64)
+    for downscale in (False, True):
+        close(m(x, offset=3, downscale=downscale), ref_xpos(x, 32, 64, 3, downscale))
+    x4 = last_axis_strided(2, 3, 11, 32)
+    close(m(x4, 2), ref_xpos(x4, 32, 64, 2, False))
+
+
+def test_strided_inputs_llama():
+    xq = torch.randn(2, 16, 3, 6).permute(0, 3, 2, 1)  # (2, 6, 3, 16), last axis strided
+    xk = torch.randn(2, 6, 1, 32)[..., ::2]
+    fc = zeta.precompute_freqs_cis(16, 6)
+    qo, ko = zeta.apply_rotary_emb(xq, xk, fc)
+    ang = torch.arange(6, dtype=F64)[:, None] * ref_inv(16)[None]
+    c, s = ang.cos()[None, :, None], ang.sin()[None, :, None]
+    for x, out in ((xq, qo), (xk, ko)):
+        a, b = x.double()[..., ::2], x.double()[..., 1::2]
+        close(out, torch.stack([a * c - b * s, a * s + b * c], -1).flatten(-2))
+
+
+def test_strided_gradients():
+    x = last_axis_strided(2, 7, 16).requires_grad_()
+    freqs, scale = zeta.SinusoidalEmbeddings(16, scale_base=16, use_xpos=True)(x)
+    g = torch.randn(2, 7, 16)
+    (zeta.rope.apply_rotary_pos_emb(x, freqs, scale) * g).sum().backward()
+    xd = x.detach().double().requires_grad_()
+    fd, sd = freqs.double(), scale.double()
+    ((xd * fd.cos() * sd + ref_rotate_half(xd) * fd.sin() * sd) * g.double()).sum().backward()
+    close(x.grad, xd.grad)
+
+
+# --- float64: the core in double with float32 coefficients, the sinusoidal path and XPOS alike ----------------
+
+@pytest.fixture
+def core_calls(monkeypatch):
+    from ropekit import _C
+
+    calls = {"explicit": 0, "apply": 0}
+    explicit, apply = _C.apply_explicit, _C.apply
+
+    def counting_explicit(*a, **kw):
+        calls["explicit"] += 1
+        return explicit(*a, **kw)
+
+    def counting_apply(*a, **kw):
+        calls["apply"] += 1
+        return apply(*a, **kw)
+
+    monkeypatch.setattr(_C, "apply_explicit", counting_explicit)
+    monkeypatch.setattr(_C, "apply", counting_apply)
+    return calls
+
+
+def test_float64_sinusoidal_and_xpos_go_through_the_core(core_calls):
+    # float64 x with Zeta's float32 freqs / scale: the result is float64, as upstream's promotion gives.
+    q, k = torch.randn(2, 5, 16, dtype=F64), torch.randn(2, 9, 16, dtype=F64)
+    freqs, scale = zeta.SinusoidalEmbeddings(16, scale_base=32, use_xpos=True)(k)
+    qo, ko = zeta.apply_rotary_pos_emb(q, k, freqs, scale)
+    assert qo.dtype == F64 and ko.dtype == F64 and core_calls["explicit"] == 2
+    fd, sd = freqs.double(), scale.double()
+    close(qo, q * fd[-5:].cos() * sd[-5:] + ref_rotate_half(q) * fd[-5:].sin() * sd[-5:], 1e-6)
+    close(ko, k * fd.cos() / sd + ref_rotate_half(k) * fd.sin() / sd, 1e-6)
+    x = torch.randn(6, 11, 32, dtype=F64)
+    for downscale in (False, True):
+        out = zeta.XPOS(32, scale_base=64)(x, offset=3, downscale=downscale)
+        assert out.dtype == F64
+        close(out, ref_xpos(x, 32, 64, 3, downscale), 1e-6)
+    assert core_calls["apply"] == 2
+    sin, cos = zeta.fixed_pos_embedding(torch.zeros(11, 16))
+    out = zeta.xpos.apply_rotary_pos_emb(x, sin, cos, 0.5)
+    assert out.dtype == F64 and core_calls["explicit"] == 3
+    dup = lambda t: t.double().repeat_interleave(2, -1)  # noqa: E731
+    close(out, x * dup(cos * 0.5) + ref_rotate_every_two(x) * dup(sin * 0.5), 1e-6)
+
+
+def test_float64_gradcheck_and_gradgradcheck_zeta():
+    x = torch.randn(1, 3, 8, dtype=F64, requires_grad=True)
+    k = torch.randn(1, 3, 8, dtype=F64, requires_grad=True)
+    freqs, scale = zeta.SinusoidalEmbeddings(8, scale_base=16, use_xpos=True)(x)
+    sin, cos = zeta.fixed_pos_embedding(torch.zeros(3, 4))
+    m = zeta.XPOS(8, scale_base=32)
+    fns = {
+        "sinusoidal": lambda a, b: zeta.apply_rotary_pos_emb(a, b, freqs, scale),
+        "xpos_function": lambda a, b: zeta.xpos.apply_rotary_pos_emb(a, sin, cos, 0.5) * b,
+        "XPOS": lambda a, b: (m(a, offset=2), m(b, offset=2, downscale=True)),
+    }
+    for name, fn in fns.items():
+        assert torch.autograd.gradcheck(fn, (x, k)), name
+        assert torch.autograd.gradgradcheck(fn, (x, k)), name
+
+
+def test_xpos_offset_must_be_an_integer():
+    # Before: int(offset) truncated 2.7 to 2 silently.
+    m = zeta.XPOS(16)
+    x = torch.randn(2, 5, 16)
+    for bad in (2.7, True, [1]):
+        with pytest.raises(TypeError, match="^offset: expected an int"):
+            m(x, offset=bad)
+    import numpy as np
+
+    close(m(x, offset=np.int64(2)), ref_xpos(x, 16, 512, 2, False))
+
+
+@pytest.mark.parametrize("offset, downscale", [(0, False), (3, True)])
+def test_xpos_upstream_formula_for_float64_off_the_cpu(offset, downscale):
+    # XPOS computes float64 on a CUDA device with upstream's torch ops (the core's float64 is CPU only);
+    # the same formula on the CPU equals the float64 reference and the core's float64 result.
+    m = zeta.XPOS(32, scale_base=64)
+    x = torch.randn(6, 11, 32, dtype=F64)
+    got = m._upstream(x, offset, downscale)
+    assert got.dtype == F64
+    close(got, ref_xpos(x, 32, 64, offset, downscale), 1e-6)
+    close(got, m(x, offset=offset, downscale=downscale), 1e-6)

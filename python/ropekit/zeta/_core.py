@@ -26,13 +26,16 @@ def xpos_zeta_f32(dim: int, gamma: float = 0.4) -> torch.Tensor:
 
 
 _KERNEL_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+# Dtypes whose result the upstream formula keeps with float32 tables: float32, and float64 (the core
+# computes it in double with the float32 coefficients, as x * cos(freqs) promotes float32 tables).
+_TABLE_DTYPES = (torch.float32, torch.float64)
 
 
-def core_ok(x, *tables, dtypes=(torch.float32,)) -> bool:
-    """Whether the core's explicit-table kernel computes exactly what the upstream formula would:
-    CPU tensors, x of a kernel dtype whose result dtype the formula keeps, fp32 tables that need no
-    gradient. Otherwise callers use the upstream formula in torch ops (CUDA, float64, autograd into
-    the tables)."""
+def core_ok(x, *tables, dtypes=_TABLE_DTYPES) -> bool:
+    """Whether the core's explicit-table kernel computes what the upstream formula would: CPU
+    tensors, x of a kernel dtype whose result dtype the formula keeps, fp32 tables that need no
+    gradient. Otherwise callers use the upstream formula in torch ops (CUDA, float64 tables,
+    autograd into the tables)."""
     if not isinstance(x, torch.Tensor) or x.device.type != "cpu" or x.dtype not in dtypes or x.dim() < 2:
         return False
     for t in tables:
@@ -44,28 +47,31 @@ def core_ok(x, *tables, dtypes=(torch.float32,)) -> bool:
     return True
 
 
+_TRANSPOSED = {_C.Direction.forward: _C.Direction.backward, _C.Direction.backward: _C.Direction.forward}
+
+
 class _ExplicitRotation(torch.autograd.Function):
-    """x (..., L, D) rotated with per-(row, element) tables (L, width) by the core; backward = transpose."""
+    """x (..., L, D) rotated with per-(row, element) tables (L, width) by the core. The backward is
+    the transposed rotation through this function again, so it is differentiable too."""
 
     @staticmethod
-    def forward(ctx, x, cos, sin, style, bshd):
+    def forward(ctx, x, cos, sin, style, bshd, direction=_C.Direction.forward):
         rows = x.detach() if bshd else x.detach().reshape(-1, x.shape[-2], 1, x.shape[-1])
-        out = torch.empty_like(rows)
-        _C.apply_explicit(rows, cos, sin, out, style=style)
+        if rows.numel() and rows.stride(-1) != 1:
+            rows = rows.contiguous()  # transposed or strided input: the kernel reads a contiguous last axis
+        out = torch.empty(rows.shape, dtype=rows.dtype, device=rows.device)
+        _C.apply_explicit(rows, cos, sin, out, style=style, direction=direction)
         ctx.save_for_backward(cos, sin)
         ctx.style = style
         ctx.bshd = bshd
+        ctx.direction = direction
         return out.reshape(x.shape)
 
     @staticmethod
     def backward(ctx, grad):
         cos, sin = ctx.saved_tensors
-        rows = grad if ctx.bshd else grad.reshape(-1, grad.shape[-2], 1, grad.shape[-1])
-        if rows.stride(-1) != 1:
-            rows = rows.contiguous()
-        out = torch.empty_like(rows)
-        _C.apply_explicit(rows, cos, sin, out, style=ctx.style, direction=_C.Direction.backward)
-        return out.reshape(grad.shape), None, None, None, None
+        back = _ExplicitRotation.apply(grad, cos, sin, ctx.style, ctx.bshd, _TRANSPOSED[ctx.direction])
+        return back, None, None, None, None, None
 
 
 def rotate_with_tables(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, style: str,

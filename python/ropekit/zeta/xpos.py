@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .. import _C
+from .. import _C, _args
 from .. import torch as rk_torch
 from ._core import core_ok, cos_sin, rotate_with_tables, table_shape_ok, xpos_zeta_f32
 
@@ -57,11 +57,28 @@ class XPOS(nn.Module):
     def forward(self, x: torch.Tensor, offset: int = 0, downscale: bool = False) -> torch.Tensor:
         if x.dim() < 3:
             raise ValueError(f"XPOS: x: expected rank 3 (batch*heads, seq, head_dim) or more, got shape {tuple(x.shape)}")
+        start = _args.scalar(offset, "offset")  # an integer: a float offset is a TypeError, not truncated
+        if start is None:
+            raise TypeError(f"offset: expected an int, got {_args.describe(offset)}")
+        if x.dtype == torch.float64 and x.device.type != "cpu":
+            return self._upstream(x, start, downscale)  # the core's float64 kernel runs on the CPU only
         length = x.shape[-2]
         rows = x.reshape(-1, length, 1, x.shape[-1]) if x.dim() != 3 else x.unsqueeze(2)
-        center = float(-((-(length + offset)) // 2))  # ceil((L + offset) / 2)
+        center = float(-((-(length + start)) // 2))  # ceil((L + offset) / 2)
         if downscale:
-            out = rk_torch.apply_rope(None, rows, table=self.table, positions=int(offset), xpos_center=center)
+            out = rk_torch.apply_rope(None, rows, table=self.table, positions=start, xpos_center=center)
         else:
-            out = rk_torch.apply_rope(rows, table=self.table, positions=int(offset), xpos_center=center)
+            out = rk_torch.apply_rope(rows, table=self.table, positions=start, xpos_center=center)
         return out.reshape(x.shape)
+
+    def _upstream(self, x: torch.Tensor, offset: int, downscale: bool) -> torch.Tensor:
+        """torchscale's formula in torch ops (float32 tables and scale, x's arithmetic)."""
+        length = x.shape[-2]
+        min_pos = -(length + offset) // 2
+        power = torch.arange(min_pos, length + offset + min_pos, device=x.device).to(torch.float32) / self.scale_base
+        scale = self.scale.to(x.device) ** power[:, None]
+        sin, cos = fixed_pos_embedding(scale)
+        scale, sin, cos = scale[-length:], sin[-length:], cos[-length:]
+        if downscale:
+            scale = 1 / scale
+        return apply_rotary_pos_emb(x, sin, cos, scale)

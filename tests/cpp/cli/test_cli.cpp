@@ -1,9 +1,12 @@
 // The `ropekit` command, run in-process: exit codes, --json schemas, SVG panels, one-line errors.
 #include <gtest/gtest.h>
 
+#include <charconv>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <sstream>
 
 #include "cli.hpp"
@@ -30,6 +33,33 @@ void expect_one_line_error(const Run& r, const std::string& needle) {
 }
 
 std::string data(const std::string& name) { return std::string(ROPEKIT_TEST_DATA) + "/configs/" + name + ".json"; }
+
+std::string read_all(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+void write_all(const std::filesystem::path& path, const std::string& text) {
+  std::ofstream out(path, std::ios::binary);
+  out << text;
+}
+
+// A fresh, empty directory under the system temp directory, removed with its contents at scope exit.
+struct TempDir {
+  std::filesystem::path path;
+  explicit TempDir(const std::string& name) : path(std::filesystem::temp_directory_path() / name) {
+    std::filesystem::remove_all(path);
+    std::filesystem::create_directories(path);
+  }
+  ~TempDir() { std::filesystem::remove_all(path); }
+  std::vector<std::string> entries() const {
+    std::vector<std::string> out;
+    for (const auto& e : std::filesystem::directory_iterator(path)) out.push_back(e.path().filename().string());
+    return out;
+  }
+};
 
 TEST(Cli, HelpAndVersion) {
   EXPECT_EQ(run({"--help"}).code, 0);
@@ -181,7 +211,7 @@ TEST(Cli, BadInputsGiveOneLineErrors) {
   expect_one_line_error(run({"frobnicate"}), "unknown command \"frobnicate\"");
   expect_one_line_error(run({"info", "--bogus", "1"}), "unknown flag --bogus");
   expect_one_line_error(run({"info", "--head-dim"}), "--head-dim needs a value");
-  expect_one_line_error(run({"info", "--head-dim", "abc"}), "--head-dim: expected an integer >= 1, got \"abc\"");
+  expect_one_line_error(run({"info", "--head-dim", "abc"}), "--head-dim: expected an integer in [2, 65536], got \"abc\"");
   expect_one_line_error(run({"info", "--head-dim", "64", "--base", "x1"}), "--base: expected a number, got \"x1\"");
   expect_one_line_error(run({"info", "--head-dim", "63"}), "head_dim: expected an even number in [2, 65536], got 63");
   expect_one_line_error(run({"info", "--head-dim", "64", "--scaling", "warp"}), "--scaling: expected none, linear");
@@ -194,7 +224,10 @@ TEST(Cli, BadInputsGiveOneLineErrors) {
   expect_one_line_error(run({"presets", "extra"}), "takes no arguments");
   expect_one_line_error(run({"bench", "--device", "tpu"}), "--device: expected cpu");
   expect_one_line_error(run({"bench", "--dtype", "f64"}), "--dtype: expected f32, f16 or bf16");
-  expect_one_line_error(run({"verify", "--tokens", "0"}), "--tokens: expected an integer >= 1");
+  expect_one_line_error(run({"verify", "--tokens", "0"}), "--tokens: expected an integer in [1, 4096]");
+  expect_one_line_error(run({"bench", "--head-dim", "65536", "--prefill", "1048576"}),
+                        "--prefill: expected q and k of at most 4294967296 bytes");
+  expect_one_line_error(run({"verify", "--head-dim", "65536", "--tokens", "4096"}), "--tokens: expected at most 16777216");
   expect_one_line_error(run({"info", "llama3-8b", "--plot", "/nonexistent-dir/x.svg"}), "--plot: cannot write");
 }
 
@@ -211,6 +244,195 @@ TEST(Cli, BadConfigFileGivesOneLineError) {
   }
   expect_one_line_error(run({"info", path.string()}), "config: expected valid JSON");
   std::filesystem::remove(path);
+}
+
+// Every integer flag of every command at 0, -1, 2^31, 2^32, 2^63 and non-numbers: a value in the
+// flag's range runs, anything else is one line naming the flag and the range.
+struct IntegerFlagCase {
+  std::string flag;
+  int64_t least, most;
+  std::vector<std::string> command;  // a command that reads the flag and runs quickly
+};
+
+const std::vector<IntegerFlagCase>& integer_flag_cases() {
+  const std::vector<std::string> bench = {"bench", "llama3.2-1b", "--prefill", "16", "--decode-batch", "2", "--repeats", "1"};
+  static const std::vector<IntegerFlagCase> cases = {
+      {"head-dim", 2, 65536, {"info"}},
+      {"rotary-dim", 2, 65536, {"info", "--head-dim", "64"}},
+      {"original-max", 1, 2147483647, {"info", "--head-dim", "64", "--scaling", "yarn", "--factor", "2"}},
+      {"max-positions", 1, 2147483647, {"info", "--head-dim", "64"}},
+      {"seq-len", 1, 2147483647, {"info", "llama3-8b"}},
+      {"tokens", 1, 4096, {"verify", "gpt-neox-20b"}},
+      {"seed", 0, INT64_MAX, {"verify", "gpt-neox-20b", "--tokens", "1"}},
+      {"prefill", 1, 1 << 20, bench},
+      {"decode-batch", 1, 65536, bench},
+      {"repeats", 1, 1000, bench},
+      {"threads", 0, 1024, bench},
+      {"q-heads", 1, 1024, bench},
+      {"k-heads", 1, 1024, bench},
+  };
+  return cases;
+}
+
+TEST(Cli, IntegerFlagsCheckTheirRange) {
+  // The table above covers exactly the CLI's integer flags, with the same ranges.
+  std::map<std::string, std::pair<int64_t, int64_t>> listed;
+  for (const auto& f : ropekit::cli::integer_flags()) listed[f.name] = {f.least, f.most};
+  ASSERT_EQ(listed.size(), integer_flag_cases().size());
+  for (const auto& c : integer_flag_cases()) {
+    ASSERT_TRUE(listed.count(c.flag)) << "--" << c.flag << " is not in integer_flags()";
+    EXPECT_EQ(listed[c.flag], std::make_pair(c.least, c.most)) << "--" << c.flag;
+  }
+  const std::vector<std::string> probes = {"0", "-1", "2147483648", "4294967296", "9223372036854775808", "abc", "1.5", "", "0x10"};
+  for (const auto& c : integer_flag_cases()) {
+    for (const auto& probe : probes) {
+      int64_t x = 0;
+      const auto r = std::from_chars(probe.data(), probe.data() + probe.size(), x);
+      const bool valid = r.ec == std::errc() && r.ptr == probe.data() + probe.size() && x >= c.least && x <= c.most;
+      // The same command with the flag at the probe (replacing a value the command already gives it).
+      std::vector<std::string> args;
+      for (size_t i = 0; i < c.command.size(); ++i) {
+        if (c.command[i] == "--" + c.flag) {
+          ++i;
+          continue;
+        }
+        args.push_back(c.command[i]);
+      }
+      args.insert(args.end(), {"--" + c.flag, probe});
+      const auto result = run(args);
+      const std::string what = "--" + c.flag + " " + probe;
+      if (valid) {
+        EXPECT_EQ(result.code, 0) << what << ": " << result.err;
+        continue;
+      }
+      SCOPED_TRACE(what);
+      expect_one_line_error(result, "--" + c.flag + ": expected an integer in [" + std::to_string(c.least) + ", " +
+                                        std::to_string(c.most) + "], got \"" + probe + "\"");
+      const ropekit::cli::Args parsed({"--" + c.flag, probe}, args[0], {c.flag}, {});
+      EXPECT_THROW(parsed.integer(c.flag), ropekit::cli::UsageError) << what;
+    }
+  }
+}
+
+TEST(Cli, ExtremeFactorsKeepContextsInRange) {
+  // original_max x factor = 8.2e303 tokens once printed as INT64_MIN; --plot then looped forever.
+  const std::vector<std::string> spec = {"info", "--head-dim", "64", "--scaling", "llama3", "--factor", "1e300",
+                                         "--original-max", "8192"};
+  expect_one_line_error(run(spec), "scaled context (original_max x factor): expected at most 2147483647 tokens");
+  TempDir dir("ropekit_test_huge_factor");
+  auto with_plot = spec;
+  with_plot.insert(with_plot.end(), {"--plot", (dir.path / "p.svg").string()});
+  expect_one_line_error(run(with_plot), "scaled context");
+  EXPECT_TRUE(dir.entries().empty()) << "no output file, empty or temporary, after a failure";
+  // The largest context the flags allow still plots.
+  const auto ok = run({"info", "--head-dim", "64", "--scaling", "yarn", "--factor", "1", "--original-max", "2147483647",
+                       "--plot", (dir.path / "max.svg").string()});
+  ASSERT_EQ(ok.code, 0) << ok.err;
+  EXPECT_NE(read_all(dir.path / "max.svg").find("</svg>"), std::string::npos);
+  // A tiny factor rounds to at least one token (0 once made the plot's log scale NaN).
+  const auto tiny = run({"info", "--head-dim", "4", "--scaling", "llama3", "--factor", "1e-10", "--original-max", "8192",
+                         "--json", "--plot", (dir.path / "tiny.svg").string()});
+  ASSERT_EQ(tiny.code, 0) << tiny.err;
+  EXPECT_EQ(nlohmann::json::parse(tiny.out)["context"], 1);
+  EXPECT_NE(read_all(dir.path / "tiny.svg").find("</svg>"), std::string::npos);
+  // A declared context past 2^31 - 1 is reported, not wrapped.
+  write_all(dir.path / "big.json", R"({"hidden_size": 4096, "num_attention_heads": 32, "max_position_embeddings": 4294967296})");
+  expect_one_line_error(run({"info", (dir.path / "big.json").string()}),
+                        "context (max_position_embeddings): expected at most 2147483647 tokens (2^31 - 1), got 4294967296");
+}
+
+TEST(Cli, PlotReplacesTheFileOnlyWhenComplete) {
+  TempDir dir("ropekit_test_plot_replace");
+  const auto path = dir.path / "plot.svg";
+  write_all(path, "old");
+  // A failed run leaves the old file as it was (it once truncated it, then hung) and no temporary.
+  const auto bad = run({"info", "--head-dim", "64", "--scaling", "llama3", "--factor", "1e300", "--original-max", "8192",
+                        "--plot", path.string()});
+  EXPECT_EQ(bad.code, 2);
+  EXPECT_EQ(read_all(path), "old");
+  EXPECT_EQ(dir.entries(), std::vector<std::string>{"plot.svg"});
+  // A good run replaces it whole.
+  ASSERT_EQ(run({"info", "llama3-8b", "--plot", path.string()}).code, 0);
+  const std::string svg = read_all(path);
+  EXPECT_EQ(svg.rfind("<?xml", 0), 0u);
+  EXPECT_NE(svg.find("</svg>"), std::string::npos);
+  EXPECT_EQ(dir.entries(), std::vector<std::string>{"plot.svg"});
+  // A directory in the way: an error naming it, the directory untouched, nothing left behind.
+  std::filesystem::create_directory(dir.path / "sub.svg");
+  expect_one_line_error(run({"info", "llama3-8b", "--plot", (dir.path / "sub.svg").string()}),
+                        "--plot: cannot replace \"" + (dir.path / "sub.svg").string() + "\"");
+  EXPECT_TRUE(std::filesystem::is_directory(dir.path / "sub.svg"));
+  EXPECT_EQ(dir.entries().size(), 2u);
+}
+
+TEST(Cli, PlotRejectsContextsItCannotDraw) {
+  // A context below 1 has no logarithm: the wavelength grid once ran over ~2^32 decades.
+  const auto rows = ropekit::cli::pair_rows(ropekit::RopeSpec({.head_dim = 8}), 16);
+  EXPECT_THROW(ropekit::cli::plot_svg({"t", "s", rows, 4096, 0}), ropekit::cli::UsageError);
+  EXPECT_THROW(ropekit::cli::plot_svg({"t", "s", rows, -5, 4096}), ropekit::cli::UsageError);
+  // Wavelengths over ~300 decades (a linear factor of 1e290): a bounded number of grid lines.
+  const auto wide = ropekit::cli::pair_rows(
+      ropekit::RopeSpec({.head_dim = 8, .scaling = ropekit::scaling::Linear{1e290}}), 16);
+  const std::string svg = ropekit::cli::plot_svg({"t", "s", wide, 4096, 4096});
+  size_t grid = 0;
+  for (size_t at = svg.find("stroke=\"#ddd\""); at != std::string::npos; at = svg.find("stroke=\"#ddd\"", at + 1)) ++grid;
+  EXPECT_LE(grid, 17u + 11u) << "wavelength decades + decay ticks";
+}
+
+TEST(Cli, DirectoryAsConfigSaysSo) {
+  TempDir dir("ropekit_test_config_dir");
+  const auto r = run({"info", dir.path.string()});
+  expect_one_line_error(r, "expected a config.json file, got the directory \"" + dir.path.string() + "\"");
+  EXPECT_EQ(r.err.find("syntax"), std::string::npos) << r.err;
+}
+
+TEST(Cli, DeepOrHugeConfigIsOneLineError) {
+  TempDir dir("ropekit_test_deep_config");
+  const auto deep = dir.path / "deep.json";
+  write_all(deep, R"({"hidden_size": 4096, "num_attention_heads": 32, "rope_scaling": {"rope_type": )" +
+                      std::string(100000, '[') + std::string(100000, ']') + "}}");
+  expect_one_line_error(run({"info", deep.string()}), "config: expected JSON nested at most 64 levels deep, got level 65");
+  const auto huge = dir.path / "huge.json";
+  write_all(huge, R"({"hidden_size": 4096, "num_attention_heads": 32})" + std::string(17 << 20, ' '));
+  expect_one_line_error(run({"info", huge.string()}), "config path: expected a file of at most 16777216 bytes");
+}
+
+TEST(Cli, InfoSaysWhenRopeScalingAndRopeParametersDisagree) {
+  TempDir dir("ropekit_test_both_blocks");
+  const auto path = dir.path / "config.json";
+  write_all(path, R"({"hidden_size": 4096, "num_attention_heads": 32, "max_position_embeddings": 8192,
+    "rope_scaling": {"rope_type": "linear", "factor": 2.0},
+    "rope_parameters": {"rope_type": "linear", "factor": 4.0, "rope_theta": 10000.0}})");
+  const auto text = run({"info", path.string()});
+  ASSERT_EQ(text.code, 0) << text.err;
+  EXPECT_NE(text.out.find("scaling=linear(factor=2)"), std::string::npos) << text.out;
+  EXPECT_NE(text.out.find("note:             rope_scaling and rope_parameters disagree: read rope_scaling"),
+            std::string::npos)
+      << text.out;
+  const auto j = nlohmann::json::parse(run({"info", path.string(), "--json"}).out);
+  ASSERT_EQ(j["notes"].size(), 1u);
+  EXPECT_NE(j["notes"][0].get<std::string>().find("linear(factor=4)"), std::string::npos) << j["notes"];
+  // Agreeing blocks (HF 5 keeps rope_theta in rope_parameters): no note.
+  write_all(path, R"({"hidden_size": 4096, "num_attention_heads": 32, "rope_theta": 10000.0,
+    "rope_scaling": {"rope_type": "linear", "factor": 2.0},
+    "rope_parameters": {"rope_type": "linear", "factor": 2.0, "rope_theta": 10000.0}})");
+  const auto agree = run({"info", path.string()});
+  ASSERT_EQ(agree.code, 0) << agree.err;
+  EXPECT_EQ(agree.out.find("note:"), std::string::npos) << agree.out;
+}
+
+TEST(Cli, VerifyXposCentersItsPositions) {
+  // Without a center, k's scale zeta^(-p/512) grew to ~1e4 at p ~ 4000 and f32 paths failed (8.6e-5).
+  for (const char* seed : {"1", "2", "3", "4", "5", "6", "7", "8"}) {
+    const auto r = run({"verify", "--head-dim", "64", "--xpos-scale-base", "512", "--seed", seed});
+    EXPECT_EQ(r.code, 0) << "seed " << seed << ": " << r.out << r.err;
+    EXPECT_NE(r.out.find("36/36 paths passed"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("xPos center"), std::string::npos) << r.out;
+  }
+  const auto small = run({"verify", "--head-dim", "64", "--rotary-dim", "32", "--xpos-scale-base", "8", "--tokens", "20"});
+  EXPECT_EQ(small.code, 0) << small.out << small.err;
+  expect_one_line_error(run({"verify", "--head-dim", "64", "--xpos-scale-base", "1"}),
+                        "--tokens: expected at most 3 tokens with xPos scale_base 1");
 }
 
 }  // namespace

@@ -1,6 +1,8 @@
 // HF config.json reader: the HF rules it follows, and one-line errors that name the JSON path.
 #include <gtest/gtest.h>
 
+#include <filesystem>
+#include <fstream>
 #include <string>
 
 #include "ropekit/error.hpp"
@@ -144,6 +146,119 @@ TEST(HfConfig, MissingFileNamesThePath) {
   } catch (const ropekit::Error& e) {
     EXPECT_NE(std::string(e.what()).find("/nonexistent/dir/config.json"), std::string::npos) << e.what();
   }
+}
+
+TEST(HfConfig, DirectoryIsNamedNotASyntaxError) {
+  const auto dir = std::filesystem::temp_directory_path() / "ropekit_test_config_is_dir";
+  std::filesystem::create_directories(dir);
+  try {
+    ropekit::spec_from_hf_config(dir);
+    FAIL() << "no error";
+  } catch (const ropekit::Error& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find("config path: expected a config.json file, got the directory \"" + dir.string() + "\""),
+              std::string::npos)
+        << what;
+    EXPECT_EQ(what.find("syntax"), std::string::npos) << what;
+  }
+  std::filesystem::remove_all(dir);
+}
+
+// Nesting is counted outside strings; level 64 parses, level 65 is an error, and 100k levels (which
+// once overflowed the stack when the value was printed in an error) too.
+TEST(HfConfig, NestingDepthIsBounded) {
+  auto nested = [](int levels) { return std::string(static_cast<size_t>(levels), '[') + std::string(static_cast<size_t>(levels), ']'); };
+  const std::string head = std::string("{") + kLlamaBase + R"(, "extra": )";
+  EXPECT_NO_THROW(spec_from_hf_config_json(head + nested(ropekit::kMaxJsonDepth - 1) + "}"));
+  EXPECT_NO_THROW(spec_from_hf_config_json(head + R"("[[[[{{{{\"[[[[)" + std::string(1000, '[') + R"("})"));
+  for (const std::string& text : {head + nested(ropekit::kMaxJsonDepth) + "}", nested(100000),
+                                  config(R"("rope_scaling": {"rope_type": )" + nested(100000) + "}")}) {
+    try {
+      spec_from_hf_config_json(text);
+      FAIL() << "no error at " << text.size() << " bytes";
+    } catch (const ropekit::Error& e) {
+      EXPECT_NE(std::string(e.what()).find("config: expected JSON nested at most 64 levels deep, got level 65"),
+                std::string::npos)
+          << e.what();
+    }
+  }
+}
+
+TEST(HfConfig, SizeIsBounded) {
+  std::string text = config("");
+  text.append(ropekit::kMaxConfigBytes - text.size(), ' ');
+  EXPECT_NO_THROW(spec_from_hf_config_json(text));
+  text.push_back(' ');
+  try {
+    spec_from_hf_config_json(text);
+    FAIL() << "no error";
+  } catch (const ropekit::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("config: expected at most 16777216 bytes (16 MiB) of JSON, got 16777217 bytes"),
+              std::string::npos)
+        << e.what();
+  }
+  const auto path = std::filesystem::temp_directory_path() / "ropekit_test_huge_config.json";
+  {
+    std::ofstream out(path, std::ios::binary);
+    out << text;
+  }
+  try {
+    ropekit::spec_from_hf_config(path);
+    FAIL() << "no error";
+  } catch (const ropekit::Error& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find("config path: expected a file of at most 16777216 bytes"), std::string::npos) << what;
+    EXPECT_NE(what.find(path.string()), std::string::npos) << what;
+  }
+  std::filesystem::remove(path);
+}
+
+TEST(HfConfig, LongValuesAreCutInMessages) {
+  std::string list = "[";
+  for (int i = 0; i < 100000; ++i) list += (i ? ", " : "") + std::string("\"\u00e9\"");
+  list += "]";
+  try {
+    spec_from_hf_config_json(config(R"("rope_scaling": {"rope_type": "linear", "factor": )" + list + "}"));
+    FAIL() << "no error";
+  } catch (const ropekit::Error& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find("rope_scaling.factor: expected a number >= 1, got [\""), std::string::npos) << what;
+    EXPECT_LT(what.size(), 200u) << what.substr(0, 300);
+    EXPECT_EQ(what.substr(what.size() - 3), "...");
+  }
+}
+
+// transformers (4.x knows only rope_scaling; 5.x sets rope_parameters = rope_scaling or
+// rope_parameters): a non-empty rope_scaling wins, and a disagreeing rope_parameters is noted.
+TEST(HfConfig, RopeScalingWinsOverRopeParametersAsInTransformers) {
+  const auto both = hf_config_info_json(config(R"("rope_scaling": {"rope_type": "linear", "factor": 2.0},
+      "rope_parameters": {"rope_type": "yarn", "factor": 4.0, "rope_theta": 500000.0})"));
+  EXPECT_DOUBLE_EQ(std::get<ropekit::scaling::Linear>(both.spec.scaling()).factor, 2.0);
+  EXPECT_DOUBLE_EQ(both.spec.base(), 10000.0);  // rope_parameters' theta goes with it
+  ASSERT_EQ(both.notes.size(), 1u);
+  EXPECT_NE(both.notes[0].find("rope_scaling and rope_parameters disagree: read rope_scaling"), std::string::npos)
+      << both.notes[0];
+  EXPECT_NE(both.notes[0].find("yarn(factor=4"), std::string::npos) << both.notes[0];
+  // Both saying the same (theta at the top for one, inside for the other): no note.
+  const auto same = hf_config_info_json(config(R"("rope_theta": 500000.0,
+      "rope_scaling": {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                       "original_max_position_embeddings": 8192},
+      "rope_parameters": {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                          "original_max_position_embeddings": 8192, "rope_theta": 500000.0})"));
+  EXPECT_EQ(same.spec.scaling_name(), "llama3");
+  EXPECT_TRUE(same.notes.empty()) << (same.notes.empty() ? "" : same.notes[0]);
+  // An empty rope_scaling loses to rope_parameters (Python's `{} or rope_parameters`), silently.
+  const auto empty = hf_config_info_json(config(R"("rope_scaling": {}, "rope_parameters": {"rope_type": "linear", "factor": 3.0})"));
+  EXPECT_DOUBLE_EQ(std::get<ropekit::scaling::Linear>(empty.spec.scaling()).factor, 3.0);
+  EXPECT_TRUE(empty.notes.empty());
+  // rope_parameters that would not even parse is ignored, and said so.
+  const auto broken = hf_config_info_json(config(R"("rope_scaling": {"rope_type": "linear", "factor": 2.0},
+      "rope_parameters": {"rope_type": "warp"})"));
+  EXPECT_EQ(broken.spec.scaling_name(), "linear");
+  ASSERT_EQ(broken.notes.size(), 1u);
+  EXPECT_NE(broken.notes[0].find("rope_parameters is not valid: rope_parameters.rope_type: expected one of"),
+            std::string::npos)
+      << broken.notes[0];
 }
 
 struct BadCase {

@@ -166,7 +166,7 @@ EmuRun run(const EmuCase& c, uint64_t seed, const HostPos& hp, const HostPos* em
   p.rotary_dim = c.rotary_dim;
   p.pairs = c.rotary_dim / 2;
   p.has_k = true;
-  use_table(p, table.data(), c.sincos);
+  use_table(p, TableAccess::data(table), c.sincos);
   p.has_xpos = c.xpos;
   p.xpos_center = c.xpos ? 7.0 : 0.0;
   auto positions_of = [&](const HostPos& h) {
