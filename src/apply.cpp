@@ -5,6 +5,7 @@
 #include <cmath>
 #include <limits>
 
+#include "apply_call.hpp"
 #include "backend.hpp"
 #include "check.hpp"
 #include "overlap.hpp"
@@ -159,12 +160,6 @@ int64_t check_positions(const Positions& pos, const TensorView& q, int64_t& num_
   return highest + 1;
 }
 
-struct Checked {
-  detail::RopeParams params;
-  int64_t needed = 0;  // largest position + 1, or -1 when positions live on a device
-  int64_t lowest = 0;  // smallest position (when needed > 0)
-};
-
 detail::Operand operand(const TensorView& in, const std::optional<TensorView>& out, float sign) {
   detail::Operand op;
   const TensorView& o = out ? *out : in;
@@ -184,19 +179,22 @@ detail::Operand operand(const TensorView& in, const std::optional<TensorView>& o
   return op;
 }
 
-Checked check(const RopeTensors& t, const Positions& positions, const RopeSpec& spec) {
+detail::CheckedCall check(const RopeTensors& t, const Positions& positions, const RopeSpec& spec,
+                          const detail::OperandNames& names = {}) {
+  const std::string& nq = names.q;
+  const std::string& nk = names.k;
   const int64_t head_dim = spec.head_dim();
-  check_view(t.q, "q", head_dim);
+  check_view(t.q, nq, head_dim);
   const Grid g = grid_of(t.q);
   if (t.k) {
     const TensorView& k = *t.k;
-    check_view(k, "k", head_dim);
-    if (k.rank != t.q.rank) fail("k.rank", cat(t.q.rank, " (as q)"), k.rank);
-    if (k.dtype != t.q.dtype) fail("k.dtype", cat(to_string(t.q.dtype), " (as q)"), to_string(k.dtype));
-    if (!(k.device == t.q.device)) fail("k.device", cat(to_string(t.q.device), " (as q)"), to_string(k.device));
+    check_view(k, nk, head_dim);
+    if (k.rank != t.q.rank) fail(nk + ".rank", cat(t.q.rank, " (as ", nq, ")"), k.rank);
+    if (k.dtype != t.q.dtype) fail(nk + ".dtype", cat(to_string(t.q.dtype), " (as ", nq, ")"), to_string(k.dtype));
+    if (!(k.device == t.q.device)) fail(nk + ".device", cat(to_string(t.q.device), " (as ", nq, ")"), to_string(k.device));
     const Grid gk = grid_of(k);
     if (gk.batch != g.batch || gk.seq != g.seq)
-      fail("k.shape", cat("the same leading (batch, seq) / tokens as q ", t.q.shape_string()), k.shape_string());
+      fail(nk + ".shape", cat("the same leading (batch, seq) / tokens as ", nq, " ", t.q.shape_string()), k.shape_string());
   }
   if (t.k_out && !t.k) fail("k_out", "no k_out without k", "a k_out view");
   if (t.q_out) {
@@ -212,28 +210,28 @@ Checked check(const RopeTensors& t, const Positions& positions, const RopeSpec& 
   // an output may be exactly its own input (in place). Tokens and heads run in any order (threads,
   // GPU blocks), so a read that overlaps another operand's write is wrong whichever runs first.
   const TensorView& q_written = t.q_out ? *t.q_out : t.q;
-  const char* q_name = t.q_out ? "q_out" : "q";
+  const std::string q_name = t.q_out ? "q_out" : nq;
   if (detail::self_overlapping(q_written)) fail(q_name, "a view with no element reachable twice (written in place)", cat("strides that overlap for shape ", q_written.shape_string()));
   if (t.q_out && !detail::same_view(*t.q_out, t.q) && detail::may_overlap(*t.q_out, t.q))
     fail("q_out", "memory disjoint from q, or exactly q (in place)", "a partial overlap with q");
   if (t.k) {
     const TensorView& k_written = t.k_out ? *t.k_out : *t.k;
-    const char* k_name = t.k_out ? "k_out" : "k";
+    const std::string k_name = t.k_out ? "k_out" : nk;
     if (detail::self_overlapping(k_written)) fail(k_name, "a view with no element reachable twice (written in place)", cat("strides that overlap for shape ", k_written.shape_string()));
     if (t.k_out && !detail::same_view(*t.k_out, *t.k) && detail::may_overlap(*t.k_out, *t.k))
       fail("k_out", "memory disjoint from k, or exactly k (in place)", "a partial overlap with k");
     if (detail::may_overlap(q_written, k_written)) fail(k_name, cat("memory disjoint from ", q_name), cat("an overlap with ", q_name));
     if (detail::may_overlap(q_written, *t.k)) {
-      if (t.q_out) fail("q_out", "memory disjoint from k (k is read while q_out is written)", "an overlap with k");
-      fail("k", "memory disjoint from q (q is rotated in place while k is read)", "an overlap with q");
+      if (t.q_out) fail("q_out", cat("memory disjoint from ", nk, " (", nk, " is read while q_out is written)"), cat("an overlap with ", nk));
+      fail(nk, cat("memory disjoint from ", nq, " (", nq, " is rotated in place while ", nk, " is read)"), cat("an overlap with ", nq));
     }
     if (detail::may_overlap(k_written, t.q)) {
-      if (t.k_out) fail("k_out", "memory disjoint from q (q is read while k_out is written)", "an overlap with q");
-      fail("q", "memory disjoint from k (k is rotated in place while q is read)", "an overlap with k");
+      if (t.k_out) fail("k_out", cat("memory disjoint from ", nq, " (", nq, " is read while k_out is written)"), cat("an overlap with ", nq));
+      fail(nq, cat("memory disjoint from ", nk, " (", nk, " is rotated in place while ", nq, " is read)"), cat("an overlap with ", nk));
     }
   }
 
-  Checked c;
+  detail::CheckedCall c;
   int64_t num_sequences = 0;
   c.needed = check_positions(positions, t.q, num_sequences, c.lowest);
 
@@ -255,15 +253,6 @@ Checked check(const RopeTensors& t, const Positions& positions, const RopeSpec& 
   p.num_sequences = num_sequences;
   p.has_xpos = spec.xpos().has_value();
   return c;
-}
-
-void dispatch(const detail::RopeParams& p) {
-  if (p.device.type == DeviceType::cpu) return detail::apply_cpu(p);
-#if defined(ROPEKIT_HAS_CUDA)
-  return detail::apply_cuda(p);
-#else
-  fail("q.device", "cpu (this build of ropekit has no CUDA backend)", to_string(p.device));
-#endif
 }
 
 bool empty(const RopeTensors& t) { return t.q.numel() == 0 && (!t.k || t.k->numel() == 0); }
@@ -295,6 +284,20 @@ void check_xpos_range(const RopeTable& table, const Positions& positions, DType 
 }  // namespace
 
 namespace detail {
+CheckedCall check_call(const RopeTensors& tensors, const Positions& positions, const RopeSpec& spec,
+                       const OperandNames& names) {
+  return check(tensors, positions, spec, names);
+}
+
+void dispatch(const RopeParams& p) {
+  if (p.device.type == DeviceType::cpu) return apply_cpu(p);
+#if defined(ROPEKIT_HAS_CUDA)
+  return apply_cuda(p);
+#else
+  fail("q.device", "cpu (this build of ropekit has no CUDA backend)", to_string(p.device));
+#endif
+}
+
 void use_table(RopeParams& p, const TableData& table, bool compute_sincos) {
   p.rows = table.rows.data();
   p.rows_count = compute_sincos ? 0 : table.size;
@@ -317,7 +320,7 @@ int64_t required_table_size(const RopeTensors& tensors, const Positions& positio
 
 void apply_rope(const RopeTensors& tensors, const Positions& positions, const RopeTable& table,
                 const ApplyOptions& options) {
-  Checked c = check(tensors, positions, table.spec());
+  detail::CheckedCall c = check(tensors, positions, table.spec());
   detail::require_finite(options.xpos_center, "options.xpos_center");
   if (options.direction != Direction::forward && options.direction != Direction::backward &&
       options.direction != Direction::inverse)
@@ -331,12 +334,12 @@ void apply_rope(const RopeTensors& tensors, const Positions& positions, const Ro
   p.num_threads = options.num_threads;
   p.xpos_center = options.xpos_center;
   detail::use_table(p, detail::TableAccess::data(table), options.compute_sincos);
-  dispatch(p);
+  detail::dispatch(p);
 }
 
 void apply_rope(const RopeTensors& tensors, const Positions& positions, const RopeSpec& spec,
                 const ApplyOptions& options) {
-  const Checked c = check(tensors, positions, spec);
+  const detail::CheckedCall c = check(tensors, positions, spec);
   if (c.needed < 0) fail("positions", "host (cpu) arrays when no table is given", "device arrays");
   const RopeTable frequencies(spec, 0, TableOptions{false, c.needed});
   apply_rope(tensors, positions, frequencies, options);

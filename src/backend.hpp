@@ -53,7 +53,11 @@ struct RopeParams {
   bool exact = false;                    // angles in double (TableOptions::exact)
   double attention_factor = 1.0;
   const double* xpos_log_zeta = nullptr;  // pairs entries of ln(zeta_i) / scale_base; null without xPos
-  const TableData* table = nullptr;       // for backends that keep per-table state (device copies)
+  const TableData* table = nullptr;       // for backends that keep per-table state (device copies);
+                                          // null when `rows` is the caller's (rotary_embedding)
+  // No frequencies: every position must be below rows_count. Host positions were checked; a
+  // backend refuses device positions at or past it as it refuses negative ones.
+  bool rows_only = false;
 
   int num_threads = 0;
   bool has_xpos = false;

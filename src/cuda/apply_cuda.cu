@@ -111,9 +111,15 @@ void apply_cuda(const RopeParams& p) {
     a.fault_claim = state.fault_claim;
     a.fault_record = state.fault_record;
   }
-  // The table's device copy lives as long as the table (positions past its rows are computed).
-  const DeviceTable& table = device_table(*p.table, state, p.rows_count > 0, capturing);
-  set_table(a, p, table);
+  const DeviceTable* table = nullptr;
+  if (p.table != nullptr) {
+    // The table's device copy lives as long as the table (positions past its rows are computed).
+    table = &device_table(*p.table, state, p.rows_count > 0, capturing);
+    set_table(a, p, *table);
+  } else {
+    require_device_memory(p.rows, device, "cos_sin_cache.data");
+    set_caller_rows(a, p);
+  }
 
   switch (p.dtype) {
     case DType::f32: launch_f32(a, p, state, stream); break;
@@ -122,7 +128,7 @@ void apply_cuda(const RopeParams& p) {
     case DType::f64: fail("q.dtype", "f32, f16 or bf16", "f64 (runs on the CPU)");  // refused by apply()
   }
   // A captured launch is not recorded: the caller keeps the table alive as long as the graph.
-  if (!capturing) record_use(*p.table, table, stream);
+  if (!capturing && table != nullptr) record_use(*p.table, *table, stream);
 }
 
 }  // namespace ropekit::detail

@@ -84,6 +84,18 @@ inline void set_table(KernelArgs& a, const RopeParams& p, const DeviceTable& tab
   }
 }
 
+// A caller-owned fp32 cache on the device (rotary_embedding): rows only, no frequencies, so a
+// device-resident position at or past its rows is a fault, as a negative one.
+inline void set_caller_rows(KernelArgs& a, const RopeParams& p) {
+  a.rows = p.rows;
+  a.rows_count = p.rows_count;
+  a.max_position = p.rows_count - 1;
+  a.attention = 1.0;
+  a.inverse = p.direction == Direction::inverse;
+  a.cos_mul = 1.0f;
+  a.sin_mul = p.direction == Direction::forward ? 1.0f : -1.0f;  // attention factor 1: inverse = backward
+}
+
 // ---- Which specialisation ----------------------------------------------------------------------
 
 struct KernelChoice {

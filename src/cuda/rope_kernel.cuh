@@ -83,6 +83,9 @@ struct KernelArgs {
 
   const float* rows = nullptr;    // table rows (cos then sin) for positions [0, rows_count)
   int64_t rows_count = 0;         // positions past it compute cos/sin from the frequencies
+  // The largest valid device-resident position: rows_count - 1 for a caller's cache without
+  // frequencies (rotary_embedding), else the largest int64 whose + 1 fits.
+  int64_t max_position = kMaxPosition;
   const double* inv_freq = nullptr;
   const float* inv_freq_f32 = nullptr;
   bool exact = false;
@@ -327,7 +330,7 @@ ROPEKIT_KERNEL_HD int64_t token_position(const KernelArgs& a, int64_t b, int64_t
       return a.start + s;  // checked on the host
     case PositionKind::offsets: {
       const int64_t offset = read_index(a.values, a.values_i64, b);
-      const int64_t largest = kMaxPosition - (a.seq - 1);
+      const int64_t largest = a.max_position - (a.seq - 1);
       if (offset < 0 || offset > largest) {
         report_fault(a, FaultKind::offsets, b, offset, largest);
         return -1;
@@ -337,8 +340,8 @@ ROPEKIT_KERNEL_HD int64_t token_position(const KernelArgs& a, int64_t b, int64_t
     case PositionKind::ids: {
       const int64_t t = b * a.seq + s;
       const int64_t id = read_index(a.values, a.values_i64, t);
-      if (id < 0 || id > kMaxPosition) {
-        report_fault(a, FaultKind::ids, t, id, kMaxPosition);
+      if (id < 0 || id > a.max_position) {
+        report_fault(a, FaultKind::ids, t, id, a.max_position);
         return -1;
       }
       return id;
@@ -356,7 +359,7 @@ ROPEKIT_KERNEL_HD int64_t token_position(const KernelArgs& a, int64_t b, int64_t
       const int64_t end = read_index(a.cu_seqlens, a.cu_i64, lo + 1);
       if (begin < 0 || begin > s || end <= s || end > a.seq || (lo == 0 && begin != 0)) return -1;  // in no well-formed sequence
       const int64_t offset = a.values ? read_index(a.values, a.values_i64, lo) : 0;
-      const int64_t largest = kMaxPosition - (end - begin - 1);
+      const int64_t largest = a.max_position - (end - begin - 1);
       if (offset < 0 || offset > largest) {
         report_fault(a, FaultKind::packed_offsets, lo, offset, largest);
         return -1;
