@@ -65,6 +65,7 @@ TensorView window(TensorView v, int64_t offset, int64_t rot_dim) {
 
 void check_cache(const CosSinCacheView& c, const TensorView& query, int64_t head_size, int64_t rope_dim_offset) {
   if (c.rot_dim <= 0 || c.rot_dim % 2 != 0) fail("cos_sin_cache.rot_dim", "an even number > 0", c.rot_dim);
+  if (c.rot_dim > head_size) fail("cos_sin_cache.rot_dim", cat("<= head_size (", head_size, ")"), c.rot_dim);
   if (rope_dim_offset < 0) fail("rope_dim_offset", ">= 0", rope_dim_offset);
   if (rope_dim_offset > head_size - c.rot_dim)
     fail("rope_dim_offset", cat("<= head_size - rot_dim (", head_size, " - ", c.rot_dim, ")"), rope_dim_offset);

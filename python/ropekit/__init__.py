@@ -34,7 +34,8 @@ __version__ = _C.__version__
 
 __all__ = [
     "Direction", "DynamicNtk", "Linear", "Llama3", "LongRope", "NoScaling", "NtkAware",
-    "RopeSpec", "RopeTable", "Style", "Truncated", "Xpos", "Yarn", "apply_rope", "attention_factor", "default_inv_freq",
+    "RopeSpec", "RopeTable", "Style", "Truncated", "Xpos", "Yarn", "apply_rope", "attention_factor", "cos_sin_cache",
+    "default_inv_freq", "rotary_embedding",
     "find_correction_dim", "find_correction_range", "get_mscale", "inv_freq", "linear_ramp_mask", "xpos_zeta",
 ]
 
@@ -45,6 +46,44 @@ def inv_freq(spec: RopeSpec, seq_len: int = 0):
 
 
 _framework = _args.framework
+
+
+def cos_sin_cache(spec: RopeSpec, max_position: int, *, exact: bool = False, seq_len: int = 0):
+    """The engine cache of ``spec``: float32 numpy [max_position, rotary_dim], row p = cos(p*theta_i)
+    for the rotary_dim/2 pairs, then their sines, attention factor folded in (vLLM's layout).
+    Dynamic NTK and LongRoPE use the frequencies for ``seq_len``."""
+    return _C.cos_sin_cache(spec, max_position, exact=exact, seq_len=seq_len)
+
+
+def rotary_embedding(positions, query, key, head_size: int, cos_sin_cache, is_neox: bool, rope_dim_offset: int = 0,
+                     inverse: bool = False, *, num_threads: int = 0):
+    """The engine calling convention (vLLM, SGLang, FlashInfer): rotate query and key in place.
+
+    positions: int32/int64, one per token ([T] or [B, S]); query: [T, Hq*head_size], [T, Hq, head_size],
+    [B, S, Hq*head_size] or [B, S, Hq, head_size], key likewise with its own head count, or None;
+    cos_sin_cache: [max_position, rot_dim] (float32, float16 or bfloat16), cos half then sin half;
+    is_neox: pairs (i, i + rot_dim/2), else (2i, 2i+1); rope_dim_offset: the rotated channels are
+    [offset, offset + rot_dim) of each head; inverse: rotate by -theta. A position outside
+    [0, max_position) is a ValueError (on a CUDA device: reported by the next call). Returns
+    (query, key). torch tensors go through ropekit.torch.rotary_embedding (torch.compile, version
+    counters)."""
+    kind = _framework(query)
+    if kind == "torch":
+        from . import torch as rt
+
+        return rt.rotary_embedding(positions, query, key, head_size, cos_sin_cache, is_neox, rope_dim_offset,
+                                   inverse, num_threads=num_threads)
+    if kind == "jax":
+        raise TypeError("query: JAX arrays are immutable; rotary_embedding rotates in place (use apply_rope)")
+    if key is not None and _framework(key) != kind:
+        raise TypeError(f"key: expected an array of the same framework as query ({kind}), got {_framework(key)}")
+    if kind == "cupy":
+        positions = _cupy_index(positions, "positions")
+    else:
+        positions = _args.index_array(positions, "positions")
+    _C.rotary_embedding(positions, query, key, head_size, cos_sin_cache, is_neox, rope_dim_offset, inverse,
+                        num_threads=num_threads)
+    return query, key
 
 
 def _empty_like(x, kind: str):

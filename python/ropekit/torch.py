@@ -15,7 +15,7 @@ import torch
 from . import _C, _args
 from ._C import Direction, RopeSpec, RopeTable
 
-__all__ = ["apply_rope", "RotaryEmbedding", "HAS_CUSTOM_OP", "rope_op", "register_table"]
+__all__ = ["apply_rope", "RotaryEmbedding", "HAS_CUSTOM_OP", "rope_op", "register_table", "rotary_embedding"]
 
 HAS_CUSTOM_OP = True  # torch.library.custom_op: every supported torch has it
 
@@ -356,3 +356,42 @@ def rope_op(q, k, table_handle: int, start: int = 0, xpos_center: float = 0.0):
     if first is None:
         raise TypeError(f"start: expected an int, got {_args.describe(start)}")
     return _rope_op(q, k, table_handle, first, None, None, None, 0, float(xpos_center), False, 0)
+
+
+# --- the engine calling convention: in place, the caller's cos/sin cache -----------------------------------
+
+
+@torch.library.custom_op("ropekit::rotary_embedding", mutates_args=("query", "key"))
+def _rotary_embedding_op(positions: torch.Tensor, query: torch.Tensor, key: torch.Tensor | None, head_size: int,
+                         cos_sin_cache: torch.Tensor, is_neox: bool, rope_dim_offset: int, inverse: bool,
+                         num_threads: int) -> None:
+    _C.rotary_embedding(positions, query, key, head_size, cos_sin_cache, is_neox, rope_dim_offset, inverse,
+                        num_threads=num_threads, stream=_stream(query))
+
+
+@_rotary_embedding_op.register_fake
+def _(positions, query, key, head_size, cos_sin_cache, is_neox, rope_dim_offset, inverse, num_threads):
+    return None
+
+
+def rotary_embedding(positions, query: torch.Tensor, key: torch.Tensor | None, head_size: int,
+                     cos_sin_cache: torch.Tensor, is_neox: bool, rope_dim_offset: int = 0, inverse: bool = False,
+                     *, num_threads: int = 0):
+    """ropekit.rotary_embedding for torch tensors: in place, as the op ropekit::rotary_embedding under
+    torch.compile (no graph break). Tensors that require grad are refused (an in-place rotation with
+    a caller's cache has no backward here; use apply_rope). Returns (query, key)."""
+    for name, t in (("query", query), ("key", key)):
+        if t is not None and t.requires_grad and torch.is_grad_enabled():
+            raise ValueError(f"{name}: requires grad; rotary_embedding rotates in place without autograd "
+                             f"(use ropekit.torch.apply_rope, or torch.no_grad())")
+    if not (isinstance(positions, torch.Tensor) and positions.dtype in (torch.int32, torch.int64)):
+        positions = _index(positions, query, "positions")
+    if torch.compiler.is_compiling():
+        _rotary_embedding_op(positions, query, key, head_size, cos_sin_cache, is_neox, rope_dim_offset, inverse,
+                             num_threads)
+    else:
+        _C.rotary_embedding(positions, query, key, head_size, cos_sin_cache, is_neox, rope_dim_offset, inverse,
+                            num_threads=num_threads, stream=_stream(query))
+        # Written through DLPack: tell autograd, so a tensor it saved cannot be used stale.
+        torch.autograd.graph.increment_version([query] if key is None else [query, key])
+    return query, key

@@ -144,10 +144,11 @@ TensorView view_of(const Array& a, const char* name) {
   TensorView v;
   v.dtype = float_dtype(a.dtype(), name);
   v.device = device_of(a.device_type(), a.device_id(), name);
+  // Ranks 2 to 4 reach the core, which says which it takes (rotary_embedding also takes 2).
   const size_t ndim = a.ndim();
-  if (ndim != 3 && ndim != 4)
+  if (ndim < 2 || ndim > 4)
     throw nb::value_error((std::string("ropekit: ") + name + ".rank: expected 3 (tokens, heads, head_dim) or 4 "
-                           "(batch, seq, heads, head_dim), got " + std::to_string(ndim)).c_str());
+                           "(batch, seq, heads, head_dim) (rotary_embedding: 2 to 4), got " + std::to_string(ndim)).c_str());
   v.rank = static_cast<int>(ndim);
   for (size_t d = 0; d < ndim; ++d) {
     v.shape[d] = static_cast<int64_t>(a.shape(d));
@@ -234,6 +235,24 @@ Operands gather(nb::handle q, nb::handle k, nb::handle q_out, nb::handle k_out, 
   if (start != 0 && ops.positions.kind != ropekit::Positions::Kind::offset)
     throw nb::value_error("ropekit: start: expected 0 when offsets, ids or cu_seqlens give the positions");
   return ops;
+}
+
+// [max_position, rot_dim], contiguous: the engine's cos/sin cache (the core checks its dtype).
+ropekit::CosSinCacheView cache_arg(Operands& ops, nb::handle h) {
+  ops.held_in.push_back(cast_array<InArray>(h, "cos_sin_cache", "a DLPack array [max_position, rot_dim]"));
+  const InArray& a = ops.held_in.back();
+  const bool contiguous = a.ndim() == 2 && (a.shape(1) <= 1 || a.stride(1) == 1) &&
+                          (a.shape(0) <= 1 || a.stride(0) == static_cast<int64_t>(a.shape(1)));
+  if (!contiguous)
+    throw nb::value_error(("ropekit: cos_sin_cache: expected a contiguous 2-D [max_position, rot_dim] array, got " +
+                           std::to_string(a.ndim()) + " dimensions" + (a.ndim() == 2 ? " with strides" : "")).c_str());
+  ropekit::CosSinCacheView v;
+  v.data = a.data();
+  v.dtype = float_dtype(a.dtype(), "cos_sin_cache");
+  v.device = device_of(a.device_type(), a.device_id(), "cos_sin_cache");
+  v.max_position = static_cast<int64_t>(a.shape(0));
+  v.rot_dim = static_cast<int64_t>(a.shape(1));
+  return v;
 }
 
 ropekit::ApplyOptions options_of(ropekit::Direction direction, double xpos_center, bool compute_sincos, int num_threads,
@@ -522,6 +541,45 @@ NB_MODULE(_C, m) {
       "x"_a, "cos"_a, "sin"_a, "out"_a = nb::none(), nb::kw_only(), "style"_a = ropekit::Style::half,
       "direction"_a = ropekit::Direction::forward,
       "Rotate x (B, S, H, D) or (T, H, D) with per-(seq, element) float32 cos/sin tables (CPU).");
+
+  m.def(
+      "rotary_embedding",
+      [](nb::handle positions, nb::handle query, nb::handle key, PyInt head_size, nb::handle cos_sin_cache,
+         bool is_neox, PyInt rope_dim_offset, bool inverse, PyInt num_threads, uintptr_t stream) {
+        const int64_t size = int_arg(head_size, "head_size");
+        const int64_t offset = int_arg(rope_dim_offset, "rope_dim_offset");
+        ropekit::EngineOptions options;
+        options.num_threads = static_cast<int>(int_arg(num_threads, "num_threads", 0, std::numeric_limits<int>::max()));
+        options.stream = reinterpret_cast<void*>(stream);
+        Operands ops;
+        ops.held_in.reserve(2);
+        ops.held_out.reserve(2);
+        const ropekit::IndexView pos = index_arg(ops, positions, "positions");
+        const ropekit::CosSinCacheView cache = cache_arg(ops, cos_sin_cache);
+        const TensorView q = in_view(ops, query, "query", true);
+        std::optional<TensorView> k;
+        if (!key.is_none()) k = in_view(ops, key, "key", true);
+        nb::gil_scoped_release release;
+        ropekit::rotary_embedding(pos, q, k, size, cache, is_neox, offset, inverse, options);
+      },
+      "positions"_a, "query"_a, "key"_a.none(), "head_size"_a, "cos_sin_cache"_a, "is_neox"_a, "rope_dim_offset"_a = 0,
+      "inverse"_a = false, nb::kw_only(), "num_threads"_a = 0, "stream"_a = 0,
+      "Rotate query and key in place by position with a caller-owned [max_position, rot_dim] cos/sin cache.");
+
+  m.def(
+      "cos_sin_cache",
+      [](const ropekit::RopeSpec& spec, PyInt max_position, bool exact, PyInt seq_len) {
+        const int64_t rows = int_arg(max_position, "max_position");
+        const int64_t length = int_arg(seq_len, "seq_len");
+        std::vector<float> cache;
+        {
+          nb::gil_scoped_release release;
+          cache = ropekit::cos_sin_cache(spec, rows, ropekit::TableOptions{exact, length});
+        }
+        return to_numpy(std::move(cache), {static_cast<size_t>(rows), static_cast<size_t>(spec.rotary_dim())});
+      },
+      "spec"_a, "max_position"_a, nb::kw_only(), "exact"_a = false, "seq_len"_a = 0,
+      "The engine cos/sin cache of spec: float32 [max_position, rotary_dim], cos half then sin half.");
 
   m.def(
       "apply",

@@ -315,7 +315,7 @@ TEST(RotaryEmbedding, BadInputIsANamedErrorAndWritesNothing) {
   expect_error({}, [](Call& c, Q&, K&) { c.positions[2] = 8; }, "positions[2]: expected in [0, 8)");
   expect_error({}, [](Call& c, Q&, K&) { c.positions[1] = -1; }, "positions[1]");
   expect_error({}, [](Call& c, Q&, K&) { c.rot_dim = 15; }, "cos_sin_cache.rot_dim: expected an even number");
-  expect_error({}, [](Call& c, Q&, K&) { c.rot_dim = 18; }, "rope_dim_offset: expected <= head_size - rot_dim");
+  expect_error({}, [](Call& c, Q&, K&) { c.rot_dim = 18; }, "cos_sin_cache.rot_dim: expected <= head_size (16), got 18");
   expect_error({}, [](Call& c, Q&, K&) { c.rot_dim = 8; c.offset = 10; }, "rope_dim_offset: expected <= head_size - rot_dim (16 - 8)");
   expect_error({}, [](Call& c, Q&, K&) { c.offset = -2; c.rot_dim = 8; }, "rope_dim_offset: expected >= 0");
   expect_error({}, [](Call& c, Q&, K&) { c.head_size = 0; }, "head_size: expected > 0");
