@@ -1,6 +1,7 @@
 #pragma once
 // The whole public API.
 #include "ropekit/apply.hpp"
+#include "ropekit/cuda.hpp"
 #include "ropekit/engine.hpp"
 #include "ropekit/table.hpp"
 #include "ropekit/error.hpp"

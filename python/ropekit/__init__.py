@@ -35,7 +35,7 @@ __version__ = _C.__version__
 __all__ = [
     "Direction", "DynamicNtk", "Linear", "Llama3", "LongRope", "NoScaling", "NtkAware",
     "RopeSpec", "RopeTable", "Style", "Truncated", "Xpos", "Yarn", "apply_rope", "attention_factor", "cos_sin_cache",
-    "default_inv_freq", "rotary_embedding",
+    "cuda_check_errors", "default_inv_freq", "rotary_embedding",
     "find_correction_dim", "find_correction_range", "get_mscale", "inv_freq", "linear_ramp_mask", "xpos_zeta",
 ]
 
@@ -46,6 +46,16 @@ def inv_freq(spec: RopeSpec, seq_len: int = 0):
 
 
 _framework = _args.framework
+
+
+def cuda_check_errors(stream=None) -> None:
+    """Raise ValueError for the first invalid device-resident position (CUDA positions are checked
+    by the kernel, so a bad one is reported later: by the next call on that device or here). With
+    a stream (a torch.cuda.Stream or a cudaStream_t int), wait for it first. No-op without CUDA."""
+    if stream is None:
+        return _C.cuda_check_errors()
+    handle = getattr(stream, "cuda_stream", stream)
+    return _C.cuda_check_errors(int(handle), True)
 
 
 def cos_sin_cache(spec: RopeSpec, max_position: int, *, exact: bool = False, seq_len: int = 0):

@@ -567,6 +567,16 @@ NB_MODULE(_C, m) {
       "Rotate query and key in place by position with a caller-owned [max_position, rot_dim] cos/sin cache.");
 
   m.def(
+      "cuda_check_errors",
+      [](uintptr_t stream, bool wait) {
+        nb::gil_scoped_release release;
+        if (wait) ropekit::cuda_check_errors(reinterpret_cast<void*>(stream));
+        else ropekit::cuda_check_errors();
+      },
+      "stream"_a = 0, "wait"_a = false,
+      "Raise the first invalid device-resident position a finished kernel found (wait: synchronise stream first).");
+
+  m.def(
       "cos_sin_cache",
       [](const ropekit::RopeSpec& spec, PyInt max_position, bool exact, PyInt seq_len) {
         const int64_t rows = int_arg(max_position, "max_position");

@@ -34,7 +34,9 @@ int checked_device(const Device& device) {
 // of another device fails anyway, as a CudaError).
 void check_stream_device(cudaStream_t stream, int device) {
 #if CUDART_VERSION >= 12080
-  if (stream == nullptr) return;
+  // The default, legacy and per-thread handles name a stream of the current device (set by the
+  // caller's DeviceGuard), whichever device that is.
+  if (stream == nullptr || stream == cudaStreamLegacy || stream == cudaStreamPerThread) return;
   thread_local cudaStream_t last_stream = nullptr;
   thread_local int last_device = -1;
   int stream_device = last_device;

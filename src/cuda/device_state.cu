@@ -48,7 +48,7 @@ void raise_one(int device) {
   if (*static_cast<volatile int32_t*>(&r.ready) == 0) return;  // reported by another thread
   std::atomic_thread_fence(std::memory_order_acquire);
   const FaultRecord seen = const_cast<const FaultRecord&>(r);
-  r.ready = 0;
+  *static_cast<volatile int32_t*>(&r.ready) = 0;
   std::atomic_thread_fence(std::memory_order_release);
   *static_cast<volatile int32_t*>(&r.epoch) = seen.epoch + 1;  // the next fault may claim again
   throw Error(cat(describe(seen), " (found on cuda:", device,

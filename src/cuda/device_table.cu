@@ -119,6 +119,10 @@ void record_use(const TableData& table, const DeviceTable& copy, cudaStream_t st
       owned.uses.emplace_back(stream, event);
       use = owned.uses.end() - 1;
     }
+  } else if (stream == cudaStreamPerThread) {
+    // cudaStreamPerThread names a different stream on each host thread: the use recorded before
+    // (perhaps another thread's stream) is handed to the free stream before the event is reused.
+    ROPEKIT_CUDA_CHECK(cudaStreamWaitEvent(owned.free_stream, use->second, 0));
   }
   ROPEKIT_CUDA_CHECK(cudaEventRecord(use->second, stream));
 }

@@ -91,10 +91,11 @@ ROPEKIT_GRID_HD void for_each_item(const GridExtent& e, const GridPos& g, Token&
       const int64_t position = token(b, s);
       sync();
       if (position < 0) continue;
-      for (int group = static_cast<int>(g.block[1] * g.block_dim[1] + g.thread[1]); group < e.groups;
-           group += static_cast<int>(g.grid[1] * g.block_dim[1]))
+      // int64: group + step may pass INT32_MAX when there are nearly 2^31 groups.
+      for (int64_t group = static_cast<int64_t>(g.block[1]) * g.block_dim[1] + g.thread[1]; group < e.groups;
+           group += static_cast<int64_t>(g.grid[1]) * g.block_dim[1])
         for (int chunk = static_cast<int>(g.thread[0]); chunk < e.chunks; chunk += static_cast<int>(g.block_dim[0]))
-          item(b, s, position, group, chunk);
+          item(b, s, position, static_cast<int>(group), chunk);  // group < groups <= INT32_MAX
     }
   }
 }

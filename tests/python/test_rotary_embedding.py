@@ -193,3 +193,9 @@ def test_jax_is_refused_and_cos_sin_cache_checks_arguments():
         ropekit.cos_sin_cache(spec, -1)
     assert ropekit.cos_sin_cache(spec, 0).shape == (0, 16)
     np.testing.assert_array_equal(ropekit.cos_sin_cache(spec, 10), ropekit.RopeTable(spec, 10).table())
+
+
+def test_cuda_check_errors_is_callable_everywhere():
+    ropekit.cuda_check_errors()  # nothing recorded (and a no-op without CUDA)
+    if ropekit._C.has_cuda and torch.cuda.is_available():
+        ropekit.cuda_check_errors(torch.cuda.current_stream())
