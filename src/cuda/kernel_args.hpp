@@ -154,7 +154,8 @@ KernelChoice choose_kernel(const RopeParams& p, const KernelArgs& a) {
   c.n = vector_elems<T>(p);
   c.style = p.style;
   if (c.n != hot_elems<T>(p.style)) return c;
-  c.cos_sin = rows_cover(p, a) ? CosSin::rows : CosSin::mixed;
+  // rows_only: a device position past the rows is a fault (the token is skipped), never computed.
+  c.cos_sin = rows_cover(p, a) || p.rows_only ? CosSin::rows : CosSin::mixed;
   c.xpos = p.has_xpos ? XposMode::xpos : XposMode::none;
   return c;
 }

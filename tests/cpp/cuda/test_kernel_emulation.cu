@@ -363,6 +363,11 @@ TEST(CudaKernelEmulation, AttentionFactorOddTailsAndCallerRows) {
             c.caller_rows = caller_rows;
             c.positions = caller_rows ? Pos::ids : cases % 3 == 0 ? Pos::offset : Pos::offsets;
             c.max_blocks = 1 + cases % 4;
+            if (caller_rows && R == 80) {  // the hot width: the table path (rows only), even for device ids
+              c.n = t == DType::f32 || st == Style::half ? 4 : 8;
+              c.cos_sin = CosSin::rows;
+              c.xpos_mode = XposMode::none;
+            }
             check(c, fresh_seed());
             ++cases;
             if (HasFailure()) return;
