@@ -1,7 +1,9 @@
-// CPU apply_rope throughput and latency. Every iteration also times a memcpy of the same bytes with
-// the same number of threads, right after the rotation, and the benchmark reports
+// CPU apply_rope throughput and latency. Every iteration also times, right after the rotation and
+// with the same number of threads, a memcpy of the same bytes and an in-place read-modify-write
+// stream over the same number of bytes (the limit of in-place work), and the benchmark reports
 //   bytes_per_second  -- bytes read + written by the rotation per second
-//   memcpy_ratio      -- rotation bandwidth / memcpy bandwidth (1.0 = at copy speed)
+//   rmw_ratio         -- rotation bandwidth / in-place RMW bandwidth (1.0 = at the in-place limit)
+//   memcpy_ratio      -- rotation bandwidth / memcpy bandwidth
 // Shapes: Llama-3-8B attention (q 32 heads, k 8 heads, head_dim 128), rotated in place.
 // Run with --benchmark_repetitions=5 --benchmark_report_aggregates_only=true for medians.
 #include <benchmark/benchmark.h>
@@ -63,6 +65,26 @@ void copy_with_threads(const unsigned char* src, unsigned char* dst, size_t byte
 #endif
 }
 
+// Flips the sign bits of `bytes` in place with `threads` threads: one load and one store per word,
+// the memory traffic of an in-place rotation without its arithmetic.
+void rmw_with_threads(unsigned char* data, size_t bytes, int threads) {
+  auto slice = [&](int i) {
+    const size_t words = bytes / 8;
+    const size_t begin = words * static_cast<size_t>(i) / static_cast<size_t>(threads);
+    const size_t end = words * static_cast<size_t>(i + 1) / static_cast<size_t>(threads);
+    auto* w = reinterpret_cast<uint64_t*>(data);
+    for (size_t j = begin; j < end; ++j) w[j] ^= 0x8000800080008000ull;
+  };
+#if defined(ROPEKIT_HAS_CPU_SIMD)
+  ropekit::detail::ThreadPool::instance().run(threads, slice);
+#else
+  std::vector<std::thread> pool;
+  for (int i = 1; i < threads; ++i) pool.emplace_back(slice, i);
+  slice(0);
+  for (auto& t : pool) t.join();
+#endif
+}
+
 void fill_random(std::vector<uint16_t>& v, DType dtype) {
   std::mt19937 rng(12345);
   std::uniform_real_distribution<float> u(-1.0f, 1.0f);
@@ -74,9 +96,9 @@ void fill_random(std::vector<uint16_t>& v, DType dtype) {
   }
 }
 
-// args: dtype (0 f32, 1 bf16), style (0 half, 1 interleaved), batch, seq, threads, variant.
+// args: dtype (0 f32, 1 bf16, 2 f16), style (0 half, 1 interleaved), batch, seq, threads, variant.
 void BM_Rope(benchmark::State& state) {
-  const DType dtype = state.range(0) == 0 ? DType::f32 : DType::bf16;
+  const DType dtype = state.range(0) == 0 ? DType::f32 : state.range(0) == 1 ? DType::bf16 : DType::f16;
   const Style style = state.range(1) == 0 ? Style::half : Style::interleaved;
   const int64_t batch = state.range(2);
   const int64_t seq = state.range(3);
@@ -109,9 +131,12 @@ void BM_Rope(benchmark::State& state) {
   const int64_t bytes = (q_elems + k_elems) * element;  // read once and written once
   const int copy_threads = std::max(threads, 1);
   std::vector<unsigned char> src(static_cast<size_t>(bytes), 1), dst(static_cast<size_t>(bytes), 0);
+  std::vector<uint64_t> rmw(static_cast<size_t>(bytes + 7) / 8, 0);
+  auto* rmw_bytes = reinterpret_cast<unsigned char*>(rmw.data());
   copy_with_threads(src.data(), dst.data(), src.size(), copy_threads);  // fault the pages in
+  rmw_with_threads(rmw_bytes, static_cast<size_t>(bytes), copy_threads);
   apply_rope(tensors, positions, table, options);  // warm: pages, threads, dispatch
-  std::vector<double> rope_times, copy_times;
+  std::vector<double> rope_times, copy_times, rmw_times;
   for (auto _ : state) {
     const auto t0 = Clock::now();
     apply_rope(tensors, positions, table, options);
@@ -119,9 +144,13 @@ void BM_Rope(benchmark::State& state) {
     copy_with_threads(src.data(), dst.data(), src.size(), copy_threads);
     benchmark::DoNotOptimize(dst.data());
     const auto t2 = Clock::now();
+    rmw_with_threads(rmw_bytes, static_cast<size_t>(bytes), copy_threads);
+    benchmark::DoNotOptimize(rmw.data());
+    const auto t3 = Clock::now();
     const double rope = std::chrono::duration<double>(t1 - t0).count();
     rope_times.push_back(rope);
     copy_times.push_back(std::chrono::duration<double>(t2 - t1).count());
+    rmw_times.push_back(std::chrono::duration<double>(t3 - t2).count());
     state.SetIterationTime(rope);
   }
 #if defined(ROPEKIT_HAS_CPU_SIMD)
@@ -133,23 +162,26 @@ void BM_Rope(benchmark::State& state) {
   state.counters["median_us"] = rope * 1e6;
   state.counters["memcpy_us"] = copy * 1e6;
   state.counters["memcpy_ratio"] = copy / rope;
+  state.counters["rmw_us"] = median(rmw_times) * 1e6;
+  state.counters["rmw_ratio"] = median(rmw_times) / rope;
 }
 
 void prefill_args(benchmark::internal::Benchmark* b) {
   for (int64_t seq : {4096, 16384})
-    for (int64_t dtype : {0, 1})
+    for (int64_t dtype : {0, 1, 2})
       for (int64_t style : {0, 1})
         for (int64_t threads : {1, 2}) b->Args({dtype, style, 1, seq, threads, kPlain});
   // Variants at S = 4096, 2 threads (and 1 for the in-kernel sincos).
+  for (int64_t seq : {4096, 16384})
+    for (int64_t dtype : {0, 1, 2})
+      for (int64_t style : {0, 1}) b->Args({dtype, style, 1, seq, 2, kSinCos});
   for (int64_t dtype : {0, 1}) {
     b->Args({dtype, 0, 1, 4096, 2, kXpos});
     b->Args({dtype, 0, 1, 4096, 2, kYarn});
-    b->Args({dtype, 0, 1, 4096, 2, kSinCos});
-    b->Args({dtype, 1, 1, 4096, 2, kSinCos});
     b->Args({dtype, 0, 1, 4096, 1, kSinCos});
   }
   b->Args({0, 0, 1, 4096, 1, kScalar});  // the scalar reference loop, for scale
-  b->ArgNames({"bf16", "interleaved", "B", "S", "threads", "variant"});
+  b->ArgNames({"dtype", "interleaved", "B", "S", "threads", "variant"});
 }
 
 void decode_args(benchmark::internal::Benchmark* b) {
@@ -157,7 +189,7 @@ void decode_args(benchmark::internal::Benchmark* b) {
     for (int64_t dtype : {0, 1})
       for (int64_t variant : {kPlain, kSinCos}) b->Args({dtype, 0, batch, 1, 0, variant});
   b->Args({1, 0, 32, 1, 1, kPlain});  // B = 32 on one thread, against the default (all cores)
-  b->ArgNames({"bf16", "interleaved", "B", "S", "threads", "variant"});
+  b->ArgNames({"dtype", "interleaved", "B", "S", "threads", "variant"});
 }
 
 BENCHMARK(BM_Rope)->Name("prefill")->Apply(prefill_args)->UseManualTime()->Unit(benchmark::kMillisecond);

@@ -75,7 +75,9 @@ Fit fit_of(const TensorView& v, Arena& arena) {
   if (v.rank != 3 && v.rank != 4) return Fit::invalid;
   if (v.dtype != DType::f32 && v.dtype != DType::f16 && v.dtype != DType::bf16) return Fit::invalid;
   for (int d = 0; d < v.rank; ++d)
-    if (v.shape[static_cast<size_t>(d)] < 0 || v.strides[static_cast<size_t>(d)] < 0) return Fit::invalid;
+    // A negative stride is invalid only where it is used: ropekit ignores those of extent-1 dims.
+    if (v.shape[static_cast<size_t>(d)] < 0 || (v.strides[static_cast<size_t>(d)] < 0 && v.shape[static_cast<size_t>(d)] > 1))
+      return Fit::invalid;
   const __int128 limit = __int128{1} << 62;
   const __int128 es = esize_of(v.dtype);
   __int128 bytes = es, last = 0;

@@ -92,6 +92,20 @@ std::vector<float> widened_rows(const CosSinCacheView& c, const IndexView& posit
   return rows;
 }
 
+// The spec of the rotated window: head_dim = rotary_dim = rot_dim. Kept per thread for the last
+// shape (decode calls repeat it; building a spec costs about as much as the rotation of a token).
+const RopeSpec& window_spec(int64_t rot_dim, Style style) {
+  thread_local std::optional<RopeSpec> last;
+  if (!last || last->rotary_dim() != rot_dim || last->style() != style) {
+    SpecParams sp;
+    sp.head_dim = rot_dim;
+    sp.rotary_dim = rot_dim;
+    sp.style = style;
+    last.emplace(sp);
+  }
+  return *last;
+}
+
 }  // namespace
 
 void rotary_embedding(const IndexView& positions, const TensorView& query, const std::optional<TensorView>& key,
@@ -124,11 +138,7 @@ void rotary_embedding(const IndexView& positions, const TensorView& query, const
     }
   }
 
-  SpecParams sp;
-  sp.head_dim = cos_sin_cache.rot_dim;
-  sp.rotary_dim = cos_sin_cache.rot_dim;
-  sp.style = is_neox ? Style::half : Style::interleaved;
-  const RopeSpec spec(sp);
+  const RopeSpec& spec = window_spec(cos_sin_cache.rot_dim, is_neox ? Style::half : Style::interleaved);
   const RopeTensors tensors{q, k, std::nullopt, std::nullopt};
 
   // f16/bf16 caches: the rows this call reads, widened, read by token index instead of position.
@@ -145,8 +155,10 @@ void rotary_embedding(const IndexView& positions, const TensorView& query, const
   if (tokens == 0 || (q.numel() == 0 && (!k || k->numel() == 0))) return;
 
   auto& p = c.params;
-  const std::vector<double> no_frequencies(static_cast<size_t>(spec.pairs()), 0.0);
-  const std::vector<float> no_frequencies_f32(static_cast<size_t>(spec.pairs()), 0.0f);
+  thread_local std::vector<double> no_frequencies;
+  thread_local std::vector<float> no_frequencies_f32;
+  no_frequencies.resize(static_cast<size_t>(spec.pairs()), 0.0);
+  no_frequencies_f32.resize(static_cast<size_t>(spec.pairs()), 0.0f);
   p.rows = widened.empty() ? static_cast<const float*>(cos_sin_cache.data) : widened.data();
   p.rows_count = widened.empty() ? cos_sin_cache.max_position : tokens;
   // Every position reads a row (host positions were checked above; the CUDA kernel refuses device

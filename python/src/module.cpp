@@ -9,6 +9,7 @@
 #include <nanobind/stl/variant.h>
 #include <nanobind/stl/vector.h>
 
+#include <array>
 #include <cstdint>
 #include <cstring>
 #include <limits>
@@ -196,7 +197,93 @@ struct Operands {
   ropekit::Positions positions;
 };
 
+// ---- torch tensors without DLPack ----------------------------------------------------------------
+// torch's __dlpack__ costs microseconds a tensor, which decides decode speed. Plain torch.Tensor
+// and nn.Parameter objects on the CPU or a CUDA device are read through their attributes instead
+// (data_ptr, shape, stride, dtype); anything else (subclasses, other devices) takes DLPack.
+struct TorchTypes {
+  PyTypeObject* tensor = nullptr;
+  PyTypeObject* parameter = nullptr;
+  nb::object f32, f16, bf16, f64, i32, i64;
+};
+
+const TorchTypes* torch_types() {
+  static TorchTypes types;
+  static bool ready = false;
+  if (ready) return &types;
+  PyObject* torch = PyImport_GetModule(nb::str("torch").ptr());  // only once torch is imported
+  if (torch == nullptr) {
+    PyErr_Clear();
+    return nullptr;
+  }
+  nb::object mod = nb::steal(torch);
+  types.tensor = reinterpret_cast<PyTypeObject*>(mod.attr("Tensor").ptr());
+  types.parameter = reinterpret_cast<PyTypeObject*>(mod.attr("nn").attr("Parameter").ptr());
+  Py_INCREF(types.tensor);
+  Py_INCREF(types.parameter);
+  types.f32 = mod.attr("float32");
+  types.f16 = mod.attr("float16");
+  types.bf16 = mod.attr("bfloat16");
+  types.f64 = mod.attr("float64");
+  types.i32 = mod.attr("int32");
+  types.i64 = mod.attr("int64");
+  ready = true;
+  return &types;
+}
+
+struct TorchTensor {
+  void* data = nullptr;
+  nb::object dtype;
+  ropekit::Device device;
+  int rank = 0;
+  std::array<int64_t, 8> shape{};
+  std::array<int64_t, 8> strides{};
+};
+
+// A plain torch tensor on the CPU or a CUDA device, read without DLPack; nullopt: take DLPack.
+// Autograd is the Python layer's business (ropekit.torch): it refuses or detaches before calling.
+std::optional<TorchTensor> torch_tensor(nb::handle h) {
+  const TorchTypes* types = torch_types();
+  if (types == nullptr || (Py_TYPE(h.ptr()) != types->tensor && Py_TYPE(h.ptr()) != types->parameter)) return std::nullopt;
+  TorchTensor t;
+  if (nb::cast<bool>(h.attr("is_cuda"))) t.device = ropekit::Device::cuda(nb::cast<int>(h.attr("get_device")()));
+  else if (!nb::cast<bool>(h.attr("is_cpu"))) return std::nullopt;  // other devices: DLPack says what is wrong
+  const nb::tuple shape = nb::borrow<nb::tuple>(h.attr("shape"));
+  const nb::tuple strides = nb::borrow<nb::tuple>(h.attr("stride")());
+  t.rank = static_cast<int>(nb::len(shape));
+  if (t.rank > 8) return std::nullopt;
+  for (int d = 0; d < t.rank; ++d) {
+    t.shape[static_cast<size_t>(d)] = nb::cast<int64_t>(shape[static_cast<size_t>(d)]);
+    t.strides[static_cast<size_t>(d)] = nb::cast<int64_t>(strides[static_cast<size_t>(d)]);
+  }
+  t.dtype = h.attr("dtype");
+  t.data = reinterpret_cast<void*>(nb::cast<uintptr_t>(h.attr("data_ptr")()));
+  return t;
+}
+
+std::optional<TensorView> torch_view(nb::handle h) {
+  std::optional<TorchTensor> t = torch_tensor(h);
+  if (!t) return std::nullopt;
+  const TorchTypes* ty = torch_types();
+  TensorView v;
+  if (t->dtype.is(ty->f32)) v.dtype = DType::f32;
+  else if (t->dtype.is(ty->f16)) v.dtype = DType::f16;
+  else if (t->dtype.is(ty->bf16)) v.dtype = DType::bf16;
+  else if (t->dtype.is(ty->f64)) v.dtype = DType::f64;
+  else return std::nullopt;  // DLPack names the dtype
+  if (t->rank < 2 || t->rank > 4) return std::nullopt;
+  v.device = t->device;
+  v.rank = t->rank;
+  for (int d = 0; d < t->rank; ++d) {
+    v.shape[static_cast<size_t>(d)] = t->shape[static_cast<size_t>(d)];
+    v.strides[static_cast<size_t>(d)] = t->strides[static_cast<size_t>(d)];
+  }
+  v.data = t->data;
+  return v;
+}
+
 TensorView in_view(Operands& ops, nb::handle h, const char* name, bool written) {
+  if (std::optional<TensorView> v = torch_view(h)) return *v;
   if (written) {
     ops.held_out.push_back(cast_array<OutArray>(h, name, "a writable DLPack array (written in place)"));
     return view_of(ops.held_out.back(), name);
@@ -206,6 +293,20 @@ TensorView in_view(Operands& ops, nb::handle h, const char* name, bool written) 
 }
 
 ropekit::IndexView index_arg(Operands& ops, nb::handle h, const char* name) {
+  if (std::optional<TorchTensor> t = torch_tensor(h)) {
+    const TorchTypes* ty = torch_types();
+    int64_t expected = 1, n = 1;
+    bool contiguous = true;
+    for (int d = t->rank; d-- > 0;) {
+      const int64_t extent = t->shape[static_cast<size_t>(d)];
+      contiguous = contiguous && (extent == 1 || t->strides[static_cast<size_t>(d)] == expected);
+      expected *= extent;
+      n *= extent;
+    }
+    if (contiguous && t->dtype.is(ty->i64)) return ropekit::IndexView(static_cast<const int64_t*>(t->data), n, t->device);
+    if (contiguous && t->dtype.is(ty->i32)) return ropekit::IndexView(static_cast<const int32_t*>(t->data), n, t->device);
+    // other dtypes and layouts: DLPack, which names what is wrong
+  }
   ops.held_in.push_back(cast_array<InArray>(h, name, "an int32 or int64 DLPack array"));
   return index_of(ops.held_in.back(), name);
 }
@@ -239,6 +340,21 @@ Operands gather(nb::handle q, nb::handle k, nb::handle q_out, nb::handle k_out, 
 
 // [max_position, rot_dim], contiguous: the engine's cos/sin cache (the core checks its dtype).
 ropekit::CosSinCacheView cache_arg(Operands& ops, nb::handle h) {
+  if (std::optional<TorchTensor> t = torch_tensor(h)) {
+    const TorchTypes* ty = torch_types();
+    const bool contiguous = t->rank == 2 && (t->shape[1] <= 1 || t->strides[1] == 1) &&
+                            (t->shape[0] <= 1 || t->strides[0] == t->shape[1]);
+    const bool known = t->dtype.is(ty->f32) || t->dtype.is(ty->f16) || t->dtype.is(ty->bf16);
+    if (contiguous && known) {
+      ropekit::CosSinCacheView v;
+      v.data = t->data;
+      v.dtype = t->dtype.is(ty->f32) ? DType::f32 : t->dtype.is(ty->f16) ? DType::f16 : DType::bf16;
+      v.device = t->device;
+      v.max_position = t->shape[0];
+      v.rot_dim = t->shape[1];
+      return v;
+    }
+  }
   ops.held_in.push_back(cast_array<InArray>(h, "cos_sin_cache", "a DLPack array [max_position, rot_dim]"));
   const InArray& a = ops.held_in.back();
   const bool contiguous = a.ndim() == 2 && (a.shape(1) <= 1 || a.stride(1) == 1) &&
