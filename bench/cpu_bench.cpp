@@ -48,13 +48,9 @@ double median(std::vector<double> v) {
   return v.empty() ? 0.0 : v[v.size() / 2];
 }
 
-// Copies `bytes` from src to dst with `threads` threads (each a contiguous slice).
-void copy_with_threads(const unsigned char* src, unsigned char* dst, size_t bytes, int threads) {
-  auto slice = [&](int i) {
-    const size_t begin = bytes * static_cast<size_t>(i) / static_cast<size_t>(threads);
-    const size_t end = bytes * static_cast<size_t>(i + 1) / static_cast<size_t>(threads);
-    std::memcpy(dst + begin, src + begin, end - begin);
-  };
+// Runs slice(0 .. threads-1) on the pool the rotation uses (or plain threads without it).
+template <typename Slice>
+void run_slices(int threads, Slice&& slice) {
 #if defined(ROPEKIT_HAS_CPU_SIMD)
   ropekit::detail::ThreadPool::instance().run(threads, slice);
 #else
@@ -65,24 +61,25 @@ void copy_with_threads(const unsigned char* src, unsigned char* dst, size_t byte
 #endif
 }
 
+// Copies `bytes` from src to dst with `threads` threads (each a contiguous slice).
+void copy_with_threads(const unsigned char* src, unsigned char* dst, size_t bytes, int threads) {
+  run_slices(threads, [&](int i) {
+    const size_t begin = bytes * static_cast<size_t>(i) / static_cast<size_t>(threads);
+    const size_t end = bytes * static_cast<size_t>(i + 1) / static_cast<size_t>(threads);
+    std::memcpy(dst + begin, src + begin, end - begin);
+  });
+}
+
 // Flips the sign bits of `bytes` in place with `threads` threads: one load and one store per word,
 // the memory traffic of an in-place rotation without its arithmetic.
 void rmw_with_threads(unsigned char* data, size_t bytes, int threads) {
-  auto slice = [&](int i) {
+  run_slices(threads, [&](int i) {
     const size_t words = bytes / 8;
     const size_t begin = words * static_cast<size_t>(i) / static_cast<size_t>(threads);
     const size_t end = words * static_cast<size_t>(i + 1) / static_cast<size_t>(threads);
     auto* w = reinterpret_cast<uint64_t*>(data);
     for (size_t j = begin; j < end; ++j) w[j] ^= 0x8000800080008000ull;
-  };
-#if defined(ROPEKIT_HAS_CPU_SIMD)
-  ropekit::detail::ThreadPool::instance().run(threads, slice);
-#else
-  std::vector<std::thread> pool;
-  for (int i = 1; i < threads; ++i) pool.emplace_back(slice, i);
-  slice(0);
-  for (auto& t : pool) t.join();
-#endif
+  });
 }
 
 void fill_random(std::vector<uint16_t>& v, DType dtype) {
