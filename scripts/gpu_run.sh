@@ -168,7 +168,7 @@ sanitizer=$(command -v compute-sanitizer || true)
 for candidate in /usr/local/cuda/bin/compute-sanitizer /usr/local/cuda/compute-sanitizer/compute-sanitizer; do
   [[ -z "$sanitizer" && -x "$candidate" ]] && sanitizer=$candidate
 done
-memcheck_filter='CudaApply.EveryDtypeStyleDirection:CudaApply.AccessWidthsAndPositionsPastTheRows:CudaErrors.*:CudaGraphs.*:CudaTables.*'
+memcheck_filter='CudaApply.EveryDtypeStyleDirection:CudaApply.AccessWidthsAndPositionsPastTheRows:CudaErrors.*:CudaGraphs.*:CudaTables.*:CudaEngine.*'
 initcheck_filter='CudaApply.EveryDtypeStyleDirection:CudaErrors.InvalidDevicePositionsAreReportedAndSkipped'
 racecheck_filter='CudaApply.PositionsAndLayouts'
 for tool in memcheck initcheck racecheck; do
