@@ -84,16 +84,15 @@ inline void set_table(KernelArgs& a, const RopeParams& p, const DeviceTable& tab
   }
 }
 
-// A caller-owned fp32 cache on the device (rotary_embedding): rows only, no frequencies, so a
-// device-resident position at or past its rows is a fault, as a negative one.
+// A caller-owned fp32 cache on the device (rotary_embedding): its rows as the table (attention
+// factor 1, no frequencies), so a device-resident position at or past them is a fault, as a
+// negative one.
 inline void set_caller_rows(KernelArgs& a, const RopeParams& p) {
-  a.rows = p.rows;
-  a.rows_count = p.rows_count;
+  DeviceTable caller;
+  caller.rows = p.rows;
+  caller.size = p.rows_count;
+  set_table(a, p, caller);
   a.max_position = p.rows_count - 1;
-  a.attention = 1.0;
-  a.inverse = p.direction == Direction::inverse;
-  a.cos_mul = 1.0f;
-  a.sin_mul = p.direction == Direction::forward ? 1.0f : -1.0f;  // attention factor 1: inverse = backward
 }
 
 // ---- Which specialisation ----------------------------------------------------------------------
