@@ -160,7 +160,8 @@ TensorView view_of(const Array& a, const char* name) {
 }
 
 // Integer vectors (positions): int32 or int64, contiguous, any shape (read flat).
-ropekit::IndexView index_of(const InArray& a, const char* name) {
+template <typename Array>
+ropekit::IndexView index_of(const Array& a, const char* name) {
   const auto d = a.dtype();
   const auto code = static_cast<nb::dlpack::dtype_code>(d.code);
   if (code != nb::dlpack::dtype_code::Int || d.lanes != 1 || (d.bits != 32 && d.bits != 64))
@@ -231,59 +232,63 @@ const TorchTypes* torch_types() {
   return &types;
 }
 
-struct TorchTensor {
-  void* data = nullptr;
-  nb::object dtype;
-  ropekit::Device device;
-  int rank = 0;
-  std::array<int64_t, 8> shape{};
-  std::array<int64_t, 8> strides{};
+// The same interface as nb::ndarray (what view_of, index_of and cache_of read), filled from a
+// tensor's attributes.
+struct TorchArray {
+  void* ptr = nullptr;
+  nb::dlpack::dtype dt{};
+  int32_t dev_type = nb::device::cpu::value;
+  int32_t dev_id = 0;
+  size_t nd = 0;
+  std::array<int64_t, 8> sh{};
+  std::array<int64_t, 8> st{};
+
+  nb::dlpack::dtype dtype() const { return dt; }
+  int32_t device_type() const { return dev_type; }
+  int32_t device_id() const { return dev_id; }
+  size_t ndim() const { return nd; }
+  size_t shape(size_t d) const { return static_cast<size_t>(sh[d]); }
+  int64_t stride(size_t d) const { return st[d]; }
+  void* data() const { return ptr; }
 };
 
-// A plain torch tensor on the CPU or a CUDA device, read without DLPack; nullopt: take DLPack.
-// Autograd is the Python layer's business (ropekit.torch): it refuses or detaches before calling.
-std::optional<TorchTensor> torch_tensor(nb::handle h) {
+// A plain torch tensor of a dtype ropekit reads, on the CPU or a CUDA device, without DLPack;
+// nullopt: take DLPack (which also says what is wrong with anything else). Autograd is the
+// Python layer's business (ropekit.torch): it refuses or detaches before calling.
+std::optional<TorchArray> torch_array(nb::handle h) {
   const TorchTypes* types = torch_types();
   if (types == nullptr || (Py_TYPE(h.ptr()) != types->tensor && Py_TYPE(h.ptr()) != types->parameter)) return std::nullopt;
-  TorchTensor t;
-  if (nb::cast<bool>(h.attr("is_cuda"))) t.device = ropekit::Device::cuda(nb::cast<int>(h.attr("get_device")()));
-  else if (!nb::cast<bool>(h.attr("is_cpu"))) return std::nullopt;  // other devices: DLPack says what is wrong
+  TorchArray t;
+  const nb::object dtype = h.attr("dtype");
+  using code = nb::dlpack::dtype_code;
+  const auto of = [](code c, uint8_t bits) { return nb::dlpack::dtype{static_cast<uint8_t>(c), bits, 1}; };
+  if (dtype.is(types->f32)) t.dt = of(code::Float, 32);
+  else if (dtype.is(types->f16)) t.dt = of(code::Float, 16);
+  else if (dtype.is(types->bf16)) t.dt = of(code::Bfloat, 16);
+  else if (dtype.is(types->f64)) t.dt = of(code::Float, 64);
+  else if (dtype.is(types->i32)) t.dt = of(code::Int, 32);
+  else if (dtype.is(types->i64)) t.dt = of(code::Int, 64);
+  else return std::nullopt;
+  if (nb::cast<bool>(h.attr("is_cuda"))) {
+    t.dev_type = nb::device::cuda::value;
+    t.dev_id = nb::cast<int32_t>(h.attr("get_device")());
+  } else if (!nb::cast<bool>(h.attr("is_cpu"))) {
+    return std::nullopt;
+  }
   const nb::tuple shape = nb::borrow<nb::tuple>(h.attr("shape"));
   const nb::tuple strides = nb::borrow<nb::tuple>(h.attr("stride")());
-  t.rank = static_cast<int>(nb::len(shape));
-  if (t.rank > 8) return std::nullopt;
-  for (int d = 0; d < t.rank; ++d) {
-    t.shape[static_cast<size_t>(d)] = nb::cast<int64_t>(shape[static_cast<size_t>(d)]);
-    t.strides[static_cast<size_t>(d)] = nb::cast<int64_t>(strides[static_cast<size_t>(d)]);
+  t.nd = nb::len(shape);
+  if (t.nd > t.sh.size()) return std::nullopt;
+  for (size_t d = 0; d < t.nd; ++d) {
+    t.sh[d] = nb::cast<int64_t>(shape[d]);
+    t.st[d] = nb::cast<int64_t>(strides[d]);
   }
-  t.dtype = h.attr("dtype");
-  t.data = reinterpret_cast<void*>(nb::cast<uintptr_t>(h.attr("data_ptr")()));
+  t.ptr = reinterpret_cast<void*>(nb::cast<uintptr_t>(h.attr("data_ptr")()));
   return t;
 }
 
-std::optional<TensorView> torch_view(nb::handle h) {
-  std::optional<TorchTensor> t = torch_tensor(h);
-  if (!t) return std::nullopt;
-  const TorchTypes* ty = torch_types();
-  TensorView v;
-  if (t->dtype.is(ty->f32)) v.dtype = DType::f32;
-  else if (t->dtype.is(ty->f16)) v.dtype = DType::f16;
-  else if (t->dtype.is(ty->bf16)) v.dtype = DType::bf16;
-  else if (t->dtype.is(ty->f64)) v.dtype = DType::f64;
-  else return std::nullopt;  // DLPack names the dtype
-  if (t->rank < 2 || t->rank > 4) return std::nullopt;
-  v.device = t->device;
-  v.rank = t->rank;
-  for (int d = 0; d < t->rank; ++d) {
-    v.shape[static_cast<size_t>(d)] = t->shape[static_cast<size_t>(d)];
-    v.strides[static_cast<size_t>(d)] = t->strides[static_cast<size_t>(d)];
-  }
-  v.data = t->data;
-  return v;
-}
-
 TensorView in_view(Operands& ops, nb::handle h, const char* name, bool written) {
-  if (std::optional<TensorView> v = torch_view(h)) return *v;
+  if (std::optional<TorchArray> t = torch_array(h)) return view_of(*t, name);
   if (written) {
     ops.held_out.push_back(cast_array<OutArray>(h, name, "a writable DLPack array (written in place)"));
     return view_of(ops.held_out.back(), name);
@@ -293,20 +298,7 @@ TensorView in_view(Operands& ops, nb::handle h, const char* name, bool written) 
 }
 
 ropekit::IndexView index_arg(Operands& ops, nb::handle h, const char* name) {
-  if (std::optional<TorchTensor> t = torch_tensor(h)) {
-    const TorchTypes* ty = torch_types();
-    int64_t expected = 1, n = 1;
-    bool contiguous = true;
-    for (int d = t->rank; d-- > 0;) {
-      const int64_t extent = t->shape[static_cast<size_t>(d)];
-      contiguous = contiguous && (extent == 1 || t->strides[static_cast<size_t>(d)] == expected);
-      expected *= extent;
-      n *= extent;
-    }
-    if (contiguous && t->dtype.is(ty->i64)) return ropekit::IndexView(static_cast<const int64_t*>(t->data), n, t->device);
-    if (contiguous && t->dtype.is(ty->i32)) return ropekit::IndexView(static_cast<const int32_t*>(t->data), n, t->device);
-    // other dtypes and layouts: DLPack, which names what is wrong
-  }
+  if (std::optional<TorchArray> t = torch_array(h)) return index_of(*t, name);
   ops.held_in.push_back(cast_array<InArray>(h, name, "an int32 or int64 DLPack array"));
   return index_of(ops.held_in.back(), name);
 }
@@ -339,24 +331,8 @@ Operands gather(nb::handle q, nb::handle k, nb::handle q_out, nb::handle k_out, 
 }
 
 // [max_position, rot_dim], contiguous: the engine's cos/sin cache (the core checks its dtype).
-ropekit::CosSinCacheView cache_arg(Operands& ops, nb::handle h) {
-  if (std::optional<TorchTensor> t = torch_tensor(h)) {
-    const TorchTypes* ty = torch_types();
-    const bool contiguous = t->rank == 2 && (t->shape[1] <= 1 || t->strides[1] == 1) &&
-                            (t->shape[0] <= 1 || t->strides[0] == t->shape[1]);
-    const bool known = t->dtype.is(ty->f32) || t->dtype.is(ty->f16) || t->dtype.is(ty->bf16);
-    if (contiguous && known) {
-      ropekit::CosSinCacheView v;
-      v.data = t->data;
-      v.dtype = t->dtype.is(ty->f32) ? DType::f32 : t->dtype.is(ty->f16) ? DType::f16 : DType::bf16;
-      v.device = t->device;
-      v.max_position = t->shape[0];
-      v.rot_dim = t->shape[1];
-      return v;
-    }
-  }
-  ops.held_in.push_back(cast_array<InArray>(h, "cos_sin_cache", "a DLPack array [max_position, rot_dim]"));
-  const InArray& a = ops.held_in.back();
+template <typename Array>
+ropekit::CosSinCacheView cache_of(const Array& a) {
   const bool contiguous = a.ndim() == 2 && (a.shape(1) <= 1 || a.stride(1) == 1) &&
                           (a.shape(0) <= 1 || a.stride(0) == static_cast<int64_t>(a.shape(1)));
   if (!contiguous)
@@ -369,6 +345,12 @@ ropekit::CosSinCacheView cache_arg(Operands& ops, nb::handle h) {
   v.max_position = static_cast<int64_t>(a.shape(0));
   v.rot_dim = static_cast<int64_t>(a.shape(1));
   return v;
+}
+
+ropekit::CosSinCacheView cache_arg(Operands& ops, nb::handle h) {
+  if (std::optional<TorchArray> t = torch_array(h)) return cache_of(*t);
+  ops.held_in.push_back(cast_array<InArray>(h, "cos_sin_cache", "a DLPack array [max_position, rot_dim]"));
+  return cache_of(ops.held_in.back());
 }
 
 ropekit::ApplyOptions options_of(ropekit::Direction direction, double xpos_center, bool compute_sincos, int num_threads,
