@@ -222,6 +222,13 @@ def _apply(q, k, rope, positions, offsets, cu_seqlens, xpos_center, compute_sinc
     return q_out if k is None else (q_out, k_out)
 
 
+def rope_of_table(table: RopeTable):
+    """What the autograd function and the op take for a table: the table itself, or for a scheme
+    whose frequencies follow the call's length (dynamic NTK, LongRoPE) the table plus its spec."""
+    dynamic = _C.frequency_seq_len(table.spec, 1 << 62) != 0
+    return _SeqLenRope(table) if dynamic else table
+
+
 class RotaryEmbedding(torch.nn.Module):
     """Owns a cos/sin table for ``spec`` and rotates q and k: forward(q, k=None, positions=0, ...).
 
@@ -244,8 +251,7 @@ class RotaryEmbedding(torch.nn.Module):
         if not isinstance(table, RopeTable):
             raise TypeError(f"table: expected a ropekit.RopeTable, got {type(table).__name__}")
         self._table = table
-        dynamic = _C.frequency_seq_len(table.spec, 1 << 62) != 0
-        self._rope = _SeqLenRope(table) if dynamic else table
+        self._rope = rope_of_table(table)
 
     def forward(self, q, k=None, positions=None, offsets=None, cu_seqlens=None, xpos_center: float = 0.0):
         return _apply(q, k, self._rope, positions, offsets, cu_seqlens, xpos_center, False, Direction.forward, 0)

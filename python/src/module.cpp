@@ -6,6 +6,7 @@
 #include <nanobind/stl/optional.h>
 #include <nanobind/stl/pair.h>
 #include <nanobind/stl/string.h>
+#include <nanobind/stl/string_view.h>
 #include <nanobind/stl/variant.h>
 #include <nanobind/stl/vector.h>
 
@@ -536,6 +537,10 @@ NB_MODULE(_C, m) {
         [](double min, double max, PyInt n) { return doubles(ropekit::linear_ramp_mask(min, max, int_arg(n, "n"))); },
         "min"_a, "max"_a, "n"_a);
   m.def("get_mscale", &ropekit::get_mscale, "scale"_a, "mscale"_a = 1.0);
+
+  // The HF config.json reader, on JSON text (ropekit.hf passes a transformers config as JSON).
+  m.def("spec_from_hf_config_json", [](std::string_view json) { return ropekit::spec_from_hf_config_json(json); },
+        "json"_a);
 
   nb::class_<ropekit::RopeTable>(m, "RopeTable",
                                  "Immutable fp32 cos/sin rows for positions [0, size), the attention factor folded in. "
