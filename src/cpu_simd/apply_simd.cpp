@@ -28,6 +28,7 @@ struct SimdPlan {
   int64_t groups = 1;  // head groups per token: > 1 only when tokens are fewer than threads
   int64_t heads = 0;   // q heads + k heads
   float inv_attention_sq = 1.0f;
+  bool bf16_convert = false;  // the CPU has AVX512-BF16 (RotateHalfBf16Convert)
   std::vector<double> inv_freq;      // padded with zeros
   std::vector<float> inv_freq_f32;   // padded with zeros
   std::vector<double> log_zeta;      // xPos ln(zeta) / scale_base, padded with zeros
@@ -49,6 +50,10 @@ namespace hn = hwy::HWY_NAMESPACE;
 // bf16 rows rotate with two elements per 32-bit lane (RotateHalfBf16, RotateInterleavedBf16).
 #if HWY_TARGET != HWY_SCALAR && defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
 #define ROPEKIT_BF16_PAIR_LANES 1
+#endif
+// The AVX3 target's bf16 half style may use AVX512-BF16 when the CPU has it (RotateHalfBf16Convert).
+#if HWY_TARGET == HWY_AVX3 && defined(__GNUC__) && defined(ROPEKIT_BF16_PAIR_LANES)
+#define ROPEKIT_BF16_CONVERT 1
 #endif
 
 using DF = hn::ScalableTag<float>;
@@ -292,7 +297,12 @@ void TokenCoefficients(const SimdPlan& plan, float sign, const float* cos_row, c
   }
 #ifdef ROPEKIT_BF16_PAIR_LANES
   if (p.dtype == DType::bf16) {
-    if (p.style == Style::half) {
+#ifdef ROPEKIT_BF16_CONVERT
+    const bool convert = plan.bf16_convert;  // contiguous c, s
+#else
+    const bool convert = false;
+#endif
+    if (p.style == Style::half && !convert) {
       for (int64_t i = 0; i < p.pairs; ++i) {
         const int64_t at = (i % 2) * plan.padded_pairs + i / 2;
         w.ce[at] = w.c[i];
@@ -311,16 +321,12 @@ void TokenCoefficients(const SimdPlan& plan, float sign, const float* cos_row, c
   }
 }
 
-// ---- rotation of one head row ----
-// Tails shorter than a vector go through a padded buffer so every lane op is a whole vector.
-template <class T, class Body>
-HWY_INLINE void Tail(const typename T::Storage* in, typename T::Storage* out, int64_t count, Body body) {
-  HWY_ALIGN typename T::Storage buf_in[hn::MaxLanes(DF())] = {};
-  HWY_ALIGN typename T::Storage buf_out[hn::MaxLanes(DF())];
-  std::copy(in, in + count, buf_in);
-  body(buf_in, buf_out);
-  std::copy(buf_out, buf_out + count, out);
-}
+// ---- rotation of head rows, a block of whole vectors at a time ----
+// A block type names the vectors of coefficients one block of pairs needs (Coef), how to load them
+// for the block at pair i (Load) and the rotation of one block (Rotate). A token's coefficients are
+// loaded once and held in registers for all of its heads when its rows are a few whole blocks
+// (RotateHeadsHeld), else reloaded per row (RotateRowBlocks); rows' tails go through zero-padded
+// buffers so every lane op is a whole vector.
 
 // The rotation of pairs (a, b) by (c, s): (a c - b s, a s + b c).
 HWY_INLINE void RotatePair(VF a, VF b, VF c, VF s, VF& ya, VF& yb) {
@@ -328,63 +334,47 @@ HWY_INLINE void RotatePair(VF a, VF b, VF c, VF s, VF& ya, VF& yb) {
   yb = hn::MulAdd(a, s, hn::Mul(b, c));
 }
 
+// Half style: pairs [i, i + lanes), a from the first half of the row, b from the second.
 template <class T>
-void RotateHalf(const SimdPlan& plan, const typename T::Storage* in, typename T::Storage* out, const Scratch& w) {
+struct HalfBlock {
   using S = typename T::Storage;
-  const DF d;
-  const int64_t n = plan.p->pairs;
-  const auto step = static_cast<int64_t>(hn::Lanes(d));
-  auto block = [&](int64_t i, const S* a_in, const S* b_in, S* a_out, S* b_out) {
-    const VF a = T::load(d, a_in);
-    const VF b = T::load(d, b_in);
-    const VF c = hn::LoadU(d, w.c.data() + i);
-    const VF s = hn::LoadU(d, w.s.data() + i);
+  static constexpr bool kHalf = true;
+  struct Coef {
+    VF c, s;
+  };
+  static int64_t Pairs() { return static_cast<int64_t>(hn::Lanes(DF())); }
+  static Coef Load(const SimdPlan&, const Scratch& w, int64_t i) {
+    const DF d;
+    return {hn::LoadU(d, w.c.data() + i), hn::LoadU(d, w.s.data() + i)};
+  }
+  static void Rotate(const Coef& k, const S* a_in, const S* b_in, S* a_out, S* b_out) {
+    const DF d;
     VF ya, yb;
-    RotatePair(a, b, c, s, ya, yb);
+    RotatePair(T::load(d, a_in), T::load(d, b_in), k.c, k.s, ya, yb);
     T::store(d, ya, a_out);
     T::store(d, yb, b_out);
-  };
-  int64_t i = 0;
-  for (; i + step <= n; i += step) block(i, in + i, in + n + i, out + i, out + n + i);
-  if (i < n) {
-    const int64_t count = n - i;
-    HWY_ALIGN S a_buf[hn::MaxLanes(DF())] = {};
-    HWY_ALIGN S b_buf[hn::MaxLanes(DF())] = {};
-    std::copy(in + i, in + n, a_buf);
-    std::copy(in + n + i, in + 2 * n, b_buf);
-    block(i, a_buf, b_buf, a_buf, b_buf);
-    std::copy(a_buf, a_buf + count, out + i);
-    std::copy(b_buf, b_buf + count, out + n + i);
   }
-}
+};
 
+// Interleaved: lanes / 2 pairs, y = x * (c0 c0 ..) + swap_pairs(x) * (-s0 s0 ..).
 template <class T>
-void RotateInterleaved(const SimdPlan& plan, const typename T::Storage* in, typename T::Storage* out,
-                       const Scratch& w) {
+struct InterleavedBlock {
   using S = typename T::Storage;
-  const DF d;
-  const int64_t n = plan.p->rotary_dim;
-  const auto step = static_cast<int64_t>(hn::Lanes(d));
-  // y = x * (c0 c0 ..) + swap_pairs(x) * (-s0 s0 ..)
-  auto block = [&](int64_t j, const S* src, S* dst) {
-    const VF x = T::load(d, src);
-    const VF y = hn::MulAdd(x, hn::LoadU(d, w.ce.data() + j), hn::Mul(hn::Reverse2(d, x), hn::LoadU(d, w.se.data() + j)));
-    T::store(d, y, dst);
+  static constexpr bool kHalf = false;
+  struct Coef {
+    VF ce, se;
   };
-#if HWY_TARGET == HWY_SCALAR  // one lane: no neighbour to swap with, rotate pair by pair
-  (void)block;
-  for (int64_t i = 0; i < plan.p->pairs; ++i) {
-    const float a = T::load(d, in + 2 * i).raw;
-    const float b = T::load(d, in + 2 * i + 1).raw;
-    T::store(d, hn::Set(d, a * w.c[i] - b * w.s[i]), out + 2 * i);
-    T::store(d, hn::Set(d, b * w.c[i] + a * w.s[i]), out + 2 * i + 1);
+  static int64_t Pairs() { return static_cast<int64_t>(hn::Lanes(DF())) / 2; }
+  static Coef Load(const SimdPlan&, const Scratch& w, int64_t i) {
+    const DF d;
+    return {hn::LoadU(d, w.ce.data() + 2 * i), hn::LoadU(d, w.se.data() + 2 * i)};
   }
-  return;
-#endif
-  int64_t j = 0;
-  for (; j + step <= n; j += step) block(j, in + j, out + j);
-  if (j < n) Tail<T>(in + j, out + j, n - j, [&](const S* src, S* dst) { block(j, src, dst); });
-}
+  static void Rotate(const Coef& k, const S* in, S* out) {
+    const DF d;
+    const VF x = T::load(d, in);
+    T::store(d, hn::MulAdd(x, k.ce, hn::Mul(hn::Reverse2(d, x), k.se)), out);
+  }
+};
 
 #ifdef ROPEKIT_BF16_PAIR_LANES
 // bf16 interleaved: a 32-bit lane holds one whole pair (x[2i] in its low half, x[2i+1] in its high
@@ -412,103 +402,216 @@ HWY_INLINE hn::Vec<DU> PackBf16Pairs(VF low, VF high) {
   return hn::Or(hn::And(Bf16InHighHalf(high), hn::Set(DU(), 0xffff0000u)), hn::ShiftRight<16>(Bf16InHighHalf(low)));
 }
 
-void RotateInterleavedBf16(const SimdPlan& plan, const uint16_t* in, uint16_t* out, const Scratch& w) {
-  const DF d;
-  const DU du;
-  const int64_t n = plan.p->pairs;
-  const auto step = static_cast<int64_t>(hn::Lanes(d));
-  auto block = [&](int64_t i, const uint16_t* src, uint16_t* dst) {
+struct InterleavedBf16Block {
+  using S = uint16_t;
+  static constexpr bool kHalf = false;
+  using Coef = HalfBlock<BF16>::Coef;
+  static int64_t Pairs() { return static_cast<int64_t>(hn::Lanes(DF())); }
+  static Coef Load(const SimdPlan& plan, const Scratch& w, int64_t i) { return HalfBlock<BF16>::Load(plan, w, i); }
+  static void Rotate(const Coef& k, const uint16_t* in, uint16_t* out) {
     VF a, b, ya, yb;
-    UnpackBf16Pairs(hn::LoadU(du, reinterpret_cast<const uint32_t*>(src)), a, b);
-    RotatePair(a, b, hn::LoadU(d, w.c.data() + i), hn::LoadU(d, w.s.data() + i), ya, yb);
-    hn::StoreU(PackBf16Pairs(ya, yb), du, reinterpret_cast<uint32_t*>(dst));
+    UnpackBf16Pairs(hn::LoadU(DU(), reinterpret_cast<const uint32_t*>(in)), a, b);
+    RotatePair(a, b, k.c, k.s, ya, yb);
+    hn::StoreU(PackBf16Pairs(ya, yb), DU(), reinterpret_cast<uint32_t*>(out));
+  }
+};
+
+// bf16 half style: lane l of a 32-bit load holds x[2l] and x[2l+1], of the first half (a) and of
+// the second half (b) alike, so even and odd pairs rotate side by side with c, s split by parity
+// (TokenCoefficients). Pairs [i, i + 2 lanes).
+struct HalfBf16Block {
+  using S = uint16_t;
+  static constexpr bool kHalf = true;
+  struct Coef {
+    VF c_even, s_even, c_odd, s_odd;
   };
+  static int64_t Pairs() { return 2 * static_cast<int64_t>(hn::Lanes(DF())); }
+  static Coef Load(const SimdPlan& plan, const Scratch& w, int64_t i) {
+    const DF d;
+    const float* odd_c = w.ce.data() + plan.padded_pairs;
+    const float* odd_s = w.se.data() + plan.padded_pairs;
+    return {hn::LoadU(d, w.ce.data() + i / 2), hn::LoadU(d, w.se.data() + i / 2), hn::LoadU(d, odd_c + i / 2),
+            hn::LoadU(d, odd_s + i / 2)};
+  }
+  static void Rotate(const Coef& k, const uint16_t* a_in, const uint16_t* b_in, uint16_t* a_out, uint16_t* b_out) {
+    const DU du;
+    VF a_even, a_odd, b_even, b_odd, ya_even, yb_even, ya_odd, yb_odd;
+    UnpackBf16Pairs(hn::LoadU(du, reinterpret_cast<const uint32_t*>(a_in)), a_even, a_odd);
+    UnpackBf16Pairs(hn::LoadU(du, reinterpret_cast<const uint32_t*>(b_in)), b_even, b_odd);
+    RotatePair(a_even, b_even, k.c_even, k.s_even, ya_even, yb_even);
+    RotatePair(a_odd, b_odd, k.c_odd, k.s_odd, ya_odd, yb_odd);
+    hn::StoreU(PackBf16Pairs(ya_even, ya_odd), du, reinterpret_cast<uint32_t*>(a_out));
+    hn::StoreU(PackBf16Pairs(yb_even, yb_odd), du, reinterpret_cast<uint32_t*>(b_out));
+  }
+};
+#endif
+
+// The block at pair i of one row (whole, inside the row).
+template <class B>
+HWY_INLINE void RotateBlockAt(const SimdPlan& plan, const typename B::Coef& k, const typename B::S* in,
+                              typename B::S* out, int64_t i) {
+  if constexpr (B::kHalf) {
+    const int64_t n = plan.p->pairs;
+    B::Rotate(k, in + i, in + n + i, out + i, out + n + i);
+  } else {
+    B::Rotate(k, in + 2 * i, out + 2 * i);
+  }
+}
+
+// The rotary part of one row, any number of pairs.
+template <class B>
+void RotateRowBlocks(const SimdPlan& plan, const typename B::S* in, typename B::S* out, const Scratch& w) {
+  using S = typename B::S;
+  const int64_t n = plan.p->pairs;
+  const int64_t step = B::Pairs();
   int64_t i = 0;
-  for (; i + step <= n; i += step) block(i, in + 2 * i, out + 2 * i);
-  if (i < n) {
-    HWY_ALIGN uint16_t buf[2 * hn::MaxLanes(DF())] = {};
+  for (; i + step <= n; i += step) RotateBlockAt<B>(plan, B::Load(plan, w, i), in, out, i);
+  if (i == n) return;
+  // The coefficients past the last pair are zeros (Scratch is padded), so are the padded lanes.
+  const auto k = B::Load(plan, w, i);
+  if constexpr (B::kHalf) {
+    HWY_ALIGN S a_buf[2 * hn::MaxLanes(DF())] = {};
+    HWY_ALIGN S b_buf[2 * hn::MaxLanes(DF())] = {};
+    std::copy(in + i, in + n, a_buf);
+    std::copy(in + n + i, in + 2 * n, b_buf);
+    B::Rotate(k, a_buf, b_buf, a_buf, b_buf);
+    std::copy(a_buf, a_buf + (n - i), out + i);
+    std::copy(b_buf, b_buf + (n - i), out + n + i);
+  } else {
+    HWY_ALIGN S buf[2 * hn::MaxLanes(DF())] = {};
     std::copy(in + 2 * i, in + 2 * n, buf);
-    block(i, buf, buf);
+    B::Rotate(k, buf, buf);
     std::copy(buf, buf + 2 * (n - i), out + 2 * i);
   }
 }
 
-// bf16 half style: lane l of a 32-bit load holds x[2l] and x[2l+1], of the first half (a) and of
-// the second half (b) alike, so even and odd pairs rotate side by side with c, s split by parity.
-void RotateHalfBf16(const SimdPlan& plan, const uint16_t* in, uint16_t* out, const Scratch& w) {
-  const DF d;
-  const DU du;
+// Rows of kBlocks whole blocks: each block's coefficients loaded once for all the heads.
+template <class B, int kBlocks>
+void RotateHeadsHeld(const SimdPlan& plan, const typename B::S* in, typename B::S* out, int64_t in_step,
+                     int64_t out_step, int64_t heads, const Scratch& w) {
+  typename B::Coef k[kBlocks];
+  for (int j = 0; j < kBlocks; ++j) k[j] = B::Load(plan, w, j * B::Pairs());
+  for (int64_t h = 0; h < heads; ++h) {
+    for (int j = 0; j < kBlocks; ++j) RotateBlockAt<B>(plan, k[j], in + h * in_step, out + h * out_step, j * B::Pairs());
+  }
+}
+
+template <class B>
+void RotateHeadsWith(const SimdPlan& plan, const typename B::S* in, typename B::S* out, int64_t in_step,
+                     int64_t out_step, int64_t heads, const Scratch& w) {
   const int64_t n = plan.p->pairs;
-  const auto step = static_cast<int64_t>(hn::Lanes(d));
-  const float* c_even = w.ce.data();
-  const float* s_even = w.se.data();
-  const float* c_odd = c_even + plan.padded_pairs;
-  const float* s_odd = s_even + plan.padded_pairs;
-  // Pairs [i, i + 2 step): a from a_src, b from b_src.
-  auto block = [&](int64_t i, const uint16_t* a_src, const uint16_t* b_src, uint16_t* a_dst, uint16_t* b_dst) {
-    VF a_even, a_odd, b_even, b_odd, ya_even, yb_even, ya_odd, yb_odd;
-    UnpackBf16Pairs(hn::LoadU(du, reinterpret_cast<const uint32_t*>(a_src)), a_even, a_odd);
-    UnpackBf16Pairs(hn::LoadU(du, reinterpret_cast<const uint32_t*>(b_src)), b_even, b_odd);
-    RotatePair(a_even, b_even, hn::LoadU(d, c_even + i / 2), hn::LoadU(d, s_even + i / 2), ya_even, yb_even);
-    RotatePair(a_odd, b_odd, hn::LoadU(d, c_odd + i / 2), hn::LoadU(d, s_odd + i / 2), ya_odd, yb_odd);
-    hn::StoreU(PackBf16Pairs(ya_even, ya_odd), du, reinterpret_cast<uint32_t*>(a_dst));
-    hn::StoreU(PackBf16Pairs(yb_even, yb_odd), du, reinterpret_cast<uint32_t*>(b_dst));
-  };
-  int64_t i = 0;
-  for (; i + 2 * step <= n; i += 2 * step) block(i, in + i, in + n + i, out + i, out + n + i);
-  if (i < n) {
-    HWY_ALIGN uint16_t a_buf[2 * hn::MaxLanes(DF())] = {};
-    HWY_ALIGN uint16_t b_buf[2 * hn::MaxLanes(DF())] = {};
-    std::copy(in + i, in + n, a_buf);
-    std::copy(in + n + i, in + 2 * n, b_buf);
-    block(i, a_buf, b_buf, a_buf, b_buf);
-    std::copy(a_buf, a_buf + (n - i), out + i);
-    std::copy(b_buf, b_buf + (n - i), out + n + i);
+  const int64_t step = B::Pairs();
+  // Held when they fit in 16 vector registers.
+  constexpr int kVectorsPerBlock = static_cast<int>(sizeof(typename B::Coef) / sizeof(VF));
+  switch (n % step == 0 ? n / step : 0) {
+    case 1: return RotateHeadsHeld<B, 1>(plan, in, out, in_step, out_step, heads, w);
+    case 2: return RotateHeadsHeld<B, 2>(plan, in, out, in_step, out_step, heads, w);
+    case 4: return RotateHeadsHeld<B, 4>(plan, in, out, in_step, out_step, heads, w);
+    case 8:
+      if constexpr (kVectorsPerBlock <= 2) return RotateHeadsHeld<B, 8>(plan, in, out, in_step, out_step, heads, w);
+      break;
+    default: break;
+  }
+  for (int64_t h = 0; h < heads; ++h) RotateRowBlocks<B>(plan, in + h * in_step, out + h * out_step, w);
+}
+
+// The rotary parts of `heads` rows, `in_step` / `out_step` elements apart.
+template <class T>
+void RotateRotaryParts(const SimdPlan& plan, const typename T::Storage* in, typename T::Storage* out,
+                       int64_t in_step, int64_t out_step, int64_t heads, const Scratch& w) {
+  if (plan.p->style == Style::half) return RotateHeadsWith<HalfBlock<T>>(plan, in, out, in_step, out_step, heads, w);
+#if HWY_TARGET == HWY_SCALAR  // one lane: no neighbour to swap with, rotate pair by pair
+  const DF d;
+  for (int64_t h = 0; h < heads; ++h) {
+    const auto* row_in = in + h * in_step;
+    auto* row_out = out + h * out_step;
+    for (int64_t i = 0; i < plan.p->pairs; ++i) {
+      const float a = T::load(d, row_in + 2 * i).raw;
+      const float b = T::load(d, row_in + 2 * i + 1).raw;
+      T::store(d, hn::Set(d, a * w.c[i] - b * w.s[i]), row_out + 2 * i);
+      T::store(d, hn::Set(d, b * w.c[i] + a * w.s[i]), row_out + 2 * i + 1);
+    }
+  }
+#else
+  RotateHeadsWith<InterleavedBlock<T>>(plan, in, out, in_step, out_step, heads, w);
+#endif
+}
+
+#ifdef ROPEKIT_BF16_CONVERT
+// With AVX512-BF16 (Cooper Lake, Sapphire Rapids, Zen 4), one instruction rounds two float vectors
+// to bf16 (nearest even; a NaN becomes the same quiet NaN as in the other paths), which leaves the
+// half style at the memory limit. Unlike the other paths, a result below bf16's normal range
+// becomes a signed zero (the instruction flushes; |error| < 1.2e-38). Rows of whole 32-pair blocks.
+#define ROPEKIT_BF16_CONVERT_TARGET __attribute__((target(HWY_TARGET_STR ",avx512bf16")))
+
+ROPEKIT_BF16_CONVERT_TARGET HWY_INLINE void StoreBf16(VF low, VF high, uint16_t* p) {
+  _mm512_storeu_si512(p, reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(high.raw, low.raw)));
+}
+
+// Pairs [i, i + 32) of one row: a = x[i..], b = x[n + i..], coefficients c[i..], s[i..].
+ROPEKIT_BF16_CONVERT_TARGET HWY_INLINE void RotateHalfBf16Block32(const uint16_t* in, uint16_t* out, int64_t n,
+                                                                  int64_t i, VF c0, VF c1, VF s0, VF s1) {
+  const DF d;
+  VF ya0, yb0, ya1, yb1;
+  RotatePair(BF16::load(d, in + i), BF16::load(d, in + n + i), c0, s0, ya0, yb0);
+  RotatePair(BF16::load(d, in + i + 16), BF16::load(d, in + n + i + 16), c1, s1, ya1, yb1);
+  StoreBf16(ya0, ya1, out + i);
+  StoreBf16(yb0, yb1, out + n + i);
+}
+
+ROPEKIT_BF16_CONVERT_TARGET void RotateHalfBf16Convert(const SimdPlan& plan, const uint16_t* in, uint16_t* out,
+                                                       int64_t in_step, int64_t out_step, int64_t heads,
+                                                       const Scratch& w) {
+  const DF d;
+  const int64_t n = plan.p->pairs;
+  const float* c = w.c.data();
+  const float* s = w.s.data();
+  if (n == 64) {  // head_dim 128: the token's coefficients stay in registers for all its heads
+    const VF c0 = hn::LoadU(d, c), c1 = hn::LoadU(d, c + 16), c2 = hn::LoadU(d, c + 32), c3 = hn::LoadU(d, c + 48);
+    const VF s0 = hn::LoadU(d, s), s1 = hn::LoadU(d, s + 16), s2 = hn::LoadU(d, s + 32), s3 = hn::LoadU(d, s + 48);
+    for (int64_t h = 0; h < heads; ++h) {
+      RotateHalfBf16Block32(in + h * in_step, out + h * out_step, n, 0, c0, c1, s0, s1);
+      RotateHalfBf16Block32(in + h * in_step, out + h * out_step, n, 32, c2, c3, s2, s3);
+    }
+    return;
+  }
+  for (int64_t h = 0; h < heads; ++h) {
+    for (int64_t i = 0; i < n; i += 32) {
+      RotateHalfBf16Block32(in + h * in_step, out + h * out_step, n, i, hn::LoadU(d, c + i),
+                            hn::LoadU(d, c + i + 16), hn::LoadU(d, s + i), hn::LoadU(d, s + i + 16));
+    }
   }
 }
 #endif
-
-// The rotary part of one head row.
-template <class T>
-void RotatePairs(const SimdPlan& plan, const typename T::Storage* in, typename T::Storage* out, const Scratch& w) {
-  if (plan.p->style == Style::half) {
-    RotateHalf<T>(plan, in, out, w);
-  } else {
-    RotateInterleaved<T>(plan, in, out, w);
-  }
-}
 
 #ifdef ROPEKIT_BF16_PAIR_LANES
 template <>
-void RotatePairs<BF16>(const SimdPlan& plan, const uint16_t* in, uint16_t* out, const Scratch& w) {
-  if (plan.p->style == Style::half) {
-    RotateHalfBf16(plan, in, out, w);
-  } else {
-    RotateInterleavedBf16(plan, in, out, w);
+void RotateRotaryParts<BF16>(const SimdPlan& plan, const uint16_t* in, uint16_t* out, int64_t in_step,
+                             int64_t out_step, int64_t heads, const Scratch& w) {
+#ifdef ROPEKIT_BF16_CONVERT
+  if (plan.bf16_convert && plan.p->style == Style::half) {
+    return RotateHalfBf16Convert(plan, in, out, in_step, out_step, heads, w);
   }
+#endif
+  if (plan.p->style == Style::half) return RotateHeadsWith<HalfBf16Block>(plan, in, out, in_step, out_step, heads, w);
+  RotateHeadsWith<InterleavedBf16Block>(plan, in, out, in_step, out_step, heads, w);
 }
 #endif
 
-template <class T>
-void RotateRow(const SimdPlan& plan, const typename T::Storage* in, typename T::Storage* out, bool in_place,
-               const Scratch& w) {
-  const RopeParams& p = *plan.p;
-  RotatePairs<T>(plan, in, out, w);
-  if (!in_place && p.rotary_dim < p.head_dim) {
-    std::memcpy(out + p.rotary_dim, in + p.rotary_dim,
-                static_cast<size_t>(p.head_dim - p.rotary_dim) * sizeof(typename T::Storage));
-  }
-}
-
-// Heads [h0, h1) of one operand at token (b, s).
+// Heads [h0, h1) of one operand at token (b, s); out of place, the pass-through channels are copied.
 template <class T>
 void RotateHeads(const SimdPlan& plan, const Operand& op, int64_t b, int64_t s, int64_t h0, int64_t h1,
                  const Scratch& w) {
   using S = typename T::Storage;
-  const auto* in = static_cast<const S*>(op.in) + b * op.in_stride[0] + s * op.in_stride[1];
-  auto* out = static_cast<S*>(op.out) + b * op.out_stride[0] + s * op.out_stride[1];
-  for (int64_t h = h0; h < h1; ++h) {
-    RotateRow<T>(plan, in + h * op.in_stride[2], out + h * op.out_stride[2], op.in_place, w);
+  const RopeParams& p = *plan.p;
+  const auto* in = static_cast<const S*>(op.in) + b * op.in_stride[0] + s * op.in_stride[1] + h0 * op.in_stride[2];
+  auto* out = static_cast<S*>(op.out) + b * op.out_stride[0] + s * op.out_stride[1] + h0 * op.out_stride[2];
+  RotateRotaryParts<T>(plan, in, out, op.in_stride[2], op.out_stride[2], h1 - h0, w);
+  if (!op.in_place && p.rotary_dim < p.head_dim) {
+    for (int64_t h = 0; h < h1 - h0; ++h) {
+      std::memcpy(out + h * op.out_stride[2] + p.rotary_dim, in + h * op.in_stride[2] + p.rotary_dim,
+                  static_cast<size_t>(p.head_dim - p.rotary_dim) * sizeof(S));
+    }
   }
 }
 
@@ -590,6 +693,8 @@ void RunUnits(const SimdPlan& plan, int64_t u0, int64_t u1) {
 }  // namespace ropekit::detail::HWY_NAMESPACE
 HWY_AFTER_NAMESPACE();
 #undef ROPEKIT_BF16_PAIR_LANES
+#undef ROPEKIT_BF16_CONVERT
+#undef ROPEKIT_BF16_CONVERT_TARGET
 
 #if HWY_ONCE
 namespace ropekit::detail {
@@ -616,6 +721,16 @@ std::vector<T> padded(const T* v, int64_t n, int64_t padded) {
 }
 }  // namespace
 
+// AVX512-BF16, used by the AVX3 target's bf16 half-style rows (RotateHalfBf16Convert).
+bool cpu_has_bf16_convert() {
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+  static const bool has = __builtin_cpu_supports("avx512bf16");
+  return has;
+#else
+  return false;
+#endif
+}
+
 CpuKernel cpu_kernel() { return kernel_choice().load(std::memory_order_relaxed); }
 void set_cpu_kernel(CpuKernel kernel) { kernel_choice().store(kernel, std::memory_order_relaxed); }
 
@@ -633,6 +748,7 @@ void apply_cpu_simd(const RopeParams& params) {
   plan.tokens = p.positions.kind == Positions::Kind::packed ? p.seq : p.batch * p.seq;
   plan.heads = p.q.heads + (p.has_k ? p.k.heads : 0);
   plan.inv_attention_sq = static_cast<float>(1.0 / (p.attention_factor * p.attention_factor));
+  plan.bf16_convert = p.dtype == DType::bf16 && p.style == Style::half && p.pairs % 32 == 0 && cpu_has_bf16_convert();
   plan.inv_freq = padded(p.inv_freq, p.pairs, plan.padded_pairs);
   plan.inv_freq_f32 = padded(p.inv_freq_f32, p.pairs, plan.padded_pairs);
   if (p.has_xpos) plan.log_zeta = padded(p.xpos_log_zeta, p.pairs, plan.padded_pairs);
