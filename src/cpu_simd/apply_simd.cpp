@@ -28,7 +28,7 @@ struct SimdPlan {
   int64_t groups = 1;  // head groups per token: > 1 only when tokens are fewer than threads
   int64_t heads = 0;   // q heads + k heads
   float inv_attention_sq = 1.0f;
-  bool bf16_convert = false;  // the CPU has AVX512-BF16 (RotateHalfBf16Convert)
+  bool bf16_convert = false;  // bf16 rows through AVX512-BF16 (RotateHalfBf16Convert and the interleaved one)
   std::vector<double> inv_freq;      // padded with zeros
   std::vector<float> inv_freq_f32;   // padded with zeros
   std::vector<double> log_zeta;      // xPos ln(zeta) / scale_base, padded with zeros
@@ -295,14 +295,14 @@ void TokenCoefficients(const SimdPlan& plan, float sign, const float* cos_row, c
     hn::StoreU(c, df, w.c.data() + i);
     hn::StoreU(s, df, w.s.data() + i);
   }
-#ifdef ROPEKIT_BF16_PAIR_LANES
-  if (p.dtype == DType::bf16) {
 #ifdef ROPEKIT_BF16_CONVERT
-    const bool convert = plan.bf16_convert;  // contiguous c, s
+  const bool convert = plan.bf16_convert;  // the float layouts: c, s as they are, or expanded
 #else
-    const bool convert = false;
+  const bool convert = false;
 #endif
-    if (p.style == Style::half && !convert) {
+#ifdef ROPEKIT_BF16_PAIR_LANES
+  if (p.dtype == DType::bf16 && !convert) {
+    if (p.style == Style::half) {
       for (int64_t i = 0; i < p.pairs; ++i) {
         const int64_t at = (i % 2) * plan.padded_pairs + i / 2;
         w.ce[at] = w.c[i];
@@ -312,6 +312,7 @@ void TokenCoefficients(const SimdPlan& plan, float sign, const float* cos_row, c
     return;  // the interleaved bf16 path reads c and s as they are
   }
 #endif
+  (void)convert;
   if (p.style == Style::interleaved) {
     for (int64_t i = 0; i < p.pairs; ++i) {
       w.ce[2 * i] = w.ce[2 * i + 1] = w.c[i];
@@ -539,9 +540,10 @@ void RotateRotaryParts(const SimdPlan& plan, const typename T::Storage* in, type
 
 #ifdef ROPEKIT_BF16_CONVERT
 // With AVX512-BF16 (Cooper Lake, Sapphire Rapids, Zen 4), one instruction rounds two float vectors
-// to bf16 (nearest even; a NaN becomes the same quiet NaN as in the other paths), which leaves the
-// half style at the memory limit. Unlike the other paths, a result below bf16's normal range
-// becomes a signed zero (the instruction flushes; |error| < 1.2e-38). Rows of whole 32-pair blocks.
+// to bf16 (nearest even; a NaN becomes the same quiet NaN as in the other paths), in place of the
+// integer rounding sequence that made bf16 the slowest dtype. Unlike the other paths, a result
+// below bf16's normal range becomes a signed zero (the instruction flushes; |error| < 1.2e-38).
+// Rows of whole 32-element blocks.
 #define ROPEKIT_BF16_CONVERT_TARGET __attribute__((target(HWY_TARGET_STR ",avx512bf16")))
 
 ROPEKIT_BF16_CONVERT_TARGET HWY_INLINE void StoreBf16(VF low, VF high, uint16_t* p) {
@@ -582,6 +584,44 @@ ROPEKIT_BF16_CONVERT_TARGET void RotateHalfBf16Convert(const SimdPlan& plan, con
     }
   }
 }
+
+// Elements [j, j + 32) of one interleaved row, with the expanded coefficients (TokenCoefficients).
+ROPEKIT_BF16_CONVERT_TARGET HWY_INLINE void RotateInterleavedBf16Block32(const uint16_t* in, uint16_t* out, int64_t j,
+                                                                         VF ce0, VF ce1, VF se0, VF se1) {
+  const DF d;
+  const VF x0 = BF16::load(d, in + j);
+  const VF x1 = BF16::load(d, in + j + 16);
+  StoreBf16(hn::MulAdd(x0, ce0, hn::Mul(hn::Reverse2(d, x0), se0)),
+            hn::MulAdd(x1, ce1, hn::Mul(hn::Reverse2(d, x1), se1)), out + j);
+}
+
+ROPEKIT_BF16_CONVERT_TARGET void RotateInterleavedBf16Convert(const SimdPlan& plan, const uint16_t* in,
+                                                              uint16_t* out, int64_t in_step, int64_t out_step,
+                                                              int64_t heads, const Scratch& w) {
+  const DF d;
+  const int64_t n = plan.p->rotary_dim;
+  const float* ce = w.ce.data();
+  const float* se = w.se.data();
+  if (n == 128) {  // the token's 16 coefficient vectors stay in registers for all its heads
+    VF c[8], s[8];
+    for (int v = 0; v < 8; ++v) {
+      c[v] = hn::LoadU(d, ce + 16 * v);
+      s[v] = hn::LoadU(d, se + 16 * v);
+    }
+    for (int64_t h = 0; h < heads; ++h) {
+      for (int v = 0; v < 8; v += 2) {
+        RotateInterleavedBf16Block32(in + h * in_step, out + h * out_step, 16 * v, c[v], c[v + 1], s[v], s[v + 1]);
+      }
+    }
+    return;
+  }
+  for (int64_t h = 0; h < heads; ++h) {
+    for (int64_t j = 0; j < n; j += 32) {
+      RotateInterleavedBf16Block32(in + h * in_step, out + h * out_step, j, hn::LoadU(d, ce + j),
+                                   hn::LoadU(d, ce + j + 16), hn::LoadU(d, se + j), hn::LoadU(d, se + j + 16));
+    }
+  }
+}
 #endif
 
 #ifdef ROPEKIT_BF16_PAIR_LANES
@@ -589,8 +629,9 @@ template <>
 void RotateRotaryParts<BF16>(const SimdPlan& plan, const uint16_t* in, uint16_t* out, int64_t in_step,
                              int64_t out_step, int64_t heads, const Scratch& w) {
 #ifdef ROPEKIT_BF16_CONVERT
-  if (plan.bf16_convert && plan.p->style == Style::half) {
-    return RotateHalfBf16Convert(plan, in, out, in_step, out_step, heads, w);
+  if (plan.bf16_convert) {
+    if (plan.p->style == Style::half) return RotateHalfBf16Convert(plan, in, out, in_step, out_step, heads, w);
+    return RotateInterleavedBf16Convert(plan, in, out, in_step, out_step, heads, w);
   }
 #endif
   if (plan.p->style == Style::half) return RotateHeadsWith<HalfBf16Block>(plan, in, out, in_step, out_step, heads, w);
@@ -721,7 +762,7 @@ std::vector<T> padded(const T* v, int64_t n, int64_t padded) {
 }
 }  // namespace
 
-// AVX512-BF16, used by the AVX3 target's bf16 half-style rows (RotateHalfBf16Convert).
+// AVX512-BF16, used by the AVX3 target for bf16 rows (RotateHalfBf16Convert, RotateInterleavedBf16Convert).
 bool cpu_has_bf16_convert() {
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
   static const bool has = __builtin_cpu_supports("avx512bf16");
@@ -748,7 +789,8 @@ void apply_cpu_simd(const RopeParams& params) {
   plan.tokens = p.positions.kind == Positions::Kind::packed ? p.seq : p.batch * p.seq;
   plan.heads = p.q.heads + (p.has_k ? p.k.heads : 0);
   plan.inv_attention_sq = static_cast<float>(1.0 / (p.attention_factor * p.attention_factor));
-  plan.bf16_convert = p.dtype == DType::bf16 && p.style == Style::half && p.pairs % 32 == 0 && cpu_has_bf16_convert();
+  plan.bf16_convert = p.dtype == DType::bf16 && p.pairs % (p.style == Style::half ? 32 : 16) == 0 &&
+                      cpu_has_bf16_convert();
   plan.inv_freq = padded(p.inv_freq, p.pairs, plan.padded_pairs);
   plan.inv_freq_f32 = padded(p.inv_freq_f32, p.pairs, plan.padded_pairs);
   if (p.has_xpos) plan.log_zeta = padded(p.xpos_log_zeta, p.pairs, plan.padded_pairs);
