@@ -256,7 +256,8 @@ Tensor no_heads(const Tensor& like) {
 // The transpose of a*s*R(t) is a*s*R(-t) and back: the backward is the op again, called through
 // autograd, so it is differentiable in turn. A hand-written node rather than
 // torch::autograd::Function: that one builds its node and an IValue map on every call, even
-// without grad (microseconds at decode sizes).
+// without grad (microseconds at decode sizes). Not supported: compiled autograd
+// (torch._dynamo.compiled_autograd), which needs compiled_args / apply_with_saved.
 struct RopeBackward final : public torch::autograd::Node {
   torch::autograd::SavedVariable offsets, ids, cu_seqlens;
   c10::SymInt table, start, num_threads;
