@@ -40,6 +40,16 @@ __all__ = [
 ]
 
 
+# Set by ropekit.torch once its native ops are loaded: (torch.Tensor, its in-place apply, its
+# rotary_embedding), so that calls on plain torch tensors skip the framework dispatch below.
+_torch_fast = None
+
+
+def _set_torch_fast(tensor_type, inplace_apply, rotary) -> None:
+    global _torch_fast
+    _torch_fast = (tensor_type, inplace_apply, rotary)
+
+
 def inv_freq(spec: RopeSpec, seq_len: int = 0):
     """The inverse frequencies ``spec`` rotates with (float64 numpy array of rotary_dim/2)."""
     return _C.inv_freq(spec, seq_len)
@@ -77,6 +87,10 @@ def rotary_embedding(positions, query, key, head_size: int, cos_sin_cache, is_ne
     [0, max_position) is a ValueError (on a CUDA device: reported by the next call). Returns
     (query, key). torch tensors go through ropekit.torch.rotary_embedding (torch.compile, version
     counters)."""
+    fast = _torch_fast
+    if fast is not None and type(query) is fast[0]:
+        return fast[2](positions, query, key, head_size, cos_sin_cache, is_neox, rope_dim_offset, inverse,
+                       num_threads=num_threads)
     kind = _framework(query)
     if kind == "torch":
         from . import torch as rt
@@ -169,6 +183,12 @@ def apply_rope(q, k=None, *, spec: RopeSpec | None = None, table: RopeTable | No
     torch tensors that need a gradient go through ropekit.torch.apply_rope (autograd); in place or
     into q_out/k_out they are refused. In-place writes bump torch's version counters.
     """
+    fast = _torch_fast
+    if fast is not None and inplace and type(q) is fast[0]:
+        out = fast[1](q, k, spec, table, positions, offsets, cu_seqlens, backward, inverse, direction, xpos_center,
+                      compute_sincos, num_threads, q_out, k_out)
+        if out is not NotImplemented:
+            return out
     if (spec is None) == (table is None):
         raise ValueError("ropekit: apply_rope: give exactly one of spec= or table=")
     kind = _framework(q)
@@ -232,6 +252,13 @@ def _apply_torch(q, k, spec, table, positions, offsets, cu_seqlens, inplace, dir
 
     from . import torch as rt
 
+    if inplace and rt.NATIVE_OPS and q_out is None and k_out is None:
+        # The native op refuses tensors that require grad, and bumps the version counters.
+        start, ids = rt._positions(positions, q)
+        rt._native_rope_(q, k, rt._handle(table if table is not None else spec), start,
+                         rt._index(offsets, q, "offsets"), ids, rt._index(cu_seqlens, q, "cu_seqlens"),
+                         rt._DIRECTION_INDEX[direction], float(xpos_center), bool(compute_sincos), num_threads)
+        return q if k is None else (q, k)
     grad = torch.is_grad_enabled()
     needs = [(n, t) for n, t in (("q", q), ("k", k)) if t is not None and t.requires_grad and grad]
     if needs:

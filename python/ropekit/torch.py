@@ -5,9 +5,15 @@ a*s*R(-theta)), not autograd of a Python formula. That backward is itself a rota
 the same autograd function, so higher derivatives (double backward, Hessian-vector products) work.
 Under torch.compile the calls go through the custom op ropekit::rope, which dynamo does not trace
 into (fullgraph=True works).
+
+The ops are native (ropekit/_torch_ops.so, TORCH_LIBRARY: C++ autograd, Meta kernels) where the
+package was built with torch; otherwise, or with ROPEKIT_TORCH_OPS=0 in the environment, the same
+ops are Python custom ops (torch.library.custom_op, autograd.Function), slower per call.
 """
 import itertools
+import os
 import threading
+import warnings
 import weakref
 
 import torch
@@ -15,11 +21,45 @@ import torch
 from . import _C, _args
 from ._C import Direction, RopeSpec, RopeTable
 
-__all__ = ["apply_rope", "RotaryEmbedding", "HAS_CUSTOM_OP", "rope_op", "register_table", "rotary_embedding"]
+__all__ = ["apply_rope", "RotaryEmbedding", "HAS_CUSTOM_OP", "NATIVE_OPS", "rope_op", "register_table",
+           "rotary_embedding"]
 
 HAS_CUSTOM_OP = True  # torch.library.custom_op: every supported torch has it
 
+
+def _load_native_ops() -> bool:
+    """Load ropekit/_torch_ops.so when it exists and was built for this torch; False: Python ops."""
+    if os.environ.get("ROPEKIT_TORCH_OPS", "1") == "0":
+        return False
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_torch_ops.so")
+    if not os.path.exists(path):
+        return False
+    try:
+        from ._torch_ops_build import TORCH_VERSION
+    except ImportError:
+        return False
+    if TORCH_VERSION != torch.__version__:
+        warnings.warn(f"ropekit: _torch_ops.so was built for torch {TORCH_VERSION}, not {torch.__version__}; "
+                      f"using the slower Python custom ops (reinstall ropekit to rebuild it)", RuntimeWarning)
+        return False
+    try:
+        torch.ops.load_library(path)
+    except (OSError, RuntimeError) as e:
+        warnings.warn(f"ropekit: cannot load {path} ({e}); using the slower Python custom ops", RuntimeWarning)
+        return False
+    return True
+
+
+NATIVE_OPS = _load_native_ops()
+if NATIVE_OPS:
+    _native_rope = torch.ops.ropekit.rope.default
+    _native_rope_ = torch.ops.ropekit.rope_.default
+    _native_rotary = torch.ops.ropekit.rotary_embedding.default
+
 _DIRECTIONS = (Direction.forward, Direction.backward, Direction.inverse)
+_DIRECTION_INDEX = {d: i for i, d in enumerate(_DIRECTIONS)}
+_INDEX_DTYPES = (torch.int32, torch.int64)
+_START_LIMIT = 1 << 63
 # The transpose of a*s*R(t) is a*s*R(-t) and vice versa; inverse has no backward kernel.
 _TRANSPOSED = {Direction.forward: Direction.backward, Direction.backward: Direction.forward}
 
@@ -138,6 +178,10 @@ def _run(q, k, rope, start, offsets, ids, cu_seqlens, direction, xpos_center, co
     return q_out, k_out
 
 
+def _no_heads(like):
+    return like.new_empty(like.shape[:-2] + (0,) + like.shape[-1:])
+
+
 def _outputs_like(q, k):
     """The outputs _run writes (the fake implementation of the op allocates the same)."""
     q = _last_contiguous(q)
@@ -199,6 +243,13 @@ def apply_rope(q: torch.Tensor | None, k: torch.Tensor | None = None, *, spec: R
     q may be None when only k is given (k-side xPos scaling). positions: an integer start or one
     integer id per token (floats and bools are a TypeError).
     """
+    if (NATIVE_OPS and k is not None and q is not None and type(positions) is int and offsets is None
+            and cu_seqlens is None and direction is Direction.forward and spec is None and type(table) is RopeTable
+            and 0 <= positions < _START_LIMIT):
+        # Decode's call (a table, a start): the op directly, the checks below are the op's own.
+        handle = _handle(table)
+        return _native_rope(q, k, handle, positions, None, None, None, 0, float(xpos_center), bool(compute_sincos),
+                            num_threads)
     return _apply(q, k, _rope(spec, table), positions, offsets, cu_seqlens, xpos_center, compute_sincos,
                   direction, num_threads)
 
@@ -211,7 +262,12 @@ def _apply(q, k, rope, positions, offsets, cu_seqlens, xpos_center, compute_sinc
     offsets = _index(offsets, like, "offsets")
     cu_seqlens = _index(cu_seqlens, like, "cu_seqlens")
     direction = _direction(direction)
-    if torch.compiler.is_compiling():
+    if NATIVE_OPS:
+        # One op for eager and compiled calls; its autograd is C++. A missing side has no heads.
+        q_out, k_out = _native_rope(q if q is not None else _no_heads(k), k if k is not None else _no_heads(q),
+                                    _handle(rope), start, offsets, ids, cu_seqlens, _DIRECTION_INDEX[direction],
+                                    float(xpos_center), bool(compute_sincos), num_threads)
+    elif torch.compiler.is_compiling():
         q_out, k_out = _op_call(q, k, rope, start, offsets, ids, cu_seqlens, direction, float(xpos_center),
                                 bool(compute_sincos), num_threads)
     else:
@@ -271,20 +327,34 @@ _handle_by_id: dict[int, int] = {}
 _next_handle = itertools.count(1)
 
 
+# With the native ops the handles are ropekit._C's (its registry holds a copy of the table or spec,
+# which the C++ operators read without Python); a weak handle is forgotten there when its object dies.
+
+
 def _forget(key: int) -> None:
     with _registry_lock:
         handle = _handle_by_id.pop(key, None)
         _weak.pop(handle, None)
+        if NATIVE_OPS and handle is not None:
+            _C._torch_forget(handle)
 
 
 def _register(rope, strong: bool) -> int:
+    # Without the lock first (the per-call path): while rope lives, its id names its handle or none.
+    handle = _handle_by_id.get(id(rope))
+    if handle is not None and (not strong or handle in _strong):
+        return handle
     with _registry_lock:
         handle = _handle_by_id.get(id(rope))
         if handle is None:
-            handle = next(_next_handle)
-            _handle_by_id[id(rope)] = handle
-            _weak[handle] = weakref.ref(rope)
+            if NATIVE_OPS:
+                dynamic = isinstance(rope, _SeqLenRope)
+                handle = _C._torch_register(rope.table if dynamic else rope, dynamic)
+            else:
+                handle = next(_next_handle)
+                _weak[handle] = weakref.ref(rope)
             weakref.finalize(rope, _forget, id(rope))
+            _handle_by_id[id(rope)] = handle
         if strong:
             _strong[handle] = rope
         return handle
@@ -314,36 +384,54 @@ def _handle(rope) -> int:
     return _register(rope, strong=False)
 
 
-@torch.library.custom_op("ropekit::rope", mutates_args=())
-def _rope_op(q: torch.Tensor, k: torch.Tensor, table: int, start: int, offsets: torch.Tensor | None,
-             ids: torch.Tensor | None, cu_seqlens: torch.Tensor | None, direction: int, xpos_center: float,
-             compute_sincos: bool, num_threads: int) -> tuple[torch.Tensor, torch.Tensor]:
-    q_out, k_out = _run(q, k, _lookup(table), start, offsets, ids, cu_seqlens, _DIRECTIONS[direction], xpos_center,
-                        compute_sincos, num_threads)
-    return q_out, k_out
+def _python_ops():
+    """The ops as Python custom ops (no _torch_ops.so): the same schemas, a Python registry of handles."""
+
+    @torch.library.custom_op("ropekit::rope", mutates_args=())
+    def _rope_op(q: torch.Tensor, k: torch.Tensor, table: int, start: int, offsets: torch.Tensor | None,
+                 ids: torch.Tensor | None, cu_seqlens: torch.Tensor | None, direction: int, xpos_center: float,
+                 compute_sincos: bool, num_threads: int) -> tuple[torch.Tensor, torch.Tensor]:
+        q_out, k_out = _run(q, k, _lookup(table), start, offsets, ids, cu_seqlens, _DIRECTIONS[direction], xpos_center,
+                            compute_sincos, num_threads)
+        return q_out, k_out
+
+    @_rope_op.register_fake
+    def _(q, k, table, start, offsets, ids, cu_seqlens, direction, xpos_center, compute_sincos, num_threads):
+        return _outputs_like(q, k)
+
+    def _setup(ctx, inputs, output):
+        ctx.save_for_backward(*inputs[4:7])
+        ctx.args = (inputs[2], inputs[3]) + tuple(inputs[7:])
+
+    def _op_backward(ctx, gq, gk):
+        table, start, direction, xpos_center, compute_sincos, num_threads = ctx.args
+        if direction == _DIRECTIONS.index(Direction.inverse):
+            raise RuntimeError("ropekit: the inverse direction has no backward kernel")
+        offsets, ids, cu_seqlens = ctx.saved_tensors
+        back = _DIRECTIONS.index(_TRANSPOSED[_DIRECTIONS[direction]])
+        dq, dk = _rope_op(gq, gk, table, start, offsets, ids, cu_seqlens, back, xpos_center, compute_sincos, num_threads)
+        return dq, dk, None, None, None, None, None, None, None, None, None
+
+    _rope_op.register_autograd(_op_backward, setup_context=_setup)
+
+    @torch.library.custom_op("ropekit::rotary_embedding", mutates_args=("query", "key"))
+    def _rotary_embedding_op(positions: torch.Tensor, query: torch.Tensor, key: torch.Tensor | None, head_size: int,
+                             cos_sin_cache: torch.Tensor, is_neox: bool, rope_dim_offset: int, inverse: bool,
+                             num_threads: int) -> None:
+        _C.rotary_embedding(positions, query, key, head_size, cos_sin_cache, is_neox, rope_dim_offset, inverse,
+                            num_threads=num_threads, stream=_stream(query))
+
+    @_rotary_embedding_op.register_fake
+    def _(positions, query, key, head_size, cos_sin_cache, is_neox, rope_dim_offset, inverse, num_threads):
+        return None
+
+    return _rope_op, _rotary_embedding_op
 
 
-@_rope_op.register_fake
-def _(q, k, table, start, offsets, ids, cu_seqlens, direction, xpos_center, compute_sincos, num_threads):
-    return _outputs_like(q, k)
-
-
-def _setup(ctx, inputs, output):
-    ctx.save_for_backward(*inputs[4:7])
-    ctx.args = (inputs[2], inputs[3]) + tuple(inputs[7:])
-
-
-def _op_backward(ctx, gq, gk):
-    table, start, direction, xpos_center, compute_sincos, num_threads = ctx.args
-    if direction == _DIRECTIONS.index(Direction.inverse):
-        raise RuntimeError("ropekit: the inverse direction has no backward kernel")
-    offsets, ids, cu_seqlens = ctx.saved_tensors
-    back = _DIRECTIONS.index(_TRANSPOSED[_DIRECTIONS[direction]])
-    dq, dk = _rope_op(gq, gk, table, start, offsets, ids, cu_seqlens, back, xpos_center, compute_sincos, num_threads)
-    return dq, dk, None, None, None, None, None, None, None, None, None
-
-
-_rope_op.register_autograd(_op_backward, setup_context=_setup)
+if NATIVE_OPS:
+    _rope_op, _rotary_embedding_op = _native_rope, _native_rotary
+else:
+    _rope_op, _rotary_embedding_op = _python_ops()
 
 
 def _op_call(q, k, rope, start, offsets, ids, cu_seqlens, direction, xpos_center, compute_sincos, num_threads):
@@ -367,17 +455,6 @@ def rope_op(q, k, table_handle: int, start: int = 0, xpos_center: float = 0.0):
 # --- the engine calling convention: in place, the caller's cos/sin cache -----------------------------------
 
 
-@torch.library.custom_op("ropekit::rotary_embedding", mutates_args=("query", "key"))
-def _rotary_embedding_op(positions: torch.Tensor, query: torch.Tensor, key: torch.Tensor | None, head_size: int,
-                         cos_sin_cache: torch.Tensor, is_neox: bool, rope_dim_offset: int, inverse: bool,
-                         num_threads: int) -> None:
-    _C.rotary_embedding(positions, query, key, head_size, cos_sin_cache, is_neox, rope_dim_offset, inverse,
-                        num_threads=num_threads, stream=_stream(query))
-
-
-@_rotary_embedding_op.register_fake
-def _(positions, query, key, head_size, cos_sin_cache, is_neox, rope_dim_offset, inverse, num_threads):
-    return None
 
 
 def rotary_embedding(positions, query: torch.Tensor, key: torch.Tensor | None, head_size: int,
@@ -386,6 +463,12 @@ def rotary_embedding(positions, query: torch.Tensor, key: torch.Tensor | None, h
     """ropekit.rotary_embedding for torch tensors: in place, as the op ropekit::rotary_embedding under
     torch.compile (no graph break). Tensors that require grad are refused (an in-place rotation with
     a caller's cache has no backward here; use apply_rope). Returns (query, key)."""
+    if NATIVE_OPS:
+        # The op refuses tensors that require grad and bumps the version counters itself.
+        if not (isinstance(positions, torch.Tensor) and positions.dtype in _INDEX_DTYPES):
+            positions = _index(positions, query, "positions")
+        _native_rotary(positions, query, key, head_size, cos_sin_cache, is_neox, rope_dim_offset, inverse, num_threads)
+        return query, key
     for name, t in (("query", query), ("key", key)):
         if t is not None and t.requires_grad and torch.is_grad_enabled():
             raise ValueError(f"{name}: requires grad; rotary_embedding rotates in place without autograd "
@@ -401,3 +484,26 @@ def rotary_embedding(positions, query: torch.Tensor, key: torch.Tensor | None, h
         # Written through DLPack: tell autograd, so a tensor it saved cannot be used stale.
         torch.autograd.graph.increment_version([query] if key is None else [query, key])
     return query, key
+
+
+def _inplace_fast(q, k, spec, table, positions, offsets, cu_seqlens, backward, inverse, direction, xpos_center,
+                  compute_sincos, num_threads, q_out, k_out):
+    """ropekit.apply_rope(inplace=True) on plain tensors with a start: the native op straight away;
+    NotImplemented: anything else, which ropekit.apply_rope handles (and checks) as before."""
+    if (type(k) is not torch.Tensor and k is not None) or type(positions) is not int or offsets is not None \
+            or cu_seqlens is not None or backward or inverse or direction is not None or q_out is not None \
+            or k_out is not None or not 0 <= positions < _START_LIMIT:
+        return NotImplemented
+    rope = table if spec is None else spec if table is None else None
+    if type(rope) is not RopeTable and type(rope) is not RopeSpec:
+        return NotImplemented
+    handle = _handle(rope)
+    # The op refuses tensors that require grad and bumps the version counters.
+    _native_rope_(q, k, handle, positions, None, None, None, 0, float(xpos_center), bool(compute_sincos), num_threads)
+    return q if k is None else (q, k)
+
+
+if NATIVE_OPS:
+    from . import _set_torch_fast
+
+    _set_torch_fast(torch.Tensor, _inplace_fast, rotary_embedding)

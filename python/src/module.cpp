@@ -24,6 +24,10 @@
 namespace nb = nanobind;
 using namespace nb::literals;
 
+namespace ropekit_python {
+void bind_torch_api(nb::module_& m);  // torch_api.cpp: handles and kernels for ropekit/_torch_ops.so
+}
+
 namespace {
 
 // An integer argument exactly as Python passed it (the signature still says int). int_arg()
@@ -719,4 +723,6 @@ NB_MODULE(_C, m) {
       "cu_seqlens"_a = nb::none(), "direction"_a = ropekit::Direction::forward, "xpos_center"_a = 0.0,
       "compute_sincos"_a = false, "num_threads"_a = 0, "stream"_a = 0,
       "Rotate q (and k) with a table or a spec. Without q_out/k_out the operands are rotated in place.");
+
+  ropekit_python::bind_torch_api(m);
 }

@@ -13,4 +13,8 @@ CMAKE_BUILD_PARALLEL_LEVEL=${ROPEKIT_JOBS:-2} "$py" -m pip install -q --disable-
 "$py" -c 'import torch, numpy, jax; print("torch", torch.__version__, "numpy", numpy.__version__, "jax", jax.__version__)'
 # From outside the source tree, so `import ropekit` is the installed package.
 cd /tmp
-"$py" -m pytest "$OLDPWD/tests/python" -q -p no:cacheprovider -rs
+# The build found torch, so ropekit/_torch_ops.so (the native ops) must be there and load.
+ROPEKIT_EXPECT_NATIVE_OPS=1 "$py" -m pytest "$OLDPWD/tests/python" -q -p no:cacheprovider -rs
+# The Python custom ops that replace them where the package was built without torch.
+ROPEKIT_TORCH_OPS=0 "$py" -m pytest "$OLDPWD/tests/python/test_torch.py" "$OLDPWD/tests/python/test_rotary_embedding.py" \
+  "$OLDPWD/tests/python/test_positions.py" -q -p no:cacheprovider

@@ -372,6 +372,16 @@ def core_calls(monkeypatch):
 
     monkeypatch.setattr(_C, "apply_explicit", counting_explicit)
     monkeypatch.setattr(_C, "apply", counting_apply)
+    import ropekit.torch as rt
+
+    if rt.NATIVE_OPS:  # ropekit.torch reaches the same core through its native op
+        native = rt._native_rope
+
+        def counting_native(*a, **kw):
+            calls["apply"] += 1
+            return native(*a, **kw)
+
+        monkeypatch.setattr(rt, "_native_rope", counting_native)
     return calls
 
 
