@@ -17,4 +17,4 @@ cd /tmp
 ROPEKIT_EXPECT_NATIVE_OPS=1 "$py" -m pytest "$OLDPWD/tests/python" -q -p no:cacheprovider -rs
 # The Python custom ops that replace them where the package was built without torch.
 ROPEKIT_TORCH_OPS=0 "$py" -m pytest "$OLDPWD/tests/python/test_torch.py" "$OLDPWD/tests/python/test_rotary_embedding.py" \
-  "$OLDPWD/tests/python/test_positions.py" -q -p no:cacheprovider
+  "$OLDPWD/tests/python/test_positions.py" "$OLDPWD/tests/python/test_hf.py" -q -p no:cacheprovider
