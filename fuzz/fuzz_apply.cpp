@@ -32,7 +32,7 @@ struct Arena {
   unsigned char* base() { return bytes.data(); }
 };
 
-int64_t esize_of(DType d) { return d == DType::f32 ? 4 : 2; }
+int64_t esize_of(DType d) { return d == DType::f64 ? 8 : d == DType::f32 ? 4 : 2; }
 
 TensorView make_view(FuzzedDataProvider& in, Arena& arena, int64_t head_dim, const TensorView* like) {
   TensorView v;
@@ -59,11 +59,13 @@ TensorView make_view(FuzzedDataProvider& in, Arena& arena, int64_t head_dim, con
   if (r == 4 && in.ConsumeBool()) std::swap(v.strides[1], v.strides[2]);
   for (int d = 0; d < r; ++d)
     if (in.ConsumeIntegralInRange<int>(0, 9) == 0) v.strides[static_cast<size_t>(d)] = nasty_int(in, -2, 4096);
-  const int64_t es = v.dtype == DType::f32 ? 4 : 2;
+  const int64_t es = esize_of(v.dtype);
   if (in.ConsumeIntegralInRange<int>(0, 31) == 0) {
     v.data = nullptr;
   } else {
     v.data = arena.base() + es * in.ConsumeIntegralInRange<int64_t>(0, kBytes / es - 1);
+    // Now and then an address that is not a multiple of the element size (a named error).
+    if (in.ConsumeIntegralInRange<int>(0, 31) == 0) v.data = static_cast<unsigned char*>(v.data) + 1;
   }
   return v;
 }
@@ -73,7 +75,8 @@ TensorView make_view(FuzzedDataProvider& in, Arena& arena, int64_t head_dim, con
 // the last element, stay below 2^62 (else Error).
 Fit fit_of(const TensorView& v, Arena& arena) {
   if (v.rank != 3 && v.rank != 4) return Fit::invalid;
-  if (v.dtype != DType::f32 && v.dtype != DType::f16 && v.dtype != DType::bf16) return Fit::invalid;
+  if (v.dtype != DType::f32 && v.dtype != DType::f16 && v.dtype != DType::bf16 && v.dtype != DType::f64)
+    return Fit::invalid;
   for (int d = 0; d < v.rank; ++d)
     // A negative stride is invalid only where it is used: ropekit ignores those of extent-1 dims.
     if (v.shape[static_cast<size_t>(d)] < 0 || (v.strides[static_cast<size_t>(d)] < 0 && v.shape[static_cast<size_t>(d)] > 1))

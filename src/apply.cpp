@@ -15,6 +15,7 @@ namespace ropekit {
 namespace {
 
 using detail::cat;
+using detail::check_aligned;
 using detail::fail;
 
 // Token grid of a view: rank 4 is (B, S), rank 3 is (1, T).
@@ -49,6 +50,7 @@ void check_view(const TensorView& v, const std::string& name, int64_t head_dim) 
     if (v.strides[static_cast<size_t>(v.rank - 1)] != 1)
       fail(name + ".strides[-1]", "1 (last dimension contiguous)", v.strides[static_cast<size_t>(v.rank - 1)]);
     if (v.data == nullptr) fail(name + ".data", "a non-null pointer", "nullptr");
+    check_aligned(v.data, dtype_size(v.dtype), name + ".data", to_string(v.dtype));
   }
 }
 
@@ -66,6 +68,7 @@ void check_index_device(const IndexView& v, const std::string& name, const Devic
   if (!(v.device == device)) fail(name + ".device", cat(to_string(device), " (as q)"), to_string(v.device));
   if (v.size > 0 && v.data == nullptr) fail(name + ".data", "a non-null pointer", "nullptr");
   if (v.type != IndexType::i32 && v.type != IndexType::i64) fail(name + ".type", "i32 or i64", static_cast<int>(v.type));
+  if (v.size > 0) check_aligned(v.data, v.type == IndexType::i32 ? 4 : 8, name + ".data", v.type == IndexType::i32 ? "i32" : "i64");
 }
 
 // The largest position any token may have: the largest plus one (a table size) must fit in int64.

@@ -2,6 +2,8 @@
 // Argument checks that throw ropekit::Error with "<what>: expected <expected>, got <value>".
 #include <charconv>
 #include <cmath>
+#include <cstdint>
+#include <cstdio>
 #include <sstream>
 #include <string>
 #include <type_traits>
@@ -55,6 +57,16 @@ inline void require_finite_at_least(double value, double least, const std::strin
 
 inline void require_finite(double value, const std::string& what) {
   if (!std::isfinite(value)) fail(what, "a finite number", value);
+}
+
+// Every element read or written as its own type: the address a multiple of its size.
+inline void check_aligned(const void* data, int64_t element_size, const std::string& what, const std::string& type) {
+  const auto address = reinterpret_cast<uintptr_t>(data);
+  if (address % static_cast<uintptr_t>(element_size) != 0) {
+    char hex[32];
+    std::snprintf(hex, sizeof hex, "%#jx", static_cast<uintmax_t>(address));
+    fail(what, cat("an address aligned to ", element_size, " bytes (the ", type, " element size)"), hex);
+  }
 }
 
 }  // namespace ropekit::detail

@@ -11,6 +11,7 @@ namespace ropekit {
 namespace {
 
 using detail::cat;
+using detail::check_aligned;
 using detail::fail;
 
 // query/key as (tokens, heads, head_size) or (batch, seq, heads, head_size) views.
@@ -73,6 +74,7 @@ void check_cache(const CosSinCacheView& c, const TensorView& query, int64_t head
   if (c.max_position > 0 && c.data == nullptr) fail("cos_sin_cache.data", "a non-null pointer", "nullptr");
   if (c.dtype != DType::f32 && c.dtype != DType::f16 && c.dtype != DType::bf16)
     fail("cos_sin_cache.dtype", "f32, f16 or bf16", to_string(c.dtype));
+  if (c.max_position > 0) check_aligned(c.data, dtype_size(c.dtype), "cos_sin_cache.data", to_string(c.dtype));
   if (!(c.device == query.device))
     fail("cos_sin_cache.device", cat(to_string(query.device), " (as query)"), to_string(c.device));
   if (c.device.type != DeviceType::cpu && c.dtype != DType::f32)
@@ -117,6 +119,10 @@ void rotary_embedding(const IndexView& positions, const TensorView& query, const
     fail("positions.type", "i32 or i64", static_cast<int>(positions.type));
   if (positions.size < 0) fail("positions.size", ">= 0", positions.size);
   if (positions.size > 0 && positions.data == nullptr) fail("positions.data", "a non-null pointer", "nullptr");
+  if (positions.size > 0) {
+    const bool i32 = positions.type == IndexType::i32;
+    check_aligned(positions.data, i32 ? 4 : 8, "positions.data", i32 ? "i32" : "i64");
+  }
   if (!(positions.device == query.device))
     fail("positions.device", cat(to_string(query.device), " (as query)"), to_string(positions.device));
   check_cache(cos_sin_cache, query, head_size, rope_dim_offset);

@@ -12,6 +12,7 @@ namespace ropekit {
 namespace {
 
 using detail::cat;
+using detail::check_aligned;
 using detail::fail;
 
 void check_x(const TensorView& v, const std::string& name, int64_t width) {
@@ -32,6 +33,7 @@ void check_x(const TensorView& v, const std::string& name, int64_t width) {
     if (v.strides[static_cast<size_t>(v.rank - 1)] != 1)
       fail(name + ".strides[-1]", "1 (last dimension contiguous)", v.strides[static_cast<size_t>(v.rank - 1)]);
     if (v.data == nullptr) fail(name + ".data", "a non-null pointer", "nullptr");
+    check_aligned(v.data, dtype_size(v.dtype), name + ".data", to_string(v.dtype));
   }
 }
 

@@ -46,6 +46,16 @@ def test_non_contiguous_last_dim_nothing_written():
     assert torch.equal(base, before)
 
 
+def test_misaligned_array_nothing_written():
+    """numpy can view a buffer at any byte offset; ropekit reads elements as their type, so refuses."""
+    raw = bytearray(2 + 4 * 2 * 4 * 16)
+    q = np.frombuffer(raw, dtype=np.float32, offset=2).reshape(1, 4, 2, 16)
+    assert not q.flags.aligned
+    with pytest.raises(ValueError, match=r"q.data: expected an address aligned to 4 bytes"):
+        ropekit.apply_rope(q, spec=SPEC, inplace=True)
+    assert raw == bytearray(len(raw))
+
+
 def test_positions_out_of_range_nothing_written():
     q = torch.from_numpy(rnd(2, 3, 2, 16))
     k = torch.from_numpy(rnd(2, 3, 1, 16))

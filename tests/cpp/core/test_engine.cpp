@@ -286,6 +286,7 @@ struct Call {
   int64_t offset = 0;
   DType cache_dtype = DType::f32;
   bool null_cache = false;
+  int64_t cache_byte_offset = 0;
   TensorView query() { return TensorView::thd(q.data(), DType::f32, 3, 2, 16); }
   TensorView key() { return TensorView::thd(k.data(), DType::f32, 3, 1, 16); }
 };
@@ -299,7 +300,7 @@ void expect_error(Call call, const std::function<void(Call&, TensorView&, std::o
   try {
     ropekit::rotary_embedding(ropekit::IndexView(call.positions.data(), static_cast<int64_t>(call.positions.size())), q,
                               k, call.head_size,
-                              {call.null_cache ? nullptr : call.cache.data(), call.cache_dtype, ropekit::Device::cpu(), call.max_position, call.rot_dim},
+                              {call.null_cache ? nullptr : reinterpret_cast<char*>(call.cache.data()) + call.cache_byte_offset, call.cache_dtype, ropekit::Device::cpu(), call.max_position, call.rot_dim},
                               true, call.offset);
     ADD_FAILURE() << "no error; expected one containing '" << needle << "'";
   } catch (const ropekit::Error& e) {
@@ -321,6 +322,10 @@ TEST(RotaryEmbedding, BadInputIsANamedErrorAndWritesNothing) {
   expect_error({}, [](Call& c, Q&, K&) { c.head_size = 0; }, "head_size: expected > 0");
   expect_error({}, [](Call& c, Q&, K&) { c.cache_dtype = DType::f64; }, "cos_sin_cache.dtype");
   expect_error({}, [](Call& c, Q&, K&) { c.null_cache = true; }, "cos_sin_cache.data: expected a non-null pointer");
+  expect_error({}, [](Call& c, Q&, K&) { c.cache_byte_offset = 2; c.max_position = 7; },
+               "cos_sin_cache.data: expected an address aligned to 4 bytes (the f32 element size)");
+  expect_error({}, [](Call&, Q& q, K&) { q.data = static_cast<char*>(q.data) + 2; },  // rejected before any read
+               "query.data: expected an address aligned to 4 bytes");
   expect_error({}, [](Call&, Q& q, K&) { q.rank = 2; q.shape = {3, 30}; q.strides = {32, 1}; }, "query.shape[-1]: expected a multiple of head_size (16)");
   expect_error({}, [](Call&, Q& q, K&) { q.shape[0] = 2; }, "query.shape: expected 3 tokens");
   expect_error({}, [](Call&, Q&, K& k) { k->shape[2] = 8; }, "key.shape");

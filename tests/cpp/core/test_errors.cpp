@@ -148,6 +148,19 @@ std::vector<BadCase> catalogue() {
   c.push_back({"q head_dim != spec", "q.shape[-1]",
                [](E& e) { e.apply({TensorView::bshd(e.at(0), DType::f32, 2, 4, 6, 8)}, e.pos()); }});
   c.push_back({"q nullptr", "q.data", [](E& e) { e.apply({TensorView::bshd(nullptr, DType::f32, 2, 4, 3, 16)}, e.pos()); }});
+  c.push_back({"q misaligned", "q.data: expected an address aligned to 4 bytes (the f32 element size)", [](E& e) {
+                 e.apply({TensorView::bshd(reinterpret_cast<char*>(e.at(0)) + 2, DType::f32, 2, 4, 3, 16)}, e.pos());
+               }});
+  c.push_back({"k_out misaligned", "k_out.data: expected an address aligned to 4 bytes", [](E& e) {
+                 auto t = e.qk_out();
+                 t.k_out->data = reinterpret_cast<char*>(t.k_out->data) + 1;
+                 e.apply(t, e.pos());
+               }});
+  c.push_back({"ids misaligned", "positions.ids.data: expected an address aligned to 8 bytes (the i64 element size)",
+               [](E& e) {
+                 const auto* ids = reinterpret_cast<const int64_t*>(reinterpret_cast<const char*>(e.ids.data()) + 4);
+                 e.apply(e.qk(), Positions::token_ids({ids, 7}));
+               }});
   c.push_back({"k head_dim differs", "k.shape[-1]", [](E& e) {
                  e.apply({e.q(), TensorView::bshd(e.at(Env::Q), DType::f32, 2, 4, 4, 8)}, e.pos());
                }});
