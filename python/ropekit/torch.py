@@ -455,8 +455,6 @@ def rope_op(q, k, table_handle: int, start: int = 0, xpos_center: float = 0.0):
 # --- the engine calling convention: in place, the caller's cos/sin cache -----------------------------------
 
 
-
-
 def rotary_embedding(positions, query: torch.Tensor, key: torch.Tensor | None, head_size: int,
                      cos_sin_cache: torch.Tensor, is_neox: bool, rope_dim_offset: int = 0, inverse: bool = False,
                      *, num_threads: int = 0):
