@@ -4,6 +4,7 @@
 #include <cstdint>
 
 #include "ropekit/apply.hpp"
+#include "rope_math.hpp"
 
 namespace ropekit::detail {
 
@@ -39,8 +40,8 @@ struct RopeParams {
   Operand k;
   bool has_k = false;
 
-  // Validated on the host for host arrays: every position is in [0, 2^63 - 2]. Device arrays are
-  // checked by the backend.
+  // Host arrays are checked by apply(): every position is in [0, 2^63 - 2], and below rows_count
+  // when rows_only. Device arrays are checked by the backend.
   Positions positions;
   int64_t num_sequences = 0;  // packed: cu_seqlens.size - 1
 
@@ -63,6 +64,48 @@ struct RopeParams {
   bool has_xpos = false;
   double xpos_center = 0.0;
 };
+
+// The params' positions as the kernels read them.
+inline TokenPositions token_positions(const RopeParams& p) {
+  const Positions& pos = p.positions;
+  TokenPositions t;
+  t.kind = pos.kind;
+  t.start = pos.start;
+  if (!pos.values.empty()) {
+    t.values = pos.values.data;
+    t.values_i64 = pos.values.type == IndexType::i64;
+  }
+  if (pos.kind == Positions::Kind::packed) {
+    t.cu_seqlens = pos.cu_seqlens.data;
+    t.cu_i64 = pos.cu_seqlens.type == IndexType::i64;
+    t.num_sequences = p.num_sequences;
+  }
+  t.seq = p.seq;
+  return t;
+}
+
+// The CPU loops' walk over tokens [t0, t1) of the grid (t = b seq + s; packed: b = 0, s = t):
+// fn(b, s, position), with host positions that apply() has checked. Packed positions search for
+// the first token's sequence once, then step through the boundaries.
+template <class F>
+void for_each_token(const TokenPositions& pos, int64_t t0, int64_t t1, F&& fn) {
+  if (t0 >= t1) return;
+  if (pos.kind != Positions::Kind::packed) {
+    for (int64_t t = t0; t < t1; ++t) fn(t / pos.seq, t % pos.seq, pos.at(t / pos.seq, t % pos.seq));
+    return;
+  }
+  int64_t sequence = pos.sequence_of(t0);
+  int64_t begin = pos.boundary(sequence);
+  int64_t end = pos.boundary(sequence + 1);
+  for (int64_t t = t0; t < t1; ++t) {
+    while (t >= end) {
+      ++sequence;
+      begin = end;
+      end = pos.boundary(sequence + 1);
+    }
+    fn(int64_t{0}, t, t - begin + pos.sequence_offset(sequence));
+  }
+}
 
 // Points the params at the table's data; compute_sincos ignores its rows.
 void use_table(RopeParams& params, const TableData& table, bool compute_sincos);

@@ -4,7 +4,7 @@
 #include <cstring>
 
 #include "check.hpp"
-#include "coefficients.hpp"
+#include "rope_math.hpp"
 #include "half_float.hpp"
 #include "overlap.hpp"
 
@@ -47,9 +47,11 @@ Dims dims_of(const TensorView& v) {
   return {1, v.shape[0], v.shape[1], v.shape[2], {0, v.strides[0], v.strides[1]}};
 }
 
-template <typename Storage, typename Math, Math (*Load)(Storage), Storage (*Store)(Math)>
+template <class Format>
 void run(const TensorView& x, const TensorView& y, bool in_place, const ExplicitCoefficients& co, Style style,
          bool transpose) {
+  using Storage = typename Format::Storage;
+  using Math = typename Format::Math;
   const Dims in = dims_of(x);
   const Dims out = dims_of(y);
   const int64_t n = co.width / 2;
@@ -64,9 +66,10 @@ void run(const TensorView& x, const TensorView& y, bool in_place, const Explicit
           const int64_t ia = style == Style::half ? i : 2 * i;
           const int64_t ib = style == Style::half ? i + n : 2 * i + 1;
           Math ya, yb;
-          detail::rotate_pair_explicit(Load(src[ia]), Load(src[ib]), c[ia], sn[ia], c[ib], sn[ib], transpose, ya, yb);
-          dst[ia] = Store(ya);
-          dst[ib] = Store(yb);
+          detail::rotate_pair_explicit<Math>(Format::load(src[ia]), Format::load(src[ib]), c[ia], sn[ia], c[ib],
+                                             sn[ib], transpose, ya, yb);
+          dst[ia] = Format::store(ya);
+          dst[ib] = Format::store(yb);
         }
         if (!in_place && co.width < in.head_dim)
           std::memcpy(dst + co.width, src + co.width, static_cast<size_t>(in.head_dim - co.width) * sizeof(Storage));
@@ -74,15 +77,6 @@ void run(const TensorView& x, const TensorView& y, bool in_place, const Explicit
     }
   }
 }
-
-double load_f64(double v) { return v; }
-double store_f64(double v) { return v; }
-float load_f32(float v) { return v; }
-float store_f32(float v) { return v; }
-float load_f16(uint16_t v) { return detail::half_to_float(v); }
-uint16_t store_f16(float v) { return detail::float_to_half(v); }
-float load_bf16(uint16_t v) { return detail::bf16_to_float(v); }
-uint16_t store_bf16(float v) { return detail::float_to_bf16(v); }
 
 }  // namespace
 
@@ -111,12 +105,7 @@ void apply_explicit(const TensorView& x, const std::optional<TensorView>& out, c
   if (x.numel() == 0) return;
   const bool in_place = !out || detail::same_view(*out, x);
   const bool transpose = direction == Direction::backward;
-  switch (x.dtype) {
-    case DType::f32: return run<float, float, load_f32, store_f32>(x, y, in_place, co, style, transpose);
-    case DType::f16: return run<uint16_t, float, load_f16, store_f16>(x, y, in_place, co, style, transpose);
-    case DType::bf16: return run<uint16_t, float, load_bf16, store_bf16>(x, y, in_place, co, style, transpose);
-    case DType::f64: return run<double, double, load_f64, store_f64>(x, y, in_place, co, style, transpose);
-  }
+  detail::with_storage_format(x.dtype, [&]<class Format>() { run<Format>(x, y, in_place, co, style, transpose); });
 }
 
 }  // namespace ropekit

@@ -1,7 +1,10 @@
 #pragma once
-// fp16 / bf16 storage conversions, round to nearest even, NaN stays NaN.
+// fp16 / bf16 storage conversions, round to nearest even, NaN stays NaN; and the host loops'
+// storage formats.
 #include <bit>
 #include <cstdint>
+
+#include "ropekit/tensor_view.hpp"
 
 namespace ropekit::detail {
 
@@ -38,6 +41,35 @@ inline uint16_t float_to_half(float f) {
   // Subnormal half: add 0.5 so float addition does the round-to-nearest-even at 2^-24.
   const float shifted = std::bit_cast<float>(abs) + 0.5f;
   return static_cast<uint16_t>(sign | (std::bit_cast<uint32_t>(shifted) - 0x3f000000u));
+}
+
+// A storage format for the host's plain loops: its element, the type it is computed in (double
+// only for f64) and the conversions, rounded once.
+template <class S, class M, M (*Load)(S), S (*Store)(M)>
+struct StorageFormat {
+  using Storage = S;
+  using Math = M;
+  static M load(S v) { return Load(v); }
+  static S store(M v) { return Store(v); }
+};
+template <class T>
+T same_value(T v) {
+  return v;
+}
+using StoredF32 = StorageFormat<float, float, same_value<float>, same_value<float>>;
+using StoredF64 = StorageFormat<double, double, same_value<double>, same_value<double>>;
+using StoredF16 = StorageFormat<uint16_t, float, half_to_float, float_to_half>;
+using StoredBf16 = StorageFormat<uint16_t, float, bf16_to_float, float_to_bf16>;
+
+// f.template operator()<Format>() with the storage format of `dtype`.
+template <class F>
+void with_storage_format(DType dtype, F&& f) {
+  switch (dtype) {
+    case DType::f32: return f.template operator()<StoredF32>();
+    case DType::f16: return f.template operator()<StoredF16>();
+    case DType::bf16: return f.template operator()<StoredBf16>();
+    case DType::f64: return f.template operator()<StoredF64>();
+  }
 }
 
 }  // namespace ropekit::detail

@@ -5,7 +5,7 @@
 #include <new>
 
 #include "check.hpp"
-#include "coefficients.hpp"
+#include "rope_math.hpp"
 #include "ropekit/frequencies.hpp"
 #include "table_data.hpp"
 
@@ -43,9 +43,8 @@ void fill_rows(detail::TableData& d, int64_t begin, int64_t end) {
     float* sin_row = cos_row + n;
     for (int64_t i = 0; i < n; ++i) {
       const auto k = static_cast<size_t>(i);
-      const double angle = detail::rope_angle(p, d.inv_freq[k], d.inv_freq_f32[k], d.options.exact);
-      cos_row[i] = static_cast<float>(std::cos(angle) * d.attention_factor);
-      sin_row[i] = static_cast<float>(std::sin(angle) * d.attention_factor);
+      detail::scaled_cos_sin(detail::rope_angle(p, d.inv_freq[k], d.inv_freq_f32[k], d.options.exact),
+                             d.attention_factor, cos_row[i], sin_row[i]);
     }
   }
 }

@@ -1,8 +1,8 @@
 // CPU backend, vectorized with Highway: compiled once per x86 target (baseline x86-64, SSE4, AVX2,
 // AVX-512) and chosen at run time. Same contract as the scalar loop in cpu/apply_scalar.cpp (the
-// reference): per token, the pair coefficients are built once per xPos sign and reused for every
-// head of q and k; each row is rotated in fp32 and rounded once on store. Threads split the tokens
-// (and the heads, when there are few tokens).
+// reference) and the same formulas (rope_math.hpp, on vectors): per token, the pair coefficients
+// are built once per xPos sign and reused for every head of q and k; each row is rotated in fp32
+// and rounded once on store. Threads split the tokens (and the heads, when there are few tokens).
 #include <algorithm>
 #include <atomic>
 #include <cmath>
@@ -10,10 +10,10 @@
 #include <cstring>
 #include <vector>
 
-#include "coefficients.hpp"
 #include "cpu_simd/simd.hpp"
 #include "cpu_simd/thread_pool.hpp"
 #include "half_float.hpp"
+#include "rope_math.hpp"
 
 #ifndef ROPEKIT_SIMD_PLAN_DEFINED  // this file is compiled once per target
 #define ROPEKIT_SIMD_PLAN_DEFINED
@@ -60,6 +60,26 @@ using DF = hn::ScalableTag<float>;
 using DD = hn::Rebind<double, hn::Half<DF>>;  // half as many lanes as DF
 using VF = hn::Vec<DF>;
 using VD = hn::Vec<DD>;
+using DU = hn::RebindToUnsigned<DF>;
+
+// rope_math.hpp's formulas, compiled for this target, on vectors of fp32 lanes.
+#include "rope_formulas.inc"
+struct VecArith {
+  static VF mul(VF x, VF y) { return hn::Mul(x, y); }
+  static VF div(VF x, VF y) { return hn::Div(x, y); }
+  static VF fma(VF x, VF y, VF z) { return hn::MulAdd(x, y, z); }  // fused with FMA (AVX2, AVX-512)
+  static VF neg(VF x) { return hn::Neg(x); }
+};
+
+// v rounded to bf16 (nearest even; NaN stays a quiet NaN) in the high 16 bits of each lane, as
+// float_to_bf16 (half_float.hpp).
+HWY_INLINE hn::Vec<DU> Bf16InHighHalf(VF v) {
+  const DU du;
+  const auto bits = hn::BitCast(du, v);
+  const auto lowest_kept = hn::And(hn::ShiftRight<16>(bits), hn::Set(du, 1u));
+  const auto rounded = hn::Add(bits, hn::Add(hn::Set(du, 0x7fffu), lowest_kept));
+  return hn::IfThenElse(hn::RebindMask(du, hn::Ne(v, v)), hn::Or(bits, hn::Set(du, 0x00400000u)), rounded);
+}
 
 // ---- storage formats: load to fp32, store from fp32 with one round-to-nearest-even ----
 struct F32 {
@@ -76,15 +96,9 @@ struct BF16 {
     return hn::BitCast(d, hn::ShiftLeft<16>(hn::PromoteTo(du32, hn::LoadU(du16, p))));
   }
   static void store(DF, VF v, uint16_t* p) {
-    const hn::RebindToUnsigned<DF> du32;
     const hn::RebindToSigned<DF> di32;
     const hn::Rebind<uint16_t, DF> du16;
-    const auto bits = hn::BitCast(du32, v);
-    const auto high = hn::ShiftRight<16>(bits);
-    const auto is_nan = hn::RebindMask(du32, hn::Ne(v, v));
-    // Round to nearest even: add 0x7fff plus the lowest kept bit, keep the high half.
-    const auto rounded = hn::ShiftRight<16>(hn::Add(bits, hn::Add(hn::Set(du32, 0x7fffu), hn::And(high, hn::Set(du32, 1u)))));
-    const auto out = hn::IfThenElse(is_nan, hn::Or(high, hn::Set(du32, 0x40u)), rounded);  // NaN stays quiet NaN
+    const auto out = hn::ShiftRight<16>(Bf16InHighHalf(v));
     hn::StoreU(hn::DemoteTo(du16, hn::BitCast(di32, out)), du16, p);  // each lane <= 0xffff
   }
 };
@@ -250,7 +264,7 @@ void XposScales(const SimdPlan& plan, int64_t position, Scratch& w) {
   }
 }
 
-// c, s for one token and one xPos sign (see pair_coefficients), then the interleaved expansion.
+// c, s for one token and one xPos sign, then the interleaved expansion.
 void TokenCoefficients(const SimdPlan& plan, float sign, const float* cos_row, const float* sin_row, Scratch& w) {
   const RopeParams& p = *plan.p;
   const DF df;
@@ -275,23 +289,7 @@ void TokenCoefficients(const SimdPlan& plan, float sign, const float* cos_row, c
     }
     const VF x = p.has_xpos ? hn::LoadU(df, xscale + i) : hn::Set(df, 1.0f);
     VF c, s;
-    switch (p.direction) {
-      case Direction::forward:
-        c = hn::Mul(ca, x);
-        s = hn::Mul(sa, x);
-        break;
-      case Direction::backward:
-        c = hn::Mul(ca, x);
-        s = hn::Neg(hn::Mul(sa, x));
-        break;
-      case Direction::inverse:
-      default: {
-        const VF k = hn::Div(inv_att_sq, x);
-        c = hn::Mul(ca, k);
-        s = hn::Neg(hn::Mul(sa, k));
-        break;
-      }
-    }
+    pair_coefficients<VF, VecArith>(ca, sa, x, p.direction, inv_att_sq, c, s);
     hn::StoreU(c, df, w.c.data() + i);
     hn::StoreU(s, df, w.s.data() + i);
   }
@@ -329,11 +327,7 @@ void TokenCoefficients(const SimdPlan& plan, float sign, const float* cos_row, c
 // (RotateHeadsHeld), else reloaded per row (RotateRowBlocks); rows' tails go through zero-padded
 // buffers so every lane op is a whole vector.
 
-// The rotation of pairs (a, b) by (c, s): (a c - b s, a s + b c).
-HWY_INLINE void RotatePair(VF a, VF b, VF c, VF s, VF& ya, VF& yb) {
-  ya = hn::MulSub(a, c, hn::Mul(b, s));
-  yb = hn::MulAdd(a, s, hn::Mul(b, c));
-}
+HWY_INLINE void RotatePair(VF a, VF b, VF c, VF s, VF& ya, VF& yb) { rotate_pair<VF, VecArith>(a, b, c, s, ya, yb); }
 
 // Half style: pairs [i, i + lanes), a from the first half of the row, b from the second.
 template <class T>
@@ -357,7 +351,7 @@ struct HalfBlock {
   }
 };
 
-// Interleaved: lanes / 2 pairs, y = x * (c0 c0 ..) + swap_pairs(x) * (-s0 s0 ..).
+// Interleaved: lanes / 2 pairs, y = x (c0 c0 ..) + swap_pairs(x) (-s0 s0 ..).
 template <class T>
 struct InterleavedBlock {
   using S = typename T::Storage;
@@ -373,7 +367,7 @@ struct InterleavedBlock {
   static void Rotate(const Coef& k, const S* in, S* out) {
     const DF d;
     const VF x = T::load(d, in);
-    T::store(d, hn::MulAdd(x, k.ce, hn::Mul(hn::Reverse2(d, x), k.se)), out);
+    T::store(d, rotated<VF, VecArith>(x, hn::Reverse2(d, x), k.ce, k.se), out);
   }
 };
 
@@ -381,17 +375,6 @@ struct InterleavedBlock {
 // bf16 interleaved: a 32-bit lane holds one whole pair (x[2i] in its low half, x[2i+1] in its high
 // half), so both widen with a shift or a mask and narrow back into the same lane: no pair swap, no
 // widening loads and no narrowing pack, which made this the slowest CPU case.
-using DU = hn::RebindToUnsigned<DF>;
-
-// v rounded to bf16 (nearest even; NaN stays a quiet NaN) in the high 16 bits of each lane.
-HWY_INLINE hn::Vec<DU> Bf16InHighHalf(VF v) {
-  const DU du;
-  const auto bits = hn::BitCast(du, v);
-  const auto lowest_kept = hn::And(hn::ShiftRight<16>(bits), hn::Set(du, 1u));
-  const auto rounded = hn::Add(bits, hn::Add(hn::Set(du, 0x7fffu), lowest_kept));
-  return hn::IfThenElse(hn::RebindMask(du, hn::Ne(v, v)), hn::Or(bits, hn::Set(du, 0x00400000u)), rounded);
-}
-
 // The two bf16 values of each 32-bit lane as floats, and back (rounded once).
 HWY_INLINE void UnpackBf16Pairs(hn::Vec<DU> x, VF& low, VF& high) {
   const DF d;
@@ -527,10 +510,11 @@ void RotateRotaryParts(const SimdPlan& plan, const typename T::Storage* in, type
     const auto* row_in = in + h * in_step;
     auto* row_out = out + h * out_step;
     for (int64_t i = 0; i < plan.p->pairs; ++i) {
-      const float a = T::load(d, row_in + 2 * i).raw;
-      const float b = T::load(d, row_in + 2 * i + 1).raw;
-      T::store(d, hn::Set(d, a * w.c[i] - b * w.s[i]), row_out + 2 * i);
-      T::store(d, hn::Set(d, b * w.c[i] + a * w.s[i]), row_out + 2 * i + 1);
+      VF ya, yb;
+      RotatePair(T::load(d, row_in + 2 * i), T::load(d, row_in + 2 * i + 1), hn::Set(d, w.c[i]), hn::Set(d, w.s[i]),
+                 ya, yb);
+      T::store(d, ya, row_out + 2 * i);
+      T::store(d, yb, row_out + 2 * i + 1);
     }
   }
 #else
@@ -591,8 +575,8 @@ ROPEKIT_BF16_CONVERT_TARGET HWY_INLINE void RotateInterleavedBf16Block32(const u
   const DF d;
   const VF x0 = BF16::load(d, in + j);
   const VF x1 = BF16::load(d, in + j + 16);
-  StoreBf16(hn::MulAdd(x0, ce0, hn::Mul(hn::Reverse2(d, x0), se0)),
-            hn::MulAdd(x1, ce1, hn::Mul(hn::Reverse2(d, x1), se1)), out + j);
+  StoreBf16(rotated<VF, VecArith>(x0, hn::Reverse2(d, x0), ce0, se0),
+            rotated<VF, VecArith>(x1, hn::Reverse2(d, x1), ce1, se1), out + j);
 }
 
 ROPEKIT_BF16_CONVERT_TARGET void RotateInterleavedBf16Convert(const SimdPlan& plan, const uint16_t* in,
@@ -675,51 +659,22 @@ void RunToken(const SimdPlan& plan, int64_t b, int64_t s, int64_t position, int6
   }
 }
 
-// Work units [u0, u1): unit u is token u / groups, head group u % groups.
+// Work units [u0, u1): unit u is token u / groups, head group u % groups; the units of one token
+// in the range run as one group of heads.
 template <class T>
 void RunUnitsT(const SimdPlan& plan, int64_t u0, int64_t u1) {
-  const RopeParams& p = *plan.p;
   thread_local Scratch w;
   w.size_for(plan.padded_pairs);
-  const Positions& pos = p.positions;
   const int64_t groups = plan.groups;
-  auto group_range = [&](int64_t g, int64_t& h0, int64_t& h1) {
-    h0 = g * plan.heads / groups;
-    h1 = (g + 1) * plan.heads / groups;
-  };
-  if (pos.kind == Positions::Kind::packed) {
-    // Sequence of the first token: the last boundary <= t (skipping empty sequences).
-    const int64_t t0 = u0 / groups;
-    int64_t lo = 0, hi = p.num_sequences;  // find largest seq with cu[seq] <= t0
-    while (hi - lo > 1) {
-      const int64_t mid = (lo + hi) / 2;
-      if (pos.cu_seqlens[mid] <= t0) lo = mid; else hi = mid;
-    }
-    int64_t seq = lo;
-    int64_t end = pos.cu_seqlens[seq + 1];
-    for (int64_t u = u0; u < u1; ++u) {
-      const int64_t t = u / groups;
-      while (t >= end) end = pos.cu_seqlens[++seq + 1];
-      const int64_t begin = pos.cu_seqlens[seq];
-      const int64_t offset = pos.values.empty() ? 0 : pos.values[seq];
-      int64_t h0, h1;
-      group_range(u % groups, h0, h1);
-      RunToken<T>(plan, 0, t, t - begin + offset, h0, h1, w);
-    }
-    return;
-  }
-  for (int64_t u = u0; u < u1; ++u) {
-    const int64_t t = u / groups;
-    const int64_t b = t / p.seq;
-    const int64_t s = t % p.seq;
-    int64_t position = 0;
-    if (pos.kind == Positions::Kind::offset) position = pos.start + s;
-    if (pos.kind == Positions::Kind::offsets) position = pos.values[b] + s;
-    if (pos.kind == Positions::Kind::ids) position = pos.values[t];
-    int64_t h0, h1;
-    group_range(u % groups, h0, h1);
-    RunToken<T>(plan, b, s, position, h0, h1, w);
-  }
+  const int64_t t0 = u0 / groups;
+  const int64_t t1 = (u1 + groups - 1) / groups;
+  int64_t t = t0;  // the token for_each_token is at
+  for_each_token(token_positions(*plan.p), t0, t1, [&](int64_t b, int64_t s, int64_t position) {
+    const int64_t g0 = std::max(u0 - t * groups, int64_t{0});
+    const int64_t g1 = std::min(u1 - t * groups, groups);
+    ++t;
+    RunToken<T>(plan, b, s, position, g0 * plan.heads / groups, g1 * plan.heads / groups, w);
+  });
 }
 
 void RunUnits(const SimdPlan& plan, int64_t u0, int64_t u1) {
@@ -788,7 +743,7 @@ void apply_cpu_simd(const RopeParams& params) {
   plan.padded_pairs = (p.pairs + SimdPlan::kPad - 1) / SimdPlan::kPad * SimdPlan::kPad;
   plan.tokens = p.positions.kind == Positions::Kind::packed ? p.seq : p.batch * p.seq;
   plan.heads = p.q.heads + (p.has_k ? p.k.heads : 0);
-  plan.inv_attention_sq = static_cast<float>(1.0 / (p.attention_factor * p.attention_factor));
+  plan.inv_attention_sq = inverse_attention_sq(p.attention_factor);
   plan.bf16_convert = p.dtype == DType::bf16 && p.pairs % (p.style == Style::half ? 32 : 16) == 0 &&
                       cpu_has_bf16_convert();
   plan.inv_freq = padded(p.inv_freq, p.pairs, plan.padded_pairs);

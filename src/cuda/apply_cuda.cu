@@ -104,12 +104,13 @@ void apply_cuda(const RopeParams& p) {
   if (p.has_k) check_operand_memory(p.k, device, "k", "k_out");
 
   KernelArgs a = kernel_args(p);
-  if (a.values)
-    require_device_memory(a.values, device, a.kind == PositionKind::ids ? "positions.ids.data" : "positions.offsets.data");
-  if (a.cu_seqlens) require_device_memory(a.cu_seqlens, device, "positions.cu_seqlens.data");
+  if (a.pos.values)
+    require_device_memory(a.pos.values, device,
+                          a.pos.kind == Positions::Kind::ids ? "positions.ids.data" : "positions.offsets.data");
+  if (a.pos.cu_seqlens) require_device_memory(a.pos.cu_seqlens, device, "positions.cu_seqlens.data");
 
   const DeviceState& state = device_state(device, capturing);
-  if (a.kind != PositionKind::offset) {  // device-resident positions: checked by the kernel
+  if (a.pos.kind != Positions::Kind::offset) {  // device-resident positions: checked by the kernel
     a.fault_claim = state.fault_claim;
     a.fault_record = state.fault_record;
   }

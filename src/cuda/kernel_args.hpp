@@ -24,16 +24,6 @@ inline KernelOperand kernel_operand(const Operand& op) {
   return k;
 }
 
-inline PositionKind position_kind(Positions::Kind kind) {
-  switch (kind) {
-    case Positions::Kind::offset: return PositionKind::offset;
-    case Positions::Kind::offsets: return PositionKind::offsets;
-    case Positions::Kind::ids: return PositionKind::ids;
-    case Positions::Kind::packed: return PositionKind::packed;
-  }
-  fail("positions.kind", "offset, offsets, ids or packed", static_cast<int>(kind));
-}
-
 // Operands, shape, direction and positions (the table is set by set_table, the split by
 // configure_launch).
 inline KernelArgs kernel_args(const RopeParams& p) {
@@ -45,24 +35,11 @@ inline KernelArgs kernel_args(const RopeParams& p) {
   a.head_dim = static_cast<int32_t>(p.head_dim);  // <= 65536 (RopeSpec)
   a.rotary_dim = static_cast<int32_t>(p.rotary_dim);
   a.pairs = static_cast<int32_t>(p.pairs);
-  const Positions& pos = p.positions;
-  a.kind = position_kind(pos.kind);
-  a.start = pos.start;
-  if (!pos.values.empty()) {
-    a.values = pos.values.data;
-    a.values_i64 = pos.values.type == IndexType::i64;
-  }
-  if (a.kind == PositionKind::packed) {
-    a.cu_seqlens = pos.cu_seqlens.data;
-    a.cu_i64 = pos.cu_seqlens.type == IndexType::i64;
-    a.num_sequences = p.num_sequences;
-  }
+  a.pos = token_positions(p);
   return a;
 }
 
-// The table's device copy, the attention factor and the direction's multipliers. Without xPos,
-// c = cos * cos_mul and s = sin * sin_mul equal pair_coefficients' values exactly (x = 1):
-// forward (1, 1), backward (1, -1), inverse (1/a^2, -1/a^2).
+// The table's device copy, the attention factor, the direction and xPos.
 inline void set_table(KernelArgs& a, const RopeParams& p, const DeviceTable& table) {
   a.rows = table.rows;
   a.rows_count = table.rows ? p.rows_count : 0;
@@ -70,18 +47,10 @@ inline void set_table(KernelArgs& a, const RopeParams& p, const DeviceTable& tab
   a.inv_freq_f32 = table.inv_freq_f32;
   a.exact = p.exact;
   a.attention = p.attention_factor;
-  a.inv_attention_sq = static_cast<float>(1.0 / (p.attention_factor * p.attention_factor));
+  a.direction = p.direction;
+  a.inv_attention_sq = inverse_attention_sq(p.attention_factor);
   a.xpos_log_zeta = p.has_xpos ? table.xpos_log_zeta : nullptr;
   a.xpos_center = p.xpos_center;
-  a.inverse = p.direction == Direction::inverse;
-  const bool backward_sign = p.direction != Direction::forward;
-  if (p.has_xpos || p.direction != Direction::inverse) {
-    a.cos_mul = 1.0f;
-    a.sin_mul = backward_sign ? -1.0f : 1.0f;
-  } else {
-    a.cos_mul = a.inv_attention_sq;
-    a.sin_mul = -a.inv_attention_sq;
-  }
 }
 
 // A caller-owned fp32 cache on the device (rotary_embedding): its rows as the table (attention
@@ -142,7 +111,8 @@ int vector_elems(const RopeParams& p) {
 
 // Every position below the table's rows, known on the host (positions from an offset).
 inline bool rows_cover(const RopeParams& p, const KernelArgs& a) {
-  return a.rows_count > 0 && a.kind == PositionKind::offset && p.seq <= a.rows_count && a.start <= a.rows_count - p.seq;
+  return a.rows_count > 0 && a.pos.kind == Positions::Kind::offset && p.seq <= a.rows_count &&
+         a.pos.start <= a.rows_count - p.seq;
 }
 
 // Hot-width accesses get a kernel per style, cos/sin source (rows only, or mixed) and xPos; the

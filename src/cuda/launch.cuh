@@ -30,7 +30,7 @@ void launch_dtype(KernelArgs& a, const RopeParams& p, const DeviceState& dev, cu
     const int resident = blocks_per_multiprocessor<K>(dev.device, kBlock) * kBlock;
     LaunchConfig c = configure_launch<K>(a, p, dev.multiprocessors, resident, heads_per_thread_override());
     cap_grid(c, int64_t{blocks_per_multiprocessor<K>(dev.device, c.threads())} * dev.multiprocessors);
-    const size_t shared = a.kind == PositionKind::packed ? c.block[2] * sizeof(int64_t) : 0;
+    const size_t shared = a.pos.kind == Positions::Kind::packed ? c.block[2] * sizeof(int64_t) : 0;
     rope_kernel<K><<<dim3(c.grid[0], c.grid[1], c.grid[2]), dim3(c.block[0], c.block[1], c.block[2]), shared, stream>>>(a);
     ROPEKIT_CUDA_CHECK(cudaGetLastError());
   });

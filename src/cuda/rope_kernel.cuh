@@ -1,6 +1,7 @@
 #pragma once
 // The CUDA rotation kernel: fp32 arithmetic on f32/f16/bf16 storage, q and k in one launch.
-// Kernels only loop; every formula comes from coefficients.hpp.
+// Kernels only loop and move memory; every formula (and the position of a token) comes from
+// rope_math.hpp.
 //
 // Everything a thread runs for one (token, head group, chunk) is __host__ __device__, so that the
 // emulation test runs the same code on the CPU: token_position (device-resident positions checked
@@ -13,7 +14,7 @@
 #include <cstring>
 #include <type_traits>
 
-#include "../coefficients.hpp"
+#include "../rope_math.hpp"
 #include "launch_config.hpp"
 
 #define ROPEKIT_KERNEL_HD __host__ __device__ __forceinline__
@@ -25,7 +26,6 @@
 
 namespace ropekit::detail::cuda {
 
-enum class PositionKind : int { offset, offsets, ids, packed };
 // rows: every position reads a table row (the host proved position < rows_count): the table path;
 // mixed: rows below rows_count, cos/sin computed in the kernel at or past it (and everywhere with
 // rows_count = 0: compute_sincos).
@@ -73,13 +73,7 @@ struct KernelArgs {
   int32_t q_groups = 0;        // head groups of q; groups of k follow
   int32_t groups = 0;          // q_groups + k_groups
 
-  PositionKind kind = PositionKind::offset;
-  int64_t start = 0;
-  const void* values = nullptr;   // offsets or ids
-  bool values_i64 = true;
-  const void* cu_seqlens = nullptr;
-  bool cu_i64 = true;
-  int64_t num_sequences = 0;
+  TokenPositions pos;
 
   const float* rows = nullptr;    // table rows (cos then sin) for positions [0, rows_count)
   int64_t rows_count = 0;         // positions past it compute cos/sin from the frequencies
@@ -90,12 +84,8 @@ struct KernelArgs {
   const float* inv_freq_f32 = nullptr;
   bool exact = false;
   double attention = 1.0;
-  // Direction: without xPos, c = cos * cos_mul and s = sin * sin_mul (the CPU's values exactly);
-  // with xPos, sin_mul is the sign of sin and `inverse` divides by the scale.
-  float cos_mul = 1.0f;
-  float sin_mul = 1.0f;
+  Direction direction = Direction::forward;
   float inv_attention_sq = 1.0f;
-  bool inverse = false;
   const double* xpos_log_zeta = nullptr;  // null without xPos
   double xpos_center = 0.0;
 
@@ -143,29 +133,6 @@ struct BF16 {
   static uint32_t pack(float a, float b) { return static_cast<uint32_t>(store(a)) | static_cast<uint32_t>(store(b)) << 16; }
 #endif
 };
-
-// Single roundings, never fused into an FMA: the same float operations as the CPU loop.
-ROPEKIT_KERNEL_HD float mul_rn(float x, float y) {
-#if defined(__CUDA_ARCH__)
-  return __fmul_rn(x, y);
-#else
-  return x * y;
-#endif
-}
-ROPEKIT_KERNEL_HD float add_rn(float x, float y) {
-#if defined(__CUDA_ARCH__)
-  return __fadd_rn(x, y);
-#else
-  return x + y;
-#endif
-}
-ROPEKIT_KERNEL_HD float sub_rn(float x, float y) {
-#if defined(__CUDA_ARCH__)
-  return __fsub_rn(x, y);
-#else
-  return x - y;
-#endif
-}
 
 // N consecutive stored values moved as one access, held as 32-bit words (a 16-bit value alone
 // when the access is 2 bytes): two bf16/f16 values share a register instead of taking one each.
@@ -290,10 +257,6 @@ ROPEKIT_KERNEL_HD void load_table(const float* p, uint64_t policy, float* out) {
 #endif
 }
 
-ROPEKIT_KERNEL_HD int64_t read_index(const void* data, bool i64, int64_t i) {
-  return i64 ? static_cast<const int64_t*>(data)[i] : static_cast<int64_t>(static_cast<const int32_t*>(data)[i]);
-}
-
 // Records the first fault of the current epoch: the thread that raises the claim to epoch + 1
 // writes the record, then `ready` (the host reads it without synchronising). Later faults of the
 // same epoch are dropped.
@@ -325,43 +288,37 @@ ROPEKIT_KERNEL_HD void report_fault(const KernelArgs& a, FaultKind kind, int64_t
 // positions give it none (reported; the token is then skipped). Reads stay inside the arrays
 // whatever they hold.
 ROPEKIT_KERNEL_HD int64_t token_position(const KernelArgs& a, int64_t b, int64_t s) {
-  switch (a.kind) {
-    case PositionKind::offset:
-      return a.start + s;  // checked on the host
-    case PositionKind::offsets: {
-      const int64_t offset = read_index(a.values, a.values_i64, b);
+  const TokenPositions& pos = a.pos;
+  switch (pos.kind) {
+    case Positions::Kind::offset:
+      return pos.at(b, s);  // checked on the host
+    case Positions::Kind::offsets: {
+      const int64_t offset = pos.value(b);
       const int64_t largest = a.max_position - (a.seq - 1);
       if (offset < 0 || offset > largest) {
         report_fault(a, FaultKind::offsets, b, offset, largest);
         return -1;
       }
-      return offset + s;
+      return pos.at(b, s);
     }
-    case PositionKind::ids: {
-      const int64_t t = b * a.seq + s;
-      const int64_t id = read_index(a.values, a.values_i64, t);
+    case Positions::Kind::ids: {
+      const int64_t id = pos.at(b, s);
       if (id < 0 || id > a.max_position) {
-        report_fault(a, FaultKind::ids, t, id, a.max_position);
+        report_fault(a, FaultKind::ids, b * a.seq + s, id, a.max_position);
         return -1;
       }
       return id;
     }
-    case PositionKind::packed: {
-      // Last sequence whose start is <= s (empty sequences before it are skipped). With malformed
-      // cu_seqlens (reported by check_cu_seqlens) the search still stays in [0, num_sequences).
-      int64_t lo = 0;
-      int64_t hi = a.num_sequences - 1;
-      while (lo < hi) {
-        const int64_t mid = lo + (hi - lo + 1) / 2;
-        if (read_index(a.cu_seqlens, a.cu_i64, mid) <= s) lo = mid; else hi = mid - 1;
-      }
-      const int64_t begin = read_index(a.cu_seqlens, a.cu_i64, lo);
-      const int64_t end = read_index(a.cu_seqlens, a.cu_i64, lo + 1);
-      if (begin < 0 || begin > s || end <= s || end > a.seq || (lo == 0 && begin != 0)) return -1;  // in no well-formed sequence
-      const int64_t offset = a.values ? read_index(a.values, a.values_i64, lo) : 0;
+    case Positions::Kind::packed: {
+      // With malformed cu_seqlens (reported by check_cu_seqlens) the sequence is still in range.
+      const int64_t sequence = pos.sequence_of(s);
+      const int64_t begin = pos.boundary(sequence);
+      const int64_t end = pos.boundary(sequence + 1);
+      if (begin < 0 || begin > s || end <= s || end > a.seq || (sequence == 0 && begin != 0)) return -1;  // in no well-formed sequence
+      const int64_t offset = pos.sequence_offset(sequence);
       const int64_t largest = a.max_position - (end - begin - 1);
       if (offset < 0 || offset > largest) {
-        report_fault(a, FaultKind::packed_offsets, lo, offset, largest);
+        report_fault(a, FaultKind::packed_offsets, sequence, offset, largest);
         return -1;
       }
       return s - begin + offset;
@@ -373,15 +330,16 @@ ROPEKIT_KERNEL_HD int64_t token_position(const KernelArgs& a, int64_t b, int64_t
 // Packed positions: cu_seqlens[0] = 0, non-decreasing, cu_seqlens[num_sequences] = tokens. Thread
 // `first` of `count` checks entries first, first + count, ...
 ROPEKIT_KERNEL_HD void check_cu_seqlens(const KernelArgs& a, int64_t first, int64_t count) {
-  for (int64_t i = first; i <= a.num_sequences; i += count) {
-    const int64_t cu = read_index(a.cu_seqlens, a.cu_i64, i);
+  const TokenPositions& pos = a.pos;
+  for (int64_t i = first; i <= pos.num_sequences; i += count) {
+    const int64_t cu = pos.boundary(i);
     if (i == 0) {
       if (cu != 0) report_fault(a, FaultKind::cu_first, 0, cu, 0);
     } else {
-      const int64_t previous = read_index(a.cu_seqlens, a.cu_i64, i - 1);
+      const int64_t previous = pos.boundary(i - 1);
       if (cu < previous) report_fault(a, FaultKind::cu_order, i, cu, previous);
     }
-    if (i == a.num_sequences && cu != a.seq) report_fault(a, FaultKind::cu_last, i, cu, a.seq);
+    if (i == pos.num_sequences && cu != a.seq) report_fault(a, FaultKind::cu_last, i, cu, a.seq);
   }
 }
 
@@ -425,22 +383,17 @@ ROPEKIT_UNROLL
   }
 }
 
-// cos/sin of pairs [p0, p0 + P) computed here: double-precision sincos, fully range-reduced, as
-// the host table's cos/sin in double rounded to fp32.
+// cos/sin of pairs [p0, p0 + P) computed here (double-precision sincos, fully range-reduced), as
+// the host table's rows.
 template <int P>
 ROPEKIT_KERNEL_HD void compute_row(const KernelArgs& a, int64_t position, int p0, float (&c)[P], float (&s)[P]) {
 ROPEKIT_UNROLL
   for (int j = 0; j < P; ++j) {
-    const double angle = rope_angle(position, a.inv_freq[p0 + j], a.inv_freq_f32[p0 + j], a.exact);
-    double sv = 0.0;
-    double cv = 0.0;
-    sincos(angle, &sv, &cv);
-    c[j] = static_cast<float>(cv * a.attention);
-    s[j] = static_cast<float>(sv * a.attention);
+    scaled_cos_sin(rope_angle(position, a.inv_freq[p0 + j], a.inv_freq_f32[p0 + j], a.exact), a.attention, c[j], s[j]);
   }
 }
 
-// cos/sin -> the pair coefficients of the direction (and xPos scale), as pair_coefficients.
+// cos/sin -> the pair coefficients of the direction (and xPos scale).
 template <class K>
 ROPEKIT_KERNEL_HD void coefficients(const KernelArgs& a, int64_t position, int p0, float sign, float (&c)[K::P],
                                     float (&s)[K::P]) {
@@ -448,49 +401,39 @@ ROPEKIT_KERNEL_HD void coefficients(const KernelArgs& a, int64_t position, int p
   const bool xpos = X == XposMode::xpos || (X == XposMode::runtime && a.xpos_log_zeta != nullptr);
 ROPEKIT_UNROLL
   for (int j = 0; j < K::P; ++j) {
-    if (X == XposMode::none || !xpos) {
-      c[j] = c[j] * a.cos_mul;
-      s[j] = s[j] * a.sin_mul;
-    } else {
-      const float x = xpos_scale(static_cast<double>(position), a.xpos_center, a.xpos_log_zeta[p0 + j], sign);
-      if (a.inverse) {
-        const float k = a.inv_attention_sq / x;
-        c[j] = c[j] * k;
-        s[j] = -s[j] * k;
-      } else {
-        c[j] = c[j] * x;
-        s[j] = (s[j] * a.sin_mul) * x;  // sin_mul = -1 for backward: (-sin) x, exactly
-      }
-    }
+    const float x = X != XposMode::none && xpos
+                        ? xpos_scale(static_cast<double>(position), a.xpos_center, a.xpos_log_zeta[p0 + j], sign)
+                        : 1.0f;
+    pair_coefficients(c[j], s[j], x, a.direction, a.inv_attention_sq, c[j], s[j]);
   }
 }
 
-// y = (a c - b s, b c + a s) for the P pairs of one chunk; indices fixed at compile time so the
-// values stay in registers. Pair j: half: (x[0][j], x[1][j]); interleaved: (x[0][2j], x[0][2j+1]);
-// interleaved N = 1: (x[0][0], x[1][0]).
+// rotate_pair on the P pairs of one chunk; indices fixed at compile time so the values stay in
+// registers. Pair j: half: (x[0][j], x[1][j]); interleaved: (x[0][2j], x[0][2j+1]); interleaved
+// N = 1: (x[0][0], x[1][0]).
 template <class K>
 ROPEKIT_KERNEL_HD void rotate(const Vec<typename K::T, K::N> (&x)[K::accesses], const float (&c)[K::P],
                               const float (&s)[K::P], Vec<typename K::T, K::N> (&y)[K::accesses]) {
-  auto ya = [&](float a, float b, int j) { return sub_rn(mul_rn(a, c[j]), mul_rn(b, s[j])); };
-  auto yb = [&](float a, float b, int j) { return add_rn(mul_rn(b, c[j]), mul_rn(a, s[j])); };
   if constexpr (K::N == 1) {
-    const float a = x[0].get(0);
-    const float b = x[1].get(0);
-    y[0].set(0, ya(a, b, 0));
-    y[1].set(0, yb(a, b, 0));
+    float ya, yb;
+    rotate_pair(x[0].get(0), x[1].get(0), c[0], s[0], ya, yb);
+    y[0].set(0, ya);
+    y[1].set(0, yb);
   } else if constexpr (K::half) {
 ROPEKIT_UNROLL
     for (int j = 0; j < K::P; j += 2) {  // two pairs: one word of each half
-      const float a0 = x[0].get(j), b0 = x[1].get(j);
-      const float a1 = x[0].get(j + 1), b1 = x[1].get(j + 1);
-      y[0].set2(j, ya(a0, b0, j), ya(a1, b1, j + 1));
-      y[1].set2(j, yb(a0, b0, j), yb(a1, b1, j + 1));
+      float ya0, yb0, ya1, yb1;
+      rotate_pair(x[0].get(j), x[1].get(j), c[j], s[j], ya0, yb0);
+      rotate_pair(x[0].get(j + 1), x[1].get(j + 1), c[j + 1], s[j + 1], ya1, yb1);
+      y[0].set2(j, ya0, ya1);
+      y[1].set2(j, yb0, yb1);
     }
   } else {
 ROPEKIT_UNROLL
     for (int j = 0; j < K::P; ++j) {  // one pair: one word
-      const float a = x[0].get(2 * j), b = x[0].get(2 * j + 1);
-      y[0].set2(2 * j, ya(a, b, j), yb(a, b, j));
+      float ya, yb;
+      rotate_pair(x[0].get(2 * j), x[0].get(2 * j + 1), c[j], s[j], ya, yb);
+      y[0].set2(2 * j, ya, yb);
     }
   }
 }
@@ -586,7 +529,7 @@ __global__ void __launch_bounds__(256, K::min_blocks) rope_kernel(const __grid_c
                   {threadIdx.x, threadIdx.y, threadIdx.z},
                   {gridDim.x, gridDim.y, gridDim.z},
                   {blockDim.x, blockDim.y, blockDim.z}};
-  const bool packed = a.kind == PositionKind::packed;
+  const bool packed = a.pos.kind == Positions::Kind::packed;
   if (packed) {
     const int64_t threads = static_cast<int64_t>(blockDim.x) * blockDim.y * blockDim.z;
     const int64_t block = (static_cast<int64_t>(blockIdx.z) * gridDim.y + blockIdx.y) * gridDim.x + blockIdx.x;

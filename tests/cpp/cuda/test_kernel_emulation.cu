@@ -99,7 +99,7 @@ void emulate_grid(KernelArgs& a, const RopeParams& p, const EmuCase& c) {
             for (unsigned tx = 0; tx < config.block[0]; ++tx) {
               const GridPos g{{bx, by, bz}, {tx, ty, tz}, {config.grid[0], config.grid[1], config.grid[2]},
                               {config.block[0], config.block[1], config.block[2]}};
-              if (a.kind == PositionKind::packed) {
+              if (a.pos.kind == Positions::Kind::packed) {
                 const int64_t thread = (int64_t{tz} * config.block[1] + ty) * config.block[0] + tx;
                 check_cu_seqlens(a, block_index * threads + thread, total);
               }
@@ -215,7 +215,7 @@ EmuRun run(const EmuCase& c, uint64_t seed, const HostPos& hp, const HostPos* em
   host_table.inv_freq_f32 = table.inv_freq_f32().data();
   host_table.xpos_log_zeta = c.xpos ? table.xpos_log_zeta().data() : nullptr;
   KernelArgs a = kernel_args(emu);
-  if (a.kind != PositionKind::offset) {
+  if (a.pos.kind != Positions::Kind::offset) {
     a.fault_claim = &r.claim;
     a.fault_record = &r.record;
   }
