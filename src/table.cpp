@@ -6,6 +6,7 @@
 
 #include "check.hpp"
 #include "rope_math.hpp"
+#include "visit.hpp"
 #include "ropekit/frequencies.hpp"
 #include "table_data.hpp"
 
@@ -72,10 +73,15 @@ void allocate_rows(detail::TableData& d, int64_t positions) {
 }  // namespace
 
 int64_t frequency_seq_len(const RopeSpec& spec, int64_t seq_len) {
-  if (const auto* d = std::get_if<scaling::DynamicNtk>(&spec.scaling())) return seq_len > d->original_max ? seq_len : 0;
-  // LongRoPE only distinguishes "longer than original_max" from "not".
-  if (const auto* l = std::get_if<scaling::LongRope>(&spec.scaling())) return seq_len > l->original_max ? l->original_max + 1 : 0;
-  return 0;
+  using namespace scaling;
+  return std::visit(
+      detail::Overloaded{
+          [&](const DynamicNtk& d) { return seq_len > d.original_max ? seq_len : int64_t{0}; },
+          // LongRoPE only distinguishes "longer than original_max" from "not".
+          [&](const LongRope& l) { return seq_len > l.original_max ? l.original_max + 1 : int64_t{0}; },
+          [](const detail::one_of<None, Linear, NtkAware, Yarn, Llama3, Truncated> auto&) { return int64_t{0}; },
+      },
+      spec.scaling());
 }
 
 RopeTable::RopeTable(RopeSpec spec, int64_t positions, TableOptions options) {

@@ -6,6 +6,7 @@
 #include <cmath>
 
 #include "frequencies/families.hpp"
+#include "visit.hpp"
 
 namespace ropekit {
 
@@ -68,9 +69,15 @@ std::vector<double> inv_freq(const RopeSpec& spec, int64_t seq_len) {
 }
 
 double attention_factor(const RopeSpec& spec) {
-  if (const auto* yarn = std::get_if<scaling::Yarn>(&spec.scaling())) return detail::yarn_attention_factor(*yarn);
-  if (const auto* lr = std::get_if<scaling::LongRope>(&spec.scaling())) return detail::longrope_attention_factor(*lr);
-  return 1.0;
+  using namespace scaling;
+  return std::visit(detail::Overloaded{
+                        [](const Yarn& s) { return detail::yarn_attention_factor(s); },
+                        [](const LongRope& s) { return detail::longrope_attention_factor(s); },
+                        [](const detail::one_of<None, Linear, NtkAware, DynamicNtk, Llama3, Truncated> auto&) {
+                          return 1.0;
+                        },
+                    },
+                    spec.scaling());
 }
 
 }  // namespace ropekit
