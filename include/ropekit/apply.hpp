@@ -3,6 +3,7 @@
 #include <cstdint>
 #include <optional>
 
+#include "ropekit/export.hpp"
 #include "ropekit/spec.hpp"
 #include "ropekit/table.hpp"
 #include "ropekit/tensor_view.hpp"
@@ -67,15 +68,15 @@ struct RopeTensors {
 // Rotate with the frequencies of `table`: positions below table.size() read its rows, the others
 // are computed in the kernel from the same frequencies. The table is never changed.
 // All arguments are checked before any output is written; an Error leaves outputs untouched.
-void apply_rope(const RopeTensors& tensors, const Positions& positions, const RopeTable& table,
+ROPEKIT_API void apply_rope(const RopeTensors& tensors, const Positions& positions, const RopeTable& table,
                 const ApplyOptions& options = {});
 
 // Without a table: the frequencies for a forward over (largest position + 1) positions (the
 // sequence length dynamic NTK and LongRoPE see, as HF), cos/sin computed in the kernel.
-void apply_rope(const RopeTensors& tensors, const Positions& positions, const RopeSpec& spec,
+ROPEKIT_API void apply_rope(const RopeTensors& tensors, const Positions& positions, const RopeSpec& spec,
                 const ApplyOptions& options = {});
 
 // The largest position the call would read plus one (0 for no tokens). Checks positions first.
-int64_t required_table_size(const RopeTensors& tensors, const Positions& positions);
+ROPEKIT_API int64_t required_table_size(const RopeTensors& tensors, const Positions& positions);
 
 }  // namespace ropekit

@@ -2,6 +2,8 @@
 // CUDA-only checks that cannot happen inside apply_rope without synchronising (see
 // ApplyOptions::stream). Present in every build; without the CUDA backend they do nothing.
 
+#include "ropekit/export.hpp"
+
 namespace ropekit {
 
 // Device-resident positions (offsets, ids, cu_seqlens) are checked by the kernel, not before the
@@ -10,9 +12,9 @@ namespace ropekit {
 // naming it (e.g. "positions.ids[7]: expected in [0, ...], got -4") and clears it.
 //
 // Reports what kernels that have finished recorded (no synchronisation).
-void cuda_check_errors();
+ROPEKIT_API void cuda_check_errors();
 // Waits for `stream` (cudaStream_t; nullptr: the legacy default stream) first, so that every
 // kernel queued on it before the call is checked.
-void cuda_check_errors(void* stream);
+ROPEKIT_API void cuda_check_errors(void* stream);
 
 }  // namespace ropekit

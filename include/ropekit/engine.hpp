@@ -5,6 +5,7 @@
 #include <optional>
 #include <vector>
 
+#include "ropekit/export.hpp"
 #include "ropekit/spec.hpp"
 #include "ropekit/table.hpp"
 #include "ropekit/tensor_view.hpp"
@@ -40,13 +41,13 @@ struct EngineOptions {
 //   inverse:   rotate by -theta with the same cache values (undoes the forward when the cache's
 //              rows are unit: cos^2 + sin^2 = 1, no attention factor folded in).
 // All arguments are checked before anything is written; an Error leaves query and key untouched.
-void rotary_embedding(const IndexView& positions, const TensorView& query, const std::optional<TensorView>& key,
+ROPEKIT_API void rotary_embedding(const IndexView& positions, const TensorView& query, const std::optional<TensorView>& key,
                       int64_t head_size, const CosSinCacheView& cos_sin_cache, bool is_neox,
                       int64_t rope_dim_offset = 0, bool inverse = false, const EngineOptions& options = {});
 
 // The cache for `spec` over positions [0, max_position): [max_position, spec.rotary_dim()] fp32,
 // cos half then sin half, the attention factor (YaRN, LongRoPE) folded in as ropekit's tables do.
 // Dynamic NTK and LongRoPE use the frequencies for `seq_len` (see TableOptions::seq_len).
-std::vector<float> cos_sin_cache(const RopeSpec& spec, int64_t max_position, const TableOptions& options = {});
+ROPEKIT_API std::vector<float> cos_sin_cache(const RopeSpec& spec, int64_t max_position, const TableOptions& options = {});
 
 }  // namespace ropekit

@@ -3,15 +3,17 @@
 #include <stdexcept>
 #include <string>
 
+#include "ropekit/export.hpp"
+
 namespace ropekit {
 
-class Error : public std::invalid_argument {
+class ROPEKIT_API Error : public std::invalid_argument {
  public:
   explicit Error(const std::string& message) : std::invalid_argument("ropekit: " + message) {}
 };
 
 // A failed CUDA runtime call or kernel launch (the message carries the CUDA error string).
-class CudaError : public std::runtime_error {
+class ROPEKIT_API CudaError : public std::runtime_error {
  public:
   explicit CudaError(const std::string& message) : std::runtime_error("ropekit (cuda): " + message) {}
 };

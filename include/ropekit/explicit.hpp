@@ -6,6 +6,7 @@
 #include <optional>
 
 #include "ropekit/apply.hpp"
+#include "ropekit/export.hpp"
 #include "ropekit/spec.hpp"
 #include "ropekit/tensor_view.hpp"
 
@@ -28,7 +29,7 @@ struct ExplicitCoefficients {
 
 // Rotates x into out (or in place when out is absent). Checks everything before writing; an Error
 // leaves out untouched. Direction::inverse is refused (the tables need not be invertible).
-void apply_explicit(const TensorView& x, const std::optional<TensorView>& out, const ExplicitCoefficients& coefficients,
+ROPEKIT_API void apply_explicit(const TensorView& x, const std::optional<TensorView>& out, const ExplicitCoefficients& coefficients,
                     Style style, Direction direction = Direction::forward);
 
 }  // namespace ropekit

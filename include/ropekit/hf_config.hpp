@@ -21,6 +21,7 @@
 #include <string_view>
 #include <vector>
 
+#include "ropekit/export.hpp"
 #include "ropekit/spec.hpp"
 
 namespace ropekit {
@@ -37,10 +38,10 @@ struct HfConfigInfo {
   std::vector<std::string> notes;                  // what was read past a conflict, one line each
 };
 
-RopeSpec spec_from_hf_config_json(std::string_view json);
-RopeSpec spec_from_hf_config(const std::filesystem::path& path);
+ROPEKIT_API RopeSpec spec_from_hf_config_json(std::string_view json);
+ROPEKIT_API RopeSpec spec_from_hf_config(const std::filesystem::path& path);
 
-HfConfigInfo hf_config_info_json(std::string_view json);
-HfConfigInfo hf_config_info(const std::filesystem::path& path);
+ROPEKIT_API HfConfigInfo hf_config_info_json(std::string_view json);
+ROPEKIT_API HfConfigInfo hf_config_info(const std::filesystem::path& path);
 
 }  // namespace ropekit

@@ -6,6 +6,8 @@
 #include <variant>
 #include <vector>
 
+#include "ropekit/export.hpp"
+
 namespace ropekit {
 
 // Which elements form a rotated pair.
@@ -65,7 +67,7 @@ struct LongRope {
 };
 
 // Giraffe truncated basis: theta*_k = theta_k if theta_k >= b, rho if a <= theta_k < b, 0 below a.
-struct Truncated {
+struct ROPEKIT_API Truncated {
   double a = 0.0;
   double b = 0.0;
   double rho = 0.0;
@@ -94,7 +96,7 @@ struct SpecParams {
   std::optional<Xpos> xpos;
 };
 
-class RopeSpec {
+class ROPEKIT_API RopeSpec {
  public:
   // Throws ropekit::Error naming the first invalid field.
   explicit RopeSpec(SpecParams params);
@@ -118,7 +120,7 @@ class RopeSpec {
   SpecParams params_;
 };
 
-std::string to_string(Style style);
-Style style_from_string(const std::string& name);  // throws Error on an unknown name
+ROPEKIT_API std::string to_string(Style style);
+ROPEKIT_API Style style_from_string(const std::string& name);  // throws Error on an unknown name
 
 }  // namespace ropekit

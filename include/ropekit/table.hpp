@@ -5,6 +5,7 @@
 #include <span>
 #include <vector>
 
+#include "ropekit/export.hpp"
 #include "ropekit/spec.hpp"
 
 namespace ropekit {
@@ -29,7 +30,7 @@ struct TableOptions {
 // count), any number of threads may use one table at once, and growing or rescaling returns a new
 // table while whoever holds the old one keeps it unchanged. Device copies (CUDA) belong to the
 // table: made on first use on a device, freed with the last copy of the table.
-class RopeTable {
+class ROPEKIT_API RopeTable {
  public:
   // Rows for positions [0, positions); at most 2^31 positions (an allocation that fails is a
   // ropekit::Error naming the size).
@@ -68,6 +69,6 @@ class RopeTable {
 // The seq_len whose frequencies `spec` uses for a forward over seq_len positions, reduced to what
 // changes them: original frequencies (0) unless the scheme depends on the length and seq_len
 // passes original_max. Two lengths with the same key share their frequencies.
-int64_t frequency_seq_len(const RopeSpec& spec, int64_t seq_len);
+ROPEKIT_API int64_t frequency_seq_len(const RopeSpec& spec, int64_t seq_len);
 
 }  // namespace ropekit

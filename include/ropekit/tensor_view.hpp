@@ -5,6 +5,8 @@
 #include <initializer_list>
 #include <string>
 
+#include "ropekit/export.hpp"
+
 namespace ropekit {
 
 // f64 runs on the CPU only, in double with the table's fp32 cos/sin (for gradient checks and
@@ -20,14 +22,14 @@ struct Device {
   friend bool operator==(const Device&, const Device&) = default;
 };
 
-int64_t dtype_size(DType dtype);
-std::string to_string(DType dtype);
-std::string to_string(const Device& device);
+ROPEKIT_API int64_t dtype_size(DType dtype);
+ROPEKIT_API std::string to_string(DType dtype);
+ROPEKIT_API std::string to_string(const Device& device);
 
 // q, k and outputs. Logical axes are (batch, seq, heads, dim) for rank 4 and (tokens, heads, dim)
 // for rank 3; memory order is whatever the strides say (a BHSD tensor is a rank-4 view with
 // permuted strides, see bhsd()). Strides are in elements; the last one must be 1.
-struct TensorView {
+struct ROPEKIT_API TensorView {
   void* data = nullptr;
   DType dtype = DType::f32;
   Device device{};

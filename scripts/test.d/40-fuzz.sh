@@ -1,6 +1,7 @@
 # libFuzzer + ASan + UBSan: builds fuzz/ with clang and runs each target for a bounded time
 # (ROPEKIT_FUZZ_SECONDS, default 60) from its seed corpus. Any crash, leak, sanitizer report, broken
-# invariant, timeout or out-of-memory fails the stage; the failing input is left in build/fuzz/run/.
+# invariant, timeout or out-of-memory fails the stage, as does a target that was not built; the
+# failing input is left in build/fuzz/run/.
 set -euo pipefail
 root=$(pwd)
 build=$root/build/fuzz
@@ -14,7 +15,8 @@ export UBSAN_OPTIONS=halt_on_error=1:abort_on_error=1:print_stacktrace=1
 failed=()
 for target in fuzz_spec fuzz_apply fuzz_hf_config; do
   if [[ ! -x $build/$target ]]; then
-    echo "--- $target: skipped (not built; it needs include/ropekit/hf_config.hpp)"
+    echo "--- $target: not built ($build/$target)"
+    failed+=("$target")
     continue
   fi
   work=$build/run/$target

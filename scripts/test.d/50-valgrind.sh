@@ -1,10 +1,16 @@
 # Memcheck: the CLI's subcommands (small sizes) and one core test binary under
-# valgrind --error-exitcode=1 --leak-check=full. Needs the default build (stage 10). A CLI that is not
-# built, or a subcommand it does not have, is skipped with a message.
+# valgrind --error-exitcode=1 --leak-check=full. Needs the default build (stage 10): a missing
+# valgrind, binary or subcommand fails the stage.
 set -euo pipefail
 bin=build/default/bin/ropekit
+tests=build/default/tests/cpp/hardening/ropekit_hardening_tests
 memcheck=(valgrind -q --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite,possible)
 failed=()
+
+command -v valgrind >/dev/null || { echo "--- valgrind not found (apt-get install valgrind)"; exit 1; }
+for program in "$bin" "$tests"; do
+  [[ -x $program ]] || { echo "--- $program not built (run stage 10-cpp.sh first)"; exit 1; }
+done
 
 run() {  # run NAME COMMAND...: the command under memcheck
   local name=$1
@@ -20,37 +26,17 @@ run() {  # run NAME COMMAND...: the command under memcheck
   rm -f /tmp/ropekit-valgrind.$$.log
 }
 
-if [[ -x $bin ]]; then
-  help=$("$bin" --help 2>&1 || true)
-  has() { grep -Eq "^  $1( |$)" <<<"$help"; }
-  spec=(--head-dim 64 --base 10000)
-  if has info; then
-    run "ropekit info" "$bin" info --head-dim 128 --base 500000 --scaling llama3 --factor 8 --original-max 8192
-  else
-    echo "--- ropekit info: skipped (no such subcommand in this build)"
-  fi
-  if has presets; then run "ropekit presets" "$bin" presets; fi
-  if has verify; then
-    run "ropekit verify" "$bin" verify "${spec[@]}" --tokens 4 --seed 7
-  else
-    echo "--- ropekit verify: skipped (no such subcommand in this build)"
-  fi
-  if has bench; then
-    run "ropekit bench" "$bin" bench "${spec[@]}" --prefill 16 --decode-batch 2 --repeats 1 --threads 2 \
-      --q-heads 2 --k-heads 1 --dtype f32
-  else
-    echo "--- ropekit bench: skipped (no such subcommand in this build)"
-  fi
-else
-  echo "--- $bin not built: CLI memcheck skipped"
-fi
-
-tests=build/default/tests/cpp/hardening/ropekit_hardening_tests
-if [[ -x $tests ]]; then
-  run "ropekit_hardening_tests" "$tests" --gtest_brief=1
-else
-  echo "--- $tests not built: skipped"
-fi
+help=$("$bin" --help 2>&1 || true)
+for command in info presets verify bench; do
+  grep -Eq "^  $command( |$)" <<<"$help" || { echo "--- $bin --help lists no '$command' command"; exit 1; }
+done
+spec=(--head-dim 64 --base 10000)
+run "ropekit info" "$bin" info --head-dim 128 --base 500000 --scaling llama3 --factor 8 --original-max 8192
+run "ropekit presets" "$bin" presets
+run "ropekit verify" "$bin" verify "${spec[@]}" --tokens 4 --seed 7
+run "ropekit bench" "$bin" bench "${spec[@]}" --prefill 16 --decode-batch 2 --repeats 1 --threads 2 \
+  --q-heads 2 --k-heads 1 --dtype f32
+run "ropekit_hardening_tests" "$tests" --gtest_brief=1
 
 if ((${#failed[@]})); then
   echo "valgrind failures: ${failed[*]}"

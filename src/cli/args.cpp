@@ -170,7 +170,7 @@ Resolved from_flags(const Args& a) {
     p.scaling = scaling::None{};
   } else if (kind == "linear") {
     p.scaling = scaling::Linear{need(a, "factor", why)};
-  } else if (kind == "ntk") {
+  } else if (kind == "ntk_aware" || kind == "ntk") {  // ntk_aware: the name info --json prints
     p.scaling = scaling::NtkAware{need(a, "alpha", why)};
   } else if (kind == "dynamic") {
     p.scaling = scaling::DynamicNtk{need(a, "factor", why), need_int(a, "original-max", why)};
@@ -209,7 +209,7 @@ Resolved from_flags(const Args& a) {
       p.scaling = scaling::Truncated{need(a, "a", why + " (or --truncate-length)"), need(a, "b", why), need(a, "rho", why)};
     }
   } else {
-    throw UsageError("--scaling: expected none, linear, ntk, dynamic, yarn, llama3, longrope or truncated, got \"" + kind + "\"");
+    throw UsageError("--scaling: expected none, linear, ntk_aware (or ntk), dynamic, yarn, llama3, longrope or truncated, got \"" + kind + "\"");
   }
   if (auto xpos = a.number("xpos-scale-base")) p.xpos = Xpos{*xpos, 0.4};
   Resolved r{RopeSpec(std::move(p)), "flags", "", a.integer("max-positions"), 0, 0, {}};

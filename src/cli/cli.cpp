@@ -45,7 +45,8 @@ spec flags (only without a preset or config):
   --rotary-dim N         rotate only the first N dims (partial rotary; default head_dim), e.g. --rotary-dim 32
   --base X               theta, default 10000, e.g. --base 500000
   --style S              half (pairs i, i+d/2; HF rotate_half, default) or interleaved (2i, 2i+1; GPT-J)
-  --scaling S            none | linear | ntk | dynamic | yarn | llama3 | longrope | truncated, e.g. --scaling yarn
+  --scaling S            none | linear | ntk_aware (or ntk) | dynamic | yarn | llama3 | longrope | truncated,
+                         the names info --json prints, e.g. --scaling yarn
   --factor X             context factor (linear, dynamic, yarn, llama3 need it; longrope: attention only), e.g. --factor 4
   --original-max N       pre-scaling context (dynamic, yarn, llama3, longrope need it), e.g. --original-max 8192
   --beta-fast X          yarn: fast boundary in rotations, default 32, e.g. --beta-fast 32
@@ -55,7 +56,7 @@ spec flags (only without a preset or config):
   --attention-factor X   yarn / longrope: override the attention factor, e.g. --attention-factor 1.0
   --low-freq-factor X    llama3: default 1, e.g. --low-freq-factor 1
   --high-freq-factor X   llama3: default 4, e.g. --high-freq-factor 4
-  --alpha X              ntk: NTK-aware base multiplier, e.g. --scaling ntk --alpha 8
+  --alpha X              ntk_aware: NTK-aware base multiplier, e.g. --scaling ntk_aware --alpha 8
   --short-factor LIST    longrope: rotary_dim/2 comma-separated factors, e.g. --short-factor 1,1,1.5,2
   --long-factor LIST     longrope: rotary_dim/2 comma-separated factors, e.g. --long-factor 1,2,4,8
   --a X --b X --rho X    truncated: keep theta >= b, rho for a <= theta < b, 0 below a, e.g. --a 0.001 --b 0.01 --rho 0.0005

@@ -119,8 +119,9 @@ TEST(Cli, InfoFromConfigAndFlagsAgree) {
   EXPECT_EQ(from_config["pairs"], from_flags["pairs"]);
 }
 
-TEST(Cli, InfoEveryScalingByFlags) {
-  const std::vector<std::vector<std::string>> cases = {
+// One flag set per scaling kind, each starting with --scaling KIND.
+const std::vector<std::vector<std::string>>& scaling_flag_cases() {
+  static const std::vector<std::vector<std::string>> cases = {
       {"--scaling", "none"},
       {"--scaling", "linear", "--factor", "4"},
       {"--scaling", "ntk", "--alpha", "8"},
@@ -132,13 +133,33 @@ TEST(Cli, InfoEveryScalingByFlags) {
        "--factor", "8"},
       {"--scaling", "truncated", "--a", "0.001", "--b", "0.01", "--rho", "0.0005"},
       {"--scaling", "truncated", "--truncate-length", "4096", "--xpos-scale-base", "512"}};
-  for (auto args : cases) {
+  return cases;
+}
+
+TEST(Cli, InfoEveryScalingByFlags) {
+  for (auto args : scaling_flag_cases()) {
     const bool small = args[1] == "longrope";
     args.insert(args.begin(), {"info", "--head-dim", small ? "8" : "64", "--json"});
     const auto r = run(args);
     ASSERT_EQ(r.code, 0) << args[5] << ": " << r.err;
     const auto j = nlohmann::json::parse(r.out);
     EXPECT_EQ(j["pairs"].size(), small ? 4u : 32u);
+  }
+}
+
+// The scaling and style names info --json prints are accepted as flags: fed back, they give the
+// same spec.
+TEST(Cli, InfoJsonNamesFeedBackAsFlags) {
+  for (auto args : scaling_flag_cases()) {
+    args.insert(args.begin(), {"info", "--head-dim", args[1] == "longrope" ? "8" : "64", "--json"});
+    const auto first = run(args);
+    ASSERT_EQ(first.code, 0) << args[5] << ": " << first.err;
+    const auto spec = nlohmann::json::parse(first.out)["spec"];
+    args[5] = spec["scaling"].get<std::string>();
+    args.insert(args.end(), {"--style", spec["style"].get<std::string>()});
+    const auto again = run(args);
+    ASSERT_EQ(again.code, 0) << "--scaling " << args[5] << ": " << again.err;
+    EXPECT_EQ(nlohmann::json::parse(again.out)["spec"], spec) << "--scaling " << args[5];
   }
 }
 

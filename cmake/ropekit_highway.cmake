@@ -1,0 +1,26 @@
+# Google Highway for the vectorized CPU backend. Sets ROPEKIT_HAS_CPU_SIMD and
+# ROPEKIT_HWY_DEPENDENCY ("hwy": its CMake package, "pkgconfig": libhwy.pc, empty: not found), read
+# by src/cpu_simd, the tests and the package config. ROPEKIT_REQUIRE_HIGHWAY makes it required.
+set(ROPEKIT_HAS_CPU_SIMD OFF)
+set(ROPEKIT_HWY_DEPENDENCY "")
+find_package(hwy CONFIG QUIET)
+if(hwy_FOUND)
+  set(ROPEKIT_HWY_DEPENDENCY hwy)
+else()
+  find_package(PkgConfig QUIET)
+  if(PkgConfig_FOUND)
+    pkg_check_modules(HWY QUIET IMPORTED_TARGET libhwy)
+  endif()
+  if(HWY_FOUND)
+    set(ROPEKIT_HWY_DEPENDENCY pkgconfig)
+  endif()
+endif()
+if(ROPEKIT_HWY_DEPENDENCY)
+  find_package(Threads REQUIRED)
+  set(ROPEKIT_HAS_CPU_SIMD ON)
+elseif(ROPEKIT_REQUIRE_HIGHWAY)
+  message(FATAL_ERROR "ROPEKIT_REQUIRE_HIGHWAY=ON but Highway (libhwy) was found neither as a CMake package nor "
+                      "through pkg-config; install libhwy-dev or configure with -DROPEKIT_REQUIRE_HIGHWAY=OFF")
+else()
+  message(STATUS "ropekit: Highway (libhwy) not found; the CPU backend stays scalar")
+endif()
