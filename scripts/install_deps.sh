@@ -7,7 +7,7 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   libhwy-dev nlohmann-json3-dev
   python3-dev python3-venv python3-pip
-  clang libclang-rt-14-dev valgrind
+  clang libclang-rt-14-dev valgrind shellcheck
 )
 missing=()
 for p in "${packages[@]}"; do
