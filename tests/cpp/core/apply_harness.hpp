@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "hf_formulas.hpp"
-#include "reference/reference.hpp"
+#include "reference64.hpp"
 #include "test_support.hpp"
 
 namespace rt {
@@ -193,11 +193,11 @@ struct Errors {
   double relative() const { return std::sqrt(diff2 / ref2); }
 };
 
-inline ropekit_test::RefRope reference_for(const ropekit::RopeSpec& spec, const Case& c, int64_t seq_len) {
-  ropekit_test::RefRope r;
+inline ropekit::ref64::RefRope reference_for(const ropekit::RopeSpec& spec, const Case& c, int64_t seq_len) {
+  ropekit::ref64::RefRope r;
   r.head_dim = spec.head_dim();
   r.rotary_dim = spec.rotary_dim();
-  r.style = spec.style() == Style::half ? ropekit_test::RefStyle::half : ropekit_test::RefStyle::interleaved;
+  r.style = spec.style() == Style::half ? ropekit::ref64::RefStyle::half : ropekit::ref64::RefStyle::interleaved;
   r.inv_freq = hf::inv_freq(spec, seq_len);
   r.attention = hf::attention(spec);
   if (spec.xpos()) {
@@ -210,13 +210,13 @@ inline ropekit_test::RefRope reference_for(const ropekit::RopeSpec& spec, const 
   return r;
 }
 
-inline ropekit_test::RefDirection ref_direction(Direction d) {
-  return d == Direction::forward    ? ropekit_test::RefDirection::forward
-         : d == Direction::backward ? ropekit_test::RefDirection::backward
-                                    : ropekit_test::RefDirection::inverse;
+inline ropekit::ref64::RefDirection ref_direction(Direction d) {
+  return d == Direction::forward    ? ropekit::ref64::RefDirection::forward
+         : d == Direction::backward ? ropekit::ref64::RefDirection::backward
+                                    : ropekit::ref64::RefDirection::inverse;
 }
 
-inline void compare_operand(const Case& c, const ropekit_test::RefRope& r, const Operand& op,
+inline void compare_operand(const Case& c, const ropekit::ref64::RefRope& r, const Operand& op,
                             const std::vector<int64_t>& token_position, double sign, Errors& e) {
   const int64_t batch = c.layout == Layout::thd ? 1 : c.batch;
   std::vector<double> x(static_cast<size_t>(c.head_dim));
@@ -226,7 +226,7 @@ inline void compare_operand(const Case& c, const ropekit_test::RefRope& r, const
       for (int64_t h = 0; h < op.heads; ++h) {
         for (int64_t d = 0; d < c.head_dim; ++d)
           x[static_cast<size_t>(d)] = op.original.get(offset_of(op.in_view, b, s, h, d));
-        const auto y = ropekit_test::reference_row(r, x, position, sign, ref_direction(c.direction));
+        const auto y = ropekit::ref64::reference_row(r, x, position, sign, ref_direction(c.direction));
         for (int64_t d = 0; d < c.head_dim; ++d) {
           const double got = op.written().get(offset_of(op.written_view(), b, s, h, d));
           if (d < c.rotary_dim) {

@@ -252,17 +252,17 @@ TEST(ApplyLayouts, FusedQkvSlicesInPlace) {
     ropekit::RopeTable table(spec, 16);
     ASSERT_NO_THROW(ropekit::apply_rope({slice(0, Hq), slice(Hq, Hk)}, ropekit::Positions::from_offset(3), table));
     const auto f = hf::default_inv_freq(D, 10000.0);
-    const ropekit_test::RefRope r{.head_dim = D, .rotary_dim = D,
-                                  .style = spec.style() == Style::half ? ropekit_test::RefStyle::half
-                                                                       : ropekit_test::RefStyle::interleaved,
+    const ropekit::ref64::RefRope r{.head_dim = D, .rotary_dim = D,
+                                  .style = spec.style() == Style::half ? ropekit::ref64::RefStyle::half
+                                                                       : ropekit::ref64::RefStyle::interleaved,
                                   .inv_freq = f};
     double worst = 0;
     for (int64_t t = 0; t < T; ++t)
       for (int64_t h = 0; h < Hq + 2 * Hk; ++h) {
         std::vector<double> x(static_cast<size_t>(D));
         for (int64_t d = 0; d < D; ++d) x[static_cast<size_t>(d)] = original.get(t * row + h * D + d);
-        const auto y = h < Hq + Hk ? ropekit_test::reference_row(r, x, t + 3, h < Hq ? 1.0 : -1.0,
-                                                                 ropekit_test::RefDirection::forward)
+        const auto y = h < Hq + Hk ? ropekit::ref64::reference_row(r, x, t + 3, h < Hq ? 1.0 : -1.0,
+                                                                 ropekit::ref64::RefDirection::forward)
                                    : x;  // v: untouched
         for (int64_t d = 0; d < D; ++d) {
           const double got = qkv.get(t * row + h * D + d);

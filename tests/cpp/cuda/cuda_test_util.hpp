@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "half_float.hpp"
-#include "reference/reference.hpp"
+#include "reference64.hpp"
 #include "ropekit/ropekit.hpp"
 
 namespace ropekit_cuda_test {

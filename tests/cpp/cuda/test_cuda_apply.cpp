@@ -48,10 +48,10 @@ struct Case {
   }
 };
 
-ropekit_test::RefDirection ref_direction(Direction d) {
-  return d == Direction::forward ? ropekit_test::RefDirection::forward
-         : d == Direction::backward ? ropekit_test::RefDirection::backward
-                                    : ropekit_test::RefDirection::inverse;
+ropekit::ref64::RefDirection ref_direction(Direction d) {
+  return d == Direction::forward ? ropekit::ref64::RefDirection::forward
+         : d == Direction::backward ? ropekit::ref64::RefDirection::backward
+                                    : ropekit::ref64::RefDirection::inverse;
 }
 
 // Positions of every token (b-major) and the matching host description.
@@ -232,10 +232,10 @@ void run_case(const Case& c, uint64_t seed) {
   (c.in_place ? dk : dk_out).download(k_gpu.bytes.data(), k_gpu.bytes.size());
 
   // Reference description, written from the formulas (not from ropekit's tables).
-  ropekit_test::RefRope ref;
+  ropekit::ref64::RefRope ref;
   ref.head_dim = c.head_dim;
   ref.rotary_dim = rotary;
-  ref.style = c.style == Style::half ? ropekit_test::RefStyle::half : ropekit_test::RefStyle::interleaved;
+  ref.style = c.style == Style::half ? ropekit::ref64::RefStyle::half : ropekit::ref64::RefStyle::interleaved;
   for (int64_t i = 0; i < rotary / 2; ++i) {
     ref.inv_freq.push_back(1.0 / std::pow(10000.0, static_cast<double>(2 * i) / static_cast<double>(rotary)));
     ref.xpos_zeta.push_back((static_cast<double>(2 * i) + 0.4 * static_cast<double>(rotary)) / (1.4 * static_cast<double>(rotary)));
@@ -257,7 +257,7 @@ void run_case(const Case& c, uint64_t seed) {
         for (int64_t h = 0; h < in.H; ++h) {
           std::vector<double> x(static_cast<size_t>(in.D));
           for (int64_t d = 0; d < in.D; ++d) x[static_cast<size_t>(d)] = get(in.bytes, in.dtype, in.index(b, s, h, d));
-          const std::vector<double> y = ropekit_test::reference_row(ref, x, position, sign, ref_direction(c.direction));
+          const std::vector<double> y = ropekit::ref64::reference_row(ref, x, position, sign, ref_direction(c.direction));
           double row_max = 0.0;
           for (double v : y) row_max = std::max(row_max, std::fabs(v));
           for (int64_t d = 0; d < in.D; ++d) {

@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "reference/reference.hpp"
+#include "reference64.hpp"
 #include "ropekit/explicit.hpp"
 #include "ropekit/ropekit.hpp"
 

@@ -16,7 +16,7 @@
 #include "cpu_simd/simd.hpp"
 #include "cpu_simd/thread_pool.hpp"
 #include "half_float.hpp"
-#include "reference/reference.hpp"
+#include "reference64.hpp"
 #include "ropekit/apply.hpp"
 #include "ropekit/table.hpp"
 #include "ropekit/frequencies.hpp"
@@ -24,9 +24,9 @@
 namespace {
 
 using namespace ropekit;
-using ropekit_test::RefDirection;
-using ropekit_test::RefRope;
-using ropekit_test::RefStyle;
+using ropekit::ref64::RefDirection;
+using ropekit::ref64::RefRope;
+using ropekit::ref64::RefStyle;
 
 enum class Layout { bshd, bhsd, thd };
 
@@ -260,7 +260,7 @@ int64_t check_against_reference(const Scenario& s, const Outputs& r, const char*
         const int64_t base_out = out.offset(b, sq, h);
         std::vector<double> x(static_cast<size_t>(c.head_dim));
         for (int64_t d = 0; d < c.head_dim; ++d) x[d] = in.get(base_in + d);
-        const auto y = ropekit_test::reference_row(ref, x, s.token_position[t], op == 0 ? 1.0 : -1.0,
+        const auto y = ropekit::ref64::reference_row(ref, x, s.token_position[t], op == 0 ? 1.0 : -1.0,
                                                    ref_direction(c.direction));
         for (int64_t d = 0; d < c.head_dim; ++d) {
           const double got = out.get(base_out + d);

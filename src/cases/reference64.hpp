@@ -1,11 +1,11 @@
 #pragma once
-// A plain float64 RoPE, written from the formulas and independent of ropekit's kernels and tables:
-// the yardstick every backend is tested against. Inputs are float64 copies of the stored values.
+// The float64 RoPE every backend is checked against, written from the formulas and independent of
+// ropekit's kernels and tables. Inputs are float64 copies of the stored values.
 #include <cmath>
 #include <cstdint>
 #include <vector>
 
-namespace ropekit_test {
+namespace ropekit::ref64 {
 
 enum class RefStyle { half, interleaved };
 enum class RefDirection { forward, backward, inverse };
@@ -63,4 +63,4 @@ inline std::vector<double> reference_row(const RefRope& r, const std::vector<dou
   return y;
 }
 
-}  // namespace ropekit_test
+}  // namespace ropekit::ref64

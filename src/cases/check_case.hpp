@@ -1,0 +1,55 @@
+#pragma once
+// Runs one case on one backend and checks every element against the float64 reference
+// (reference64.hpp, frequencies from hf_formulas.hpp): rotated elements within the dtype's
+// tolerance of their pair's magnitude (NaN never passes), pass-through elements bit-exact, inputs of
+// out-of-place calls and bytes outside the views unchanged.
+#include <cstddef>
+#include <functional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "backend.hpp"
+#include "case_table.hpp"
+
+namespace ropekit::cases {
+
+// A host buffer the params point into; `written` ones are the backend's outputs.
+struct HostRegion {
+  void* data = nullptr;
+  size_t bytes = 0;
+  bool written = false;
+};
+
+struct Backend {
+  std::string name;
+  bool f64 = true;  // runs f64 cases
+  // Runs the checked params (host pointers into `regions`) and leaves the results in the regions.
+  std::function<void(const detail::RopeParams&, std::span<const HostRegion> regions)> run;
+};
+
+struct CaseResult {
+  bool ran = false;           // false: the backend skips this dtype
+  bool passed = false;
+  double worst_error = 0.0;   // largest |got - want| / (tol-scaled) ratio; > 1 fails; NaN fails
+  int64_t failures = 0;
+  std::string first_failure;  // where and what, for the report
+};
+
+// Relative to the norm of the element's rotated pair.
+double tolerance(DType dtype);
+
+CaseResult check_case(const Case& c, const Backend& backend);
+
+// Every case of `table` on `backend`: the count run and the failures (each with its case).
+struct TableResult {
+  int64_t ran = 0, skipped = 0, failed = 0;
+  std::vector<std::string> failures;  // describe() and first_failure of each failed case
+};
+TableResult run_table(const std::vector<Case>& table, const Backend& backend);
+
+// The scalar loop and each Highway target this build has and this CPU runs (names "scalar",
+// "simd:<target>").
+std::vector<Backend> cpu_backends();
+
+}  // namespace ropekit::cases

@@ -1,0 +1,28 @@
+#include "check_case.hpp"
+#if defined(ROPEKIT_HAS_CPU_SIMD)
+#include "cpu_simd/simd.hpp"
+#endif
+
+namespace ropekit::cases {
+
+std::vector<Backend> cpu_backends() {
+  std::vector<Backend> out;
+  out.push_back({"scalar", true, [](const detail::RopeParams& p, std::span<const HostRegion>) {
+                   detail::apply_cpu_scalar(p);
+                 }});
+#if defined(ROPEKIT_HAS_CPU_SIMD)
+  for (int64_t target : detail::simd_targets()) {
+    detail::simd_pin_target(target);
+    const std::string name = "simd:" + detail::simd_target_name();
+    detail::simd_pin_target(0);
+    out.push_back({name, false, [target](const detail::RopeParams& p, std::span<const HostRegion>) {
+                     detail::simd_pin_target(target);
+                     detail::apply_cpu_simd(p);
+                     detail::simd_pin_target(0);
+                   }});
+  }
+#endif
+  return out;
+}
+
+}  // namespace ropekit::cases
