@@ -10,6 +10,7 @@
 #include "presets.hpp"
 #include "ropekit/error.hpp"
 #include "ropekit/hf_config.hpp"
+#include "visit.hpp"
 
 namespace ropekit::cli {
 
@@ -245,19 +246,25 @@ Resolved resolve(const Args& args, const std::string& default_preset) {
 }
 
 namespace {
+template <class T>
+concept one_of_original_max = detail::one_of<T, scaling::DynamicNtk, scaling::Yarn, scaling::Llama3, scaling::LongRope>;
+
+// The context a scaling was trained for (0: none) and its factor (1: none).
 int64_t scaling_original_max(const Scaling& s) {
-  if (const auto* x = std::get_if<scaling::DynamicNtk>(&s)) return x->original_max;
-  if (const auto* x = std::get_if<scaling::Yarn>(&s)) return x->original_max;
-  if (const auto* x = std::get_if<scaling::Llama3>(&s)) return x->original_max;
-  if (const auto* x = std::get_if<scaling::LongRope>(&s)) return x->original_max;
-  return 0;
+  using namespace scaling;
+  return std::visit(detail::Overloaded{
+                        [](const one_of_original_max auto& x) { return x.original_max; },
+                        [](const detail::one_of<None, Linear, NtkAware, Truncated> auto&) { return int64_t{0}; },
+                    },
+                    s);
 }
 double scaling_factor(const Scaling& s) {
-  if (const auto* x = std::get_if<scaling::DynamicNtk>(&s)) return x->factor;
-  if (const auto* x = std::get_if<scaling::Yarn>(&s)) return x->factor;
-  if (const auto* x = std::get_if<scaling::Llama3>(&s)) return x->factor;
-  if (const auto* x = std::get_if<scaling::LongRope>(&s)) return x->factor;
-  return 1.0;
+  using namespace scaling;
+  return std::visit(detail::Overloaded{
+                        [](const one_of_original_max auto& x) { return x.factor; },
+                        [](const detail::one_of<None, Linear, NtkAware, Truncated> auto&) { return 1.0; },
+                    },
+                    s);
 }
 int64_t bounded_context(int64_t n, const std::string& what) {
   if (n > kMaxContext) detail::fail(what, cat("at most ", kMaxContext, " tokens (2^31 - 1)"), n);

@@ -9,6 +9,7 @@
 #include <random>
 
 #include "cli.hpp"
+#include "visit.hpp"
 #include "ropekit/frequencies.hpp"
 
 namespace ropekit::cli {
@@ -16,10 +17,13 @@ namespace {
 
 // Which scaling factor marks a pair as fully interpolated (0: the scaling has no single factor).
 double full_factor(const Scaling& s) {
-  if (const auto* x = std::get_if<scaling::Linear>(&s)) return x->factor;
-  if (const auto* x = std::get_if<scaling::Yarn>(&s)) return x->factor;
-  if (const auto* x = std::get_if<scaling::Llama3>(&s)) return x->factor;
-  return 0.0;
+  using namespace scaling;
+  return std::visit(
+      detail::Overloaded{
+          [](const detail::one_of<Linear, Yarn, Llama3> auto& x) { return x.factor; },
+          [](const detail::one_of<None, NtkAware, DynamicNtk, LongRope, Truncated> auto&) { return 0.0; },
+      },
+      s);
 }
 
 bool close(double a, double b) { return std::fabs(a - b) <= 1e-9 * std::max(std::fabs(a), std::fabs(b)); }
