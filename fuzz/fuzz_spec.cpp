@@ -45,7 +45,7 @@ Scaling make_scaling(FuzzedDataProvider& in, int64_t pairs) {
       y.beta_fast = nasty_double(in, 0.01, 128);
       y.beta_slow = nasty_double(in, 0.01, 128);
       y.extrapolation_factor = nasty_double(in, -1, 2);
-      y.attn_factor = nasty_double(in, 0.01, 4);
+      y.attention_multiplier = nasty_double(in, 0.01, 4);
       if (in.ConsumeBool()) y.mscale = nasty_double(in, -4, 4);
       if (in.ConsumeBool()) y.mscale_all_dim = nasty_double(in, -4, 4);
       if (in.ConsumeBool()) y.attention_factor = nasty_double(in, -1, 4);

@@ -94,7 +94,7 @@ int64_t check_positions(const Positions& pos, const TensorView& q, int64_t& num_
   };
   num_sequences = 0;
   switch (pos.kind) {
-    case Positions::Kind::offset:
+    case Positions::Kind::from_offset:
       if (pos.start < 0) fail("positions.start", ">= 0", pos.start);
       check_run_start(pos.start, tokens > 0 ? g.seq : 0, "positions.start");
       if (tokens > 0) {
@@ -102,7 +102,7 @@ int64_t check_positions(const Positions& pos, const TensorView& q, int64_t& num_
         see(pos.start + g.seq - 1);
       }
       break;
-    case Positions::Kind::offsets:
+    case Positions::Kind::per_sequence:
       check_index_device(pos.values, "positions.offsets", q.device);
       if (pos.values.size != g.batch) fail("positions.offsets.size", cat(g.batch, " (one per sequence)"), pos.values.size);
       if (pos.values.device.type != DeviceType::cpu) return -1;  // device arrays: the backend checks
@@ -116,7 +116,7 @@ int64_t check_positions(const Positions& pos, const TensorView& q, int64_t& num_
         }
       }
       break;
-    case Positions::Kind::ids:
+    case Positions::Kind::token_ids:
       check_index_device(pos.values, "positions.ids", q.device);
       if (pos.values.size != tokens)
         fail("positions.ids.size", cat(tokens, " (one per token of ", q.shape_string(), ")"), pos.values.size);
@@ -275,8 +275,8 @@ void check_xpos_range(const RopeTable& table, const Positions& positions, DType 
   const double reach = max_xpos_exponent(dtype) / most;  // the largest |p - center| allowed
   const double far = std::max(std::fabs(static_cast<double>(highest) - center), std::fabs(static_cast<double>(lowest) - center));
   if (far > reach)
-    fail(positions.kind == Positions::Kind::offset ? "positions.start"
-         : positions.kind == Positions::Kind::ids  ? "positions.ids"
+    fail(positions.kind == Positions::Kind::from_offset ? "positions.start"
+         : positions.kind == Positions::Kind::token_ids  ? "positions.ids"
                                                    : "positions.offsets",
          cat("positions within ", std::floor(reach), " of options.xpos_center (", center, ") for xPos with scale_base ",
              table.spec().xpos()->scale_base, " in ", to_string(dtype),

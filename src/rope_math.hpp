@@ -106,7 +106,7 @@ ROPEKIT_HD int64_t read_index(const void* data, bool i64, int64_t i) {
 // Positions (ropekit/apply.hpp) as plain data a kernel can take. Tokens are numbered on the grid:
 // batch row b, token s of the row (packed: b = 0 and s is the token).
 struct TokenPositions {
-  Positions::Kind kind = Positions::Kind::offset;
+  Positions::Kind kind = Positions::Kind::from_offset;
   int64_t start = 0;              // offset
   const void* values = nullptr;   // offsets or ids; packed: per-sequence offsets or null
   bool values_i64 = true;
@@ -120,8 +120,8 @@ struct TokenPositions {
   // offset, offsets or ids: the position of token (b, s), from values as they are.
   ROPEKIT_HD int64_t at(int64_t b, int64_t s) const {
     switch (kind) {
-      case Positions::Kind::offsets: return value(b) + s;
-      case Positions::Kind::ids: return value(b * seq + s);
+      case Positions::Kind::per_sequence: return value(b) + s;
+      case Positions::Kind::token_ids: return value(b * seq + s);
       default: return start + s;
     }
   }

@@ -35,7 +35,7 @@ void validate(const scaling::Yarn& s, const SpecParams&) {
   detail::require_finite_positive(s.beta_fast, "scaling.yarn.beta_fast");
   detail::require_finite_positive(s.beta_slow, "scaling.yarn.beta_slow");
   detail::require_finite_at_least(s.extrapolation_factor, 0.0, "scaling.yarn.extrapolation_factor");
-  detail::require_finite_positive(s.attn_factor, "scaling.yarn.attn_factor");
+  detail::require_finite_positive(s.attention_multiplier, "scaling.yarn.attention_multiplier");
   if (s.mscale) detail::require_finite(*s.mscale, "scaling.yarn.mscale");
   if (s.mscale_all_dim) detail::require_finite(*s.mscale_all_dim, "scaling.yarn.mscale_all_dim");
   if (s.attention_factor) detail::require_finite_positive(*s.attention_factor, "scaling.yarn.attention_factor");
@@ -84,7 +84,7 @@ std::string describe_scaling(const Scaling& scaling) {
       std::string out = cat("yarn(factor=", s.factor, ", original_max=", s.original_max, ", beta_fast=", s.beta_fast,
                             ", beta_slow=", s.beta_slow);
       if (s.extrapolation_factor != 1.0) out += cat(", extrapolation_factor=", s.extrapolation_factor);
-      if (s.attn_factor != 1.0) out += cat(", attn_factor=", s.attn_factor);
+      if (s.attention_multiplier != 1.0) out += cat(", attention_multiplier=", s.attention_multiplier);
       if (s.mscale) out += cat(", mscale=", *s.mscale);
       if (s.mscale_all_dim) out += cat(", mscale_all_dim=", *s.mscale_all_dim);
       if (s.attention_factor) out += cat(", attention_factor=", *s.attention_factor);

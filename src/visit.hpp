@@ -10,6 +10,9 @@ template <class... F>
 struct Overloaded : F... {
   using F::operator()...;
 };
+// Clang 14 does not deduce aggregate template arguments (P1816) by itself.
+template <class... F>
+Overloaded(F...) -> Overloaded<F...>;
 
 // For an overload shared by several families: [](const one_of<A, B> auto& s) { ... }.
 template <class T, class... U>

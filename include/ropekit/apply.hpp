@@ -12,18 +12,18 @@ namespace ropekit {
 
 // Where each token sits.
 struct Positions {
-  enum class Kind { offset, offsets, ids, packed };
-  Kind kind = Kind::offset;
-  int64_t start = 0;       // offset: every sequence starts at `start`
-  IndexView values;        // offsets: one per sequence; ids: one per token; packed: optional offsets per sequence
+  enum class Kind { from_offset, per_sequence, token_ids, packed };
+  Kind kind = Kind::from_offset;
+  int64_t start = 0;       // from_offset: every sequence starts at `start`
+  IndexView values;        // per_sequence: one offset per sequence; token_ids: one per token; packed: optional offsets
   IndexView cu_seqlens;    // packed: B+1 increasing boundaries, cu[0] = 0, cu[B] = tokens
 
   // Token s of every sequence is at start + s (prefill: 0; decode: the cache length).
-  static Positions from_offset(int64_t start = 0) { return {Kind::offset, start, {}, {}}; }
+  static Positions from_offset(int64_t start = 0) { return {Kind::from_offset, start, {}, {}}; }
   // Token s of sequence b is at offsets[b] + s.
-  static Positions per_sequence(IndexView offsets) { return {Kind::offsets, 0, offsets, {}}; }
+  static Positions per_sequence(IndexView offsets) { return {Kind::per_sequence, 0, offsets, {}}; }
   // One id per token: B*S ids (b-major) for rank-4 views, T ids for rank 3.
-  static Positions token_ids(IndexView ids) { return {Kind::ids, 0, ids, {}}; }
+  static Positions token_ids(IndexView ids) { return {Kind::token_ids, 0, ids, {}}; }
   // Rank-3 (T, H, D) views holding several sequences back to back: token t of sequence b is at
   // t - cu_seqlens[b] + offsets[b] (offsets optional: 0).
   static Positions packed(IndexView cu_seqlens, IndexView offsets = {}) {

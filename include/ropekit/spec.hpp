@@ -35,14 +35,15 @@ struct DynamicNtk {
   int64_t original_max = 2048;
 };
 
-// YaRN (HF "yarn" and jquesnelle's reference, which adds extrapolation_factor and attn_factor).
+// YaRN (HF "yarn" and jquesnelle's reference, which adds extrapolation_factor and a multiplier on the
+// attention factor: its attn_factor, Zeta's name, here attention_multiplier).
 struct Yarn {
   double factor = 1.0;
   int64_t original_max = 2048;
   double beta_fast = 32.0;
   double beta_slow = 1.0;
   double extrapolation_factor = 1.0;
-  double attn_factor = 1.0;
+  double attention_multiplier = 1.0;
   std::optional<double> mscale;            // DeepSeek-style: attention = mscale(f, mscale) / mscale(f, mscale_all_dim)
   std::optional<double> mscale_all_dim;
   std::optional<double> attention_factor;  // overrides the computed attention factor

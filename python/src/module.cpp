@@ -330,7 +330,7 @@ Operands gather(nb::handle q, nb::handle k, nb::handle q_out, nb::handle k_out, 
   } else {
     ops.positions = ropekit::Positions::from_offset(start);
   }
-  if (start != 0 && ops.positions.kind != ropekit::Positions::Kind::offset)
+  if (start != 0 && ops.positions.kind != ropekit::Positions::Kind::from_offset)
     throw nb::value_error("ropekit: start: expected 0 when offsets, ids or cu_seqlens give the positions");
   return ops;
 }
@@ -440,13 +440,13 @@ NB_MODULE(_C, m) {
   nb::class_<sc::Yarn>(m, "Yarn")
       .def("__init__",
            [](sc::Yarn* s, double factor, PyInt original_max, double beta_fast, double beta_slow,
-              double extrapolation_factor, double attn_factor, std::optional<double> mscale,
+              double extrapolation_factor, double attention_multiplier, std::optional<double> mscale,
               std::optional<double> mscale_all_dim, std::optional<double> attention_factor, bool truncate) {
              new (s) sc::Yarn{factor, int_arg(original_max, "original_max"), beta_fast, beta_slow, extrapolation_factor,
-                              attn_factor, mscale, mscale_all_dim, attention_factor, truncate};
+                              attention_multiplier, mscale, mscale_all_dim, attention_factor, truncate};
            },
            "factor"_a, "original_max"_a = 2048, "beta_fast"_a = 32.0, "beta_slow"_a = 1.0,
-           "extrapolation_factor"_a = 1.0, "attn_factor"_a = 1.0, "mscale"_a = nb::none(),
+           "extrapolation_factor"_a = 1.0, "attention_multiplier"_a = 1.0, "mscale"_a = nb::none(),
            "mscale_all_dim"_a = nb::none(), "attention_factor"_a = nb::none(), "truncate"_a = true)
       .def_rw("factor", &sc::Yarn::factor)
       .def_prop_rw("original_max", [](const sc::Yarn& s) { return s.original_max; },
@@ -454,7 +454,7 @@ NB_MODULE(_C, m) {
       .def_rw("beta_fast", &sc::Yarn::beta_fast)
       .def_rw("beta_slow", &sc::Yarn::beta_slow)
       .def_rw("extrapolation_factor", &sc::Yarn::extrapolation_factor)
-      .def_rw("attn_factor", &sc::Yarn::attn_factor)
+      .def_rw("attention_multiplier", &sc::Yarn::attention_multiplier)
       .def_rw("mscale", &sc::Yarn::mscale)
       .def_rw("mscale_all_dim", &sc::Yarn::mscale_all_dim)
       .def_rw("attention_factor", &sc::Yarn::attention_factor)

@@ -177,7 +177,7 @@ ropekit::Positions positions_of(int64_t start, const OptTensor& offsets, const O
   } else {
     p = ropekit::Positions::from_offset(start);
   }
-  TORCH_CHECK_VALUE(start == 0 || p.kind == ropekit::Positions::Kind::offset,
+  TORCH_CHECK_VALUE(start == 0 || p.kind == ropekit::Positions::Kind::from_offset,
                     "ropekit: start: expected 0 when offsets, ids or cu_seqlens give the positions");
   return p;
 }

@@ -236,7 +236,7 @@ Scaling scaling_of(ScalingFamily f, int64_t pairs, std::mt19937_64& rng) {
 
 }  // namespace
 
-Case complete(Case c, uint64_t seed, const SpecParams& given) {
+Case complete(Case c, uint64_t seed, const SpecParams& given, int64_t tokens) {
   std::mt19937_64 rng(seed);
   c.seed = seed;
   if (given.head_dim > 0) {
@@ -256,11 +256,12 @@ Case complete(Case c, uint64_t seed, const SpecParams& given) {
     c.batch = 1;
     c.seq = draw(rng, 1, 23);
   } else {
-    c.batch = draw(rng, 1, 3);
+    c.batch = draw(rng, 1, kMaxCaseBatch);
     c.seq = draw(rng, 1, 9);
   }
-  c.q_heads = draw(rng, 1, 4);
-  c.k_heads = draw(rng, 0, 5) == 0 ? 0 : draw(rng, 1, 3);
+  if (tokens > 0) c.seq = tokens;
+  c.q_heads = draw(rng, 1, kMaxCaseQHeads);
+  c.k_heads = draw(rng, 0, 5) == 0 ? 0 : draw(rng, 1, kMaxCaseKHeads);
   return c;
 }
 
@@ -283,13 +284,13 @@ std::vector<Case> case_table(const CaseTableOptions& options) {
 
   std::vector<Case> table;
   std::mt19937_64 seeds(options.seed);
-  for (const Point& x : builder.points()) table.push_back(complete(to_case(x, fixed_spec, options.spec), seeds(), options.spec));
+  for (const Point& x : builder.points()) table.push_back(complete(to_case(x, fixed_spec, options.spec), seeds(), options.spec, options.tokens));
   for (int i = 0; i < options.random_draws;) {
     Point x{};
     for (int d = 0; d < kDims; ++d) x[d] = static_cast<int>(seeds() % static_cast<uint64_t>(sizes[d]));
     if (!options.f64 && x[kDtype] == 3) continue;
     if (violations(x) > 0) continue;
-    table.push_back(complete(to_case(x, fixed_spec, options.spec), seeds(), options.spec));
+    table.push_back(complete(to_case(x, fixed_spec, options.spec), seeds(), options.spec, options.tokens));
     ++i;
   }
   return table;

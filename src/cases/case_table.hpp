@@ -56,15 +56,20 @@ struct CaseTableOptions {
   // scaling, xPos and partial-rotary dimensions drop out. Empty head_dim: the families above.
   SpecParams spec{};
   bool f64 = true;  // include f64 cases (the CPU backends run them)
+  int64_t tokens = 0;  // > 0: every case has this many tokens per sequence (thd: in all); else drawn
 };
+
+// The largest shapes a case draws (callers bound their memory with them).
+inline constexpr int64_t kMaxCaseBatch = 3, kMaxCaseQHeads = 4, kMaxCaseKHeads = 3;
 
 // A deterministic covering subset: every value of each dimension meets every value of every other
 // dimension in at least one case (where the two can meet), first among the f32/f16/bf16 cases alone
 // (so backends without f64 still see every pair), then with f64. Then `random_draws` random cases.
 std::vector<Case> case_table(const CaseTableOptions& options);
 
-// The case with its spec, shapes and seed filled in from `seed` (the table does this for each case).
-Case complete(Case c, uint64_t seed, const SpecParams& given = {});
+// The case with its spec, shapes and seed filled in from `seed` (the table does this for each case);
+// `given` and `tokens` as in CaseTableOptions.
+Case complete(Case c, uint64_t seed, const SpecParams& given = {}, int64_t tokens = 0);
 
 // ROPEKIT_TEST_SEED when set (replays a run), else a fresh random seed.
 uint64_t test_seed();

@@ -78,7 +78,7 @@ inline double yarn_attention(const ropekit::scaling::Yarn& s) {
   } else {
     a = mscale(s.factor);
   }
-  return a * s.attn_factor;
+  return a * s.attention_multiplier;
 }
 
 inline std::vector<double> llama3_inv_freq(const ropekit::scaling::Llama3& s, int64_t dim, double base) {

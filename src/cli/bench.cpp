@@ -75,12 +75,12 @@ int cmd_bench(const std::vector<std::string>& tokens, std::ostream& out) {
   const int64_t d = r.spec.head_dim();
   const int64_t esize = dtype_size(dtype);
   // Each shape holds q and k twice (rotated, and memcpy's source and destination): bound their size.
-  for (const auto& [flag, tokens] : {std::pair<const char*, int64_t>{"prefill", prefill}, {"decode-batch", decode_batch}}) {
-    const int64_t bytes = tokens * (hq + hk) * d * esize;  // < 2^53 with the flags' ranges
+  for (const auto& [flag, count] : {std::pair<const char*, int64_t>{"prefill", prefill}, {"decode-batch", decode_batch}}) {
+    const int64_t bytes = count * (hq + hk) * d * esize;  // < 2^53 with the flags' ranges
     if (bytes > kMaxBenchBytes)
       throw UsageError(std::string("--") + flag + ": expected q and k of at most " + std::to_string(kMaxBenchBytes) +
                        " bytes (tokens x (q heads + k heads) x head_dim x dtype size), got " + std::to_string(bytes) +
-                       " bytes for " + std::to_string(tokens) + " tokens");
+                       " bytes for " + std::to_string(count) + " tokens");
   }
 
   RopeTable table(r.spec, prefill + 1);

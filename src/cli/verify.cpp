@@ -18,8 +18,6 @@ namespace {
 
 using detail::cat;
 
-double tolerance(DType d) { return d == DType::f32 ? 1e-5 : d == DType::f16 ? 1e-3 : 8e-3; }
-
 constexpr int64_t kMaxVerifyElements = int64_t{1} << 24;
 // The largest |ln xPos scale| verify uses: with scales in [e^-2, e^2] and inputs of at least 1e-3,
 // every pair's norm stays above f16's smallest normal (6.1e-5) and far below its largest.
@@ -34,11 +32,12 @@ int cmd_verify(const std::vector<std::string>& tokens, std::ostream& out) {
   const Resolved r = resolve(args, "llama3.1-8b");
   const int64_t seq = args.integer("tokens").value_or(16);
   const uint64_t seed = static_cast<uint64_t>(args.integer("seed").value_or(std::random_device{}()));
-  const int64_t hq = r.num_attention_heads ? std::min<int64_t>(r.num_attention_heads, 8) : 4;
-  const int64_t hk = r.num_key_value_heads ? std::min<int64_t>(r.num_key_value_heads, hq) : 2;
-  if (const int64_t n = 2 * seq * (hq + hk) * r.spec.head_dim(); n > kMaxVerifyElements)
+  // The largest case: input and output of q and k at the table's largest batch and head counts.
+  if (const int64_t n = 2 * cases::kMaxCaseBatch * seq * (cases::kMaxCaseQHeads + cases::kMaxCaseKHeads) * r.spec.head_dim();
+      n > kMaxVerifyElements)
     throw UsageError("--tokens: expected at most " + std::to_string(kMaxVerifyElements) +
-                     " q and k elements (2 x tokens x (q heads + k heads) x head_dim), got " + std::to_string(n));
+                     " q and k elements in the largest case (2 x batch 3 x tokens x (4 + 3 heads) x head_dim), got " +
+                     std::to_string(n));
   if (r.spec.xpos()) {
     // xPos scales zeta_i^(+-(p - center) / scale_base) grow exponentially with the distance from the
     // center (each case centers on its positions): the requested tokens must fit around it.
@@ -50,10 +49,10 @@ int cmd_verify(const std::vector<std::string>& tokens, std::ostream& out) {
                            r.spec.xpos()->scale_base, " (scales within e^+-", kMaxXposExponent, "), got ", seq));
   }
   out << "verify " << (r.source == "flags" ? "flags" : r.source + " " + r.name) << ": " << r.spec.describe() << "\n";
-  out << "the shared case table (src/cases) for this spec, both styles";
+  out << "the shared case table (src/cases) for this spec, both styles, " << seq << " tokens per sequence";
   if (r.spec.xpos()) out << ", xPos center in the middle of each case's positions";
   out << "; seed " << seed << "; reference: float64 (src/cases/reference64.hpp)\n";
-  const auto table = cases::case_table({.seed = seed, .random_draws = 16, .spec = r.spec.params()});
+  const auto table = cases::case_table({.seed = seed, .random_draws = 16, .spec = r.spec.params(), .tokens = seq});
   int passed = 0, total = 0;
   for (const cases::Backend& backend : cases::cpu_backends()) {
     const cases::TableResult result = cases::run_table(table, backend);

@@ -372,7 +372,7 @@ HfConfigInfo read_info(const Node& root, const Node* block) {
 
   try {
     return HfConfigInfo{RopeSpec(std::move(params)), max_position_embeddings, model_type, num_attention_heads,
-                        num_key_value_heads};
+                        num_key_value_heads, {}};
   } catch (const Error& e) {
     // Checks above cover what a config can say; anything left is reported with the spec's name.
     throw Error(cat("config: ", std::string(e.what()).substr(std::string("ropekit: ").size())));

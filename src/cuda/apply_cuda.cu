@@ -106,11 +106,11 @@ void apply_cuda(const RopeParams& p) {
   KernelArgs a = kernel_args(p);
   if (a.pos.values)
     require_device_memory(a.pos.values, device,
-                          a.pos.kind == Positions::Kind::ids ? "positions.ids.data" : "positions.offsets.data");
+                          a.pos.kind == Positions::Kind::token_ids ? "positions.ids.data" : "positions.offsets.data");
   if (a.pos.cu_seqlens) require_device_memory(a.pos.cu_seqlens, device, "positions.cu_seqlens.data");
 
   const DeviceState& state = device_state(device, capturing);
-  if (a.pos.kind != Positions::Kind::offset) {  // device-resident positions: checked by the kernel
+  if (a.pos.kind != Positions::Kind::from_offset) {  // device-resident positions: checked by the kernel
     a.fault_claim = state.fault_claim;
     a.fault_record = state.fault_record;
   }

@@ -111,7 +111,7 @@ int vector_elems(const RopeParams& p) {
 
 // Every position below the table's rows, known on the host (positions from an offset).
 inline bool rows_cover(const RopeParams& p, const KernelArgs& a) {
-  return a.rows_count > 0 && a.pos.kind == Positions::Kind::offset && p.seq <= a.rows_count &&
+  return a.rows_count > 0 && a.pos.kind == Positions::Kind::from_offset && p.seq <= a.rows_count &&
          a.pos.start <= a.rows_count - p.seq;
 }
 

@@ -290,9 +290,9 @@ ROPEKIT_KERNEL_HD void report_fault(const KernelArgs& a, FaultKind kind, int64_t
 ROPEKIT_KERNEL_HD int64_t token_position(const KernelArgs& a, int64_t b, int64_t s) {
   const TokenPositions& pos = a.pos;
   switch (pos.kind) {
-    case Positions::Kind::offset:
+    case Positions::Kind::from_offset:
       return pos.at(b, s);  // checked on the host
-    case Positions::Kind::offsets: {
+    case Positions::Kind::per_sequence: {
       const int64_t offset = pos.value(b);
       const int64_t largest = a.max_position - (a.seq - 1);
       if (offset < 0 || offset > largest) {
@@ -301,7 +301,7 @@ ROPEKIT_KERNEL_HD int64_t token_position(const KernelArgs& a, int64_t b, int64_t
       }
       return pos.at(b, s);
     }
-    case Positions::Kind::ids: {
+    case Positions::Kind::token_ids: {
       const int64_t id = pos.at(b, s);
       if (id < 0 || id > a.max_position) {
         report_fault(a, FaultKind::ids, b * a.seq + s, id, a.max_position);

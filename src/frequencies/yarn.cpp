@@ -62,7 +62,7 @@ double yarn_attention_factor(const scaling::Yarn& s) {
   } else {
     factor = get_mscale(s.factor);
   }
-  return factor * s.attn_factor;
+  return factor * s.attention_multiplier;
 }
 
 }  // namespace detail

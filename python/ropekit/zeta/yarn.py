@@ -62,7 +62,7 @@ class YarnEmbedding(nn.Module):
         return _C.RopeSpec(self.dim, base=float(self.base), scaling=_C.Yarn(
             float(scale), original_max=int(self.original_max_position_embeddings), beta_fast=float(self.beta_fast),
             beta_slow=float(self.beta_slow), extrapolation_factor=float(self.extrapolation_factor),
-            attn_factor=float(self.attn_factor)))
+            attention_multiplier=float(self.attn_factor)))
 
     def yarn(self, scale, device=None):
         """Switch to YaRN frequencies and mscale for `scale` (upstream's method)."""

@@ -208,7 +208,12 @@ TEST(Cli, VerifyPassesEveryPath) {
     EXPECT_EQ(r.code, 0) << r.out << r.err;
     EXPECT_NE(r.out.find(" paths passed"), std::string::npos) << r.out;
     EXPECT_EQ(r.out.find("FAIL"), std::string::npos);
+    EXPECT_NE(r.out.find(", 4 tokens per sequence"), std::string::npos) << r.out;
   }
+  // --tokens reaches the cases: a longer run passes and says so.
+  const auto longer = run({"verify", "llama3.1-8b", "--tokens", "64", "--seed", "7"});
+  EXPECT_EQ(longer.code, 0) << longer.out << longer.err;
+  EXPECT_NE(longer.out.find(", 64 tokens per sequence"), std::string::npos) << longer.out;
 }
 
 TEST(Cli, BenchJsonFields) {

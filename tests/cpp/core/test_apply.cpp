@@ -173,7 +173,7 @@ TEST(ApplyScalings, EveryFamilyAgainstReference) {
       sc::NtkAware{.alpha = 8.0},
       sc::DynamicNtk{.factor = 2.0, .original_max = 64},
       sc::Yarn{.factor = 16.0, .original_max = 64, .mscale = 0.707, .mscale_all_dim = 1.0},
-      sc::Yarn{.factor = 8.0, .original_max = 64, .extrapolation_factor = 0.5, .attn_factor = 0.9, .truncate = false},
+      sc::Yarn{.factor = 8.0, .original_max = 64, .extrapolation_factor = 0.5, .attention_multiplier = 0.9, .truncate = false},
       sc::Llama3{.factor = 8.0, .low_freq_factor = 1.0, .high_freq_factor = 4.0, .original_max = 64},
       sc::LongRope{.short_factor = short_f, .long_factor = long_f, .original_max = 64, .factor = 32.0},
       sc::Truncated::from_length(32.0),

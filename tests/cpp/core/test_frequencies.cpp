@@ -99,8 +99,8 @@ TEST(Frequencies, YarnHfVariants) {
       {.factor = 32.0, .original_max = 4096, .mscale = 1.0, .mscale_all_dim = 0.0},       // 0: fall back to get_mscale(f)
       {.factor = 4.0, .original_max = 32768, .attention_factor = 1.5},                    // override
       {.factor = 0.5, .original_max = 2048},                                               // factor <= 1: mscale 1
-      {.factor = 8.0, .original_max = 2048, .extrapolation_factor = 0.0, .attn_factor = 0.8},  // jquesnelle
-      {.factor = 8.0, .original_max = 2048, .extrapolation_factor = 0.5, .attn_factor = 1.2},
+      {.factor = 8.0, .original_max = 2048, .extrapolation_factor = 0.0, .attention_multiplier = 0.8},  // jquesnelle
+      {.factor = 8.0, .original_max = 2048, .extrapolation_factor = 0.5, .attention_multiplier = 1.2},
   };
   for (const auto& s : variants)
     for (int64_t dim : {64, 128}) {
@@ -113,7 +113,7 @@ TEST(Frequencies, YarnHfVariants) {
   EXPECT_NEAR(ropekit::attention_factor(make(64, 10000.0, sc::Yarn{.factor = 4.0})), 1.1386294361119890, 1e-12);
   EXPECT_NEAR(ropekit::attention_factor(make(64, 10000.0, sc::Yarn{.factor = 40.0, .mscale = 0.707, .mscale_all_dim = 1.0})),
               (0.0707 * std::log(40.0) + 1.0) / (0.1 * std::log(40.0) + 1.0), 1e-12);
-  EXPECT_NEAR(ropekit::attention_factor(make(64, 10000.0, sc::Yarn{.factor = 8.0, .attn_factor = 0.8})),
+  EXPECT_NEAR(ropekit::attention_factor(make(64, 10000.0, sc::Yarn{.factor = 8.0, .attention_multiplier = 0.8})),
               0.8 * (0.1 * std::log(8.0) + 1.0), 1e-12);
 }
 

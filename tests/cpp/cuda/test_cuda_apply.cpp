@@ -15,7 +15,7 @@
 namespace ropekit_cuda_test {
 namespace {
 
-enum class PosKind { offset, offsets, ids32, ids64, packed, packed_offsets };
+enum class PosKind { from_offset, per_sequence, ids32, ids64, packed, packed_offsets };
 
 struct Case {
   DType dtype = DType::bf16;
@@ -24,7 +24,7 @@ struct Case {
   int64_t head_dim = 64;
   int64_t rotary_dim = 0;  // 0: head_dim
   bool xpos = false;
-  PosKind pos = PosKind::offset;
+  PosKind pos = PosKind::from_offset;
   Layout layout = Layout::bshd;
   int64_t pad = 0;
   bool in_place = true;
@@ -67,11 +67,11 @@ HostPositions make_positions(const Case& c, std::mt19937_64& rng) {
   std::uniform_int_distribution<int64_t> small(0, 60);
   const int64_t B = c.layout == Layout::thd ? 1 : c.B;
   switch (c.pos) {
-    case PosKind::offset:
+    case PosKind::from_offset:
       for (int64_t b = 0; b < B; ++b)
         for (int64_t s = 0; s < c.S; ++s) h.per_token.push_back(c.start + s);
       break;
-    case PosKind::offsets:
+    case PosKind::per_sequence:
       for (int64_t b = 0; b < B; ++b) h.values64.push_back(small(rng));
       for (int64_t b = 0; b < B; ++b)
         for (int64_t s = 0; s < c.S; ++s) h.per_token.push_back(h.values64[static_cast<size_t>(b)] + s);
@@ -135,8 +135,8 @@ Positions make_api_positions(const Case& c, const HostPositions& h, Device devic
   const void* dv = values ? values->get() : nullptr;
   const void* dc = cu ? cu->get() : nullptr;
   switch (c.pos) {
-    case PosKind::offset: return Positions::from_offset(c.start);
-    case PosKind::offsets: return Positions::per_sequence(index_view(h.values64, keep[0], dv, false, device));
+    case PosKind::from_offset: return Positions::from_offset(c.start);
+    case PosKind::per_sequence: return Positions::per_sequence(index_view(h.values64, keep[0], dv, false, device));
     case PosKind::ids32:
     case PosKind::ids64: return Positions::token_ids(index_view(h.values64, keep[0], dv, h.i32, device));
     case PosKind::packed: return Positions::packed(index_view(h.cu, keep[1], dc, h.i32, device));
@@ -322,7 +322,7 @@ TEST(CudaApply, EveryDtypeStyleDirection) {
 TEST(CudaApply, PositionsAndLayouts) {
   ROPEKIT_REQUIRE_GPU();
   for (DType t : kDtypes)
-    for (PosKind pk : {PosKind::offset, PosKind::offsets, PosKind::ids32, PosKind::ids64})
+    for (PosKind pk : {PosKind::from_offset, PosKind::per_sequence, PosKind::ids32, PosKind::ids64})
       for (Layout l : {Layout::bshd, Layout::bhsd}) {
         Case c;
         c.dtype = t;
@@ -331,7 +331,7 @@ TEST(CudaApply, PositionsAndLayouts) {
         run_case(c, fresh_seed());
       }
   for (DType t : kDtypes)
-    for (PosKind pk : {PosKind::offset, PosKind::ids64, PosKind::packed, PosKind::packed_offsets}) {
+    for (PosKind pk : {PosKind::from_offset, PosKind::ids64, PosKind::packed, PosKind::packed_offsets}) {
       Case c;
       c.dtype = t;
       c.pos = pk;
@@ -461,7 +461,7 @@ TEST(CudaApply, AccessWidthsAndPositionsPastTheRows) {
           c.pad = pad;
           c.short_table = short_table;
           c.start = 20;
-          c.pos = index % 3 == 0 ? PosKind::offset : index % 3 == 1 ? PosKind::offsets : PosKind::ids64;
+          c.pos = index % 3 == 0 ? PosKind::from_offset : index % 3 == 1 ? PosKind::per_sequence : PosKind::ids64;
           c.xpos = index % 4 == 3;
           c.direction = kDirections[index % 3];
           c.in_place = index % 2 == 0;

@@ -215,7 +215,7 @@ EmuRun run(const EmuCase& c, uint64_t seed, const HostPos& hp, const HostPos* em
   host_table.inv_freq_f32 = table.inv_freq_f32().data();
   host_table.xpos_log_zeta = c.xpos ? table.xpos_log_zeta().data() : nullptr;
   KernelArgs a = kernel_args(emu);
-  if (a.pos.kind != Positions::Kind::offset) {
+  if (a.pos.kind != Positions::Kind::from_offset) {
     a.fault_claim = &r.claim;
     a.fault_record = &r.record;
   }

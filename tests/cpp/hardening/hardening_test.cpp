@@ -293,7 +293,7 @@ TEST(Spec, NonFiniteAndDenormalValues) {
       {{.head_dim = 8, .scaling = scaling::NtkAware{1e-300}}, "scaling.ntk_aware"},
       {{.head_dim = 8, .scaling = scaling::Yarn{.factor = std::exp(10.0), .mscale = 1.0, .mscale_all_dim = -1.0}},
        "scaling.yarn"},  // get_mscale(e^10, -1) = 0: division by zero
-      {{.head_dim = 8, .scaling = scaling::Yarn{.factor = 2, .attn_factor = 1e300}}, "scaling.yarn"},
+      {{.head_dim = 8, .scaling = scaling::Yarn{.factor = 2, .attention_multiplier = 1e300}}, "scaling.yarn"},
       {{.head_dim = 8, .scaling = scaling::Yarn{.factor = 2, .attention_factor = kDenormal}}, "scaling.yarn"},
       {{.head_dim = 4, .scaling = scaling::LongRope{{kDenormal, 1}, {1, 1}, 16}}, "scaling.longrope"},
       {{.head_dim = 4, .scaling = scaling::LongRope{{1, 1}, {1, kInf}, 16}}, "scaling.longrope.long_factor[1]"},

@@ -40,7 +40,7 @@ struct Case {
   bool yarn = false;
   bool in_place = true;
   Layout layout = Layout::bshd;
-  Positions::Kind positions = Positions::Kind::offset;
+  Positions::Kind positions = Positions::Kind::from_offset;
   bool compute_sincos = false;
   bool exact = false;
   int64_t batch = 2;
@@ -145,19 +145,19 @@ struct Scenario {
     std::uniform_int_distribution<int64_t> small(0, 100);
     token_position.assign(static_cast<size_t>(T), 0);
     switch (c.positions) {
-      case Positions::Kind::offset: {
+      case Positions::Kind::from_offset: {
         const int64_t start = small(rng);
         positions = Positions::from_offset(start);
         for (int64_t t = 0; t < T; ++t) token_position[t] = start + t % S;
         break;
       }
-      case Positions::Kind::offsets: {
+      case Positions::Kind::per_sequence: {
         for (int64_t b = 0; b < B; ++b) offsets.push_back(small(rng));
         positions = Positions::per_sequence(IndexView(offsets.data(), B));
         for (int64_t t = 0; t < T; ++t) token_position[t] = offsets[t / S] + t % S;
         break;
       }
-      case Positions::Kind::ids: {
+      case Positions::Kind::token_ids: {
         std::uniform_int_distribution<int64_t> id(0, c.max_id);
         for (int64_t t = 0; t < T; ++t) ids.push_back(id(rng));
         positions = Positions::token_ids(IndexView(ids.data(), T));
@@ -377,10 +377,10 @@ TEST(CpuSimd, OptionsLayoutsAndPositionModes) {
   for (DType dtype : kDTypes)
     for (Style style : kStyles)
       for (Layout layout : {Layout::bshd, Layout::bhsd, Layout::thd})
-        for (Positions::Kind kind : {Positions::Kind::offset, Positions::Kind::offsets, Positions::Kind::ids,
+        for (Positions::Kind kind : {Positions::Kind::from_offset, Positions::Kind::per_sequence, Positions::Kind::token_ids,
                                      Positions::Kind::packed}) {
           if (kind == Positions::Kind::packed && layout != Layout::thd) continue;
-          if (kind == Positions::Kind::offsets && layout == Layout::thd) continue;
+          if (kind == Positions::Kind::per_sequence && layout == Layout::thd) continue;
           for (int variant = 0; variant < 4; ++variant) {
             Case c;
             c.dtype = dtype;
@@ -479,7 +479,7 @@ TEST(CpuSimd, InKernelSinCosAtLongPositions) {
     for (Style style : kStyles)
       for (int64_t max_id : {int64_t{1000000}, int64_t{10000000}}) {
         Case c;
-        c.positions = Positions::Kind::ids;
+        c.positions = Positions::Kind::token_ids;
         c.compute_sincos = true;
         c.exact = exact;
         c.style = style;
