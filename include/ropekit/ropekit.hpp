@@ -6,6 +6,7 @@
 #include "ropekit/table.hpp"
 #include "ropekit/error.hpp"
 #include "ropekit/frequencies.hpp"
+#include "ropekit/gguf.hpp"
 #include "ropekit/hf_config.hpp"
 #include "ropekit/spec.hpp"
 #include "ropekit/tensor_view.hpp"
