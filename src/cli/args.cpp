@@ -9,6 +9,7 @@
 #include "cli.hpp"
 #include "presets.hpp"
 #include "ropekit/error.hpp"
+#include "ropekit/gguf.hpp"
 #include "ropekit/hf_config.hpp"
 #include "visit.hpp"
 
@@ -239,7 +240,17 @@ Resolved resolve(const Args& args, const std::string& default_preset) {
   }
   std::error_code ec;
   if (!std::filesystem::exists(target, ec))
-    throw UsageError("\"" + target + "\" is neither a preset (see ropekit presets) nor a readable config.json file");
+    throw UsageError("\"" + target + "\" is neither a preset (see ropekit presets) nor a readable config.json or GGUF file");
+  // A llama.cpp GGUF file: by its extension or its magic (the reader names a bad file itself).
+  if (std::filesystem::path(target).extension() == ".gguf" || has_gguf_magic(target)) {
+    GgufRopeInfo g = gguf_rope_info(target);
+    std::vector<std::string> notes = g.notes;
+    if (g.swa_spec)
+      notes.insert(notes.begin(), "sliding-window layers" +
+                                      (g.sliding_window ? " (window " + std::to_string(*g.sliding_window) + ")" : std::string()) +
+                                      ": " + g.swa_spec->describe());
+    return {g.spec, "gguf", target, g.context_length, g.head_count.value_or(0), g.head_count_kv.value_or(0), notes};
+  }
   HfConfigInfo info = hf_config_info(target);  // names a directory or an unreadable file itself
   return {info.spec, "config", target, info.max_position_embeddings, info.num_attention_heads.value_or(0),
           info.num_key_value_heads.value_or(0), info.notes};

@@ -38,6 +38,9 @@ the full factor), blended (in between), constant / removed (truncated basis).
 The spec comes from one of:
   <preset>               a built-in preset (see ropekit presets), e.g. ropekit info llama3.1-8b
   <config.json>          a HuggingFace config.json, e.g. ropekit info ./Llama-3.1-8B/config.json
+  <model.gguf>           a llama.cpp GGUF file (a .gguf name or the GGUF magic): its RoPE metadata as
+                         llama.cpp runs it, e.g. ropekit info ./Qwen2.5-7B-Q4_K_M.gguf; the notes say
+                         how it was mapped (rope_freqs / LongRoPE factors, pair style, sliding-window layers)
   spec flags             e.g. ropekit info --head-dim 128 --base 500000 --scaling llama3 --factor 8 --original-max 8192
 
 spec flags (only without a preset or config):
@@ -73,15 +76,16 @@ output flags:
                          mean_i cos(delta*theta_i) up to the scaled context, e.g. --plot rope.svg
 
 --json schema (one object):
-  source                  "preset" | "config" | "flags"
-  name                    preset name or config path (null for flags)
+  source                  "preset" | "config" | "gguf" | "flags"
+  name                    preset name, config or GGUF path (null for flags)
   spec                    {description, head_dim, rotary_dim, base, style, scaling}
-  max_position_embeddings declared context (null when unknown)
+  max_position_embeddings declared context (a GGUF's {arch}.context_length; null when unknown)
   original_context        context before scaling; context: after scaling; seq_len: as used
   attention_factor        number
   num_attention_heads, num_key_value_heads   (null when unknown)
   notes                   [string]: what the config reader chose past a conflict, e.g. rope_scaling
-                          and rope_parameters that disagree (rope_scaling wins, as in transformers)
+                          and rope_parameters that disagree (rope_scaling wins, as in transformers);
+                          for a GGUF how its metadata was mapped, the sliding-window layers' spec first
   pairs                   [{index, inv_freq, original_inv_freq, wavelength, original_wavelength,
                             ratio, regime}]  (wavelength and ratio are null when infinite)
 )";

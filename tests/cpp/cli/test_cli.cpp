@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <charconv>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -462,3 +463,71 @@ TEST(Cli, VerifyXposCentersItsPositions) {
 }
 
 }  // namespace
+
+namespace {
+
+std::string gguf(const std::string& name) { return std::string(ROPEKIT_TEST_DATA) + "/gguf/" + name + ".gguf"; }
+
+// inv_freq per pair of two `info --json` outputs, to a relative tolerance (GGUF stores factors as float32).
+void expect_same_frequencies(const nlohmann::json& a, const nlohmann::json& b, double tolerance) {
+  ASSERT_EQ(a["pairs"].size(), b["pairs"].size());
+  for (size_t i = 0; i < a["pairs"].size(); ++i) {
+    const double x = a["pairs"][i]["inv_freq"], y = b["pairs"][i]["inv_freq"];
+    EXPECT_NEAR(x, y, tolerance * std::fabs(y)) << "pair " << i;
+  }
+}
+
+}  // namespace
+
+TEST(Cli, InfoReadsGgufFiles) {
+  const auto text = run({"info", gguf("gemma3-27b")});
+  ASSERT_EQ(text.code, 0) << text.err;
+  EXPECT_NE(text.out.find("source:           gguf " + gguf("gemma3-27b")), std::string::npos) << text.out;
+  EXPECT_NE(text.out.find("scaling=linear(factor=8)"), std::string::npos) << text.out;
+  EXPECT_NE(text.out.find("heads:            q 32, k 16"), std::string::npos) << text.out;
+  EXPECT_NE(text.out.find("note:             sliding-window layers (window 1024): head_dim=128 rotary_dim=128 base=10000"),
+            std::string::npos)
+      << text.out;
+  const auto j = nlohmann::json::parse(run({"info", gguf("gemma3-27b"), "--json"}).out);
+  EXPECT_EQ(j["source"], "gguf");
+  EXPECT_EQ(j["max_position_embeddings"], 131072);
+  EXPECT_EQ(j["num_key_value_heads"], 16);
+  EXPECT_EQ(j["spec"]["style"], "half");
+  EXPECT_EQ(j["pairs"].size(), 64u);
+  // By the magic alone, without the extension.
+  TempDir dir("ropekit_test_gguf_magic");
+  const auto copy = dir.path / "model.bin";
+  write_all(copy, read_all(gguf("gemma3-27b")));
+  const auto by_magic = nlohmann::json::parse(run({"info", copy.string(), "--json"}).out);
+  EXPECT_EQ(by_magic["source"], "gguf");
+  EXPECT_EQ(by_magic["pairs"], j["pairs"]);
+}
+
+TEST(Cli, GgufAndConfigGiveTheSameFrequencies) {
+  // Converted the way llama.cpp's converter does (tests/data/gguf/make_gguf.py).
+  for (const auto& [g, c] : std::vector<std::pair<std::string, std::string>>{
+           {"qwen2.5-7b-yarn", "qwen2.5-7b-instruct-yarn"}, {"phi3-mini-128k", "phi3-mini-128k"}, {"llama3.1-8b", "llama3.1-8b"}}) {
+    SCOPED_TRACE(g);
+    for (const std::string seq : {"4096", "131072"}) {
+      const auto from_gguf = nlohmann::json::parse(run({"info", gguf(g), "--json", "--seq-len", seq}).out);
+      const auto from_config = nlohmann::json::parse(run({"info", data(c), "--json", "--seq-len", seq}).out);
+      expect_same_frequencies(from_gguf, from_config, 2e-7);
+      EXPECT_NEAR(from_gguf["attention_factor"].get<double>(), from_config["attention_factor"].get<double>(), 1e-7);
+      EXPECT_EQ(from_gguf["num_attention_heads"], from_config["num_attention_heads"]);
+      EXPECT_EQ(from_gguf["num_key_value_heads"], from_config["num_key_value_heads"]);
+    }
+  }
+  // The pair style is llama.cpp's: interleaved for llama (its converter permuted q/k), half for qwen2 and phi3.
+  EXPECT_EQ(nlohmann::json::parse(run({"info", gguf("llama3.1-8b"), "--json"}).out)["spec"]["style"], "interleaved");
+  EXPECT_EQ(nlohmann::json::parse(run({"info", gguf("phi3-mini-128k"), "--json"}).out)["spec"]["style"], "half");
+}
+
+TEST(Cli, BadGgufIsOneLineError) {
+  TempDir dir("ropekit_test_bad_gguf");
+  const auto cut = dir.path / "cut.gguf";
+  write_all(cut, read_all(gguf("llama3.1-8b")).substr(0, 100));
+  expect_one_line_error(run({"info", cut.string()}), cut.string() + ": GGUF header key/value count: expected at most");
+  const auto json = dir.path / "config.gguf";
+  write_all(json, R"({"hidden_size": 4096, "num_attention_heads": 32})");
+  expect_one_line_error(run({"info", json.string()}), "GGUF header: expected the magic \"GGUF\"");
+}
