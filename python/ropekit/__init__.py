@@ -10,6 +10,7 @@ from . import _C, _args
 from ._C import (  # noqa: F401  (re-exported)
     Direction,
     DynamicNtk,
+    GgufRopeInfo,
     Linear,
     Llama3,
     LongRope,
@@ -26,7 +27,10 @@ from ._C import (  # noqa: F401  (re-exported)
     find_correction_dim,
     find_correction_range,
     get_mscale,
+    gguf_rope_info,
+    gguf_rope_info_bytes,
     linear_ramp_mask,
+    spec_from_gguf,
     xpos_zeta,
 )
 
@@ -37,6 +41,7 @@ __all__ = [
     "RopeSpec", "RopeTable", "Style", "Truncated", "Xpos", "Yarn", "apply_rope", "attention_factor", "cos_sin_cache",
     "cuda_check_errors", "default_inv_freq", "rotary_embedding",
     "find_correction_dim", "find_correction_range", "get_mscale", "inv_freq", "linear_ramp_mask", "xpos_zeta",
+    "GgufRopeInfo", "gguf_rope_info", "gguf_rope_info_bytes", "spec_from_gguf",
 ]
 
 

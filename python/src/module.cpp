@@ -3,6 +3,7 @@
 // dispatches, every check of substance is the core's (ropekit::Error -> ValueError).
 #include <nanobind/nanobind.h>
 #include <nanobind/ndarray.h>
+#include <nanobind/stl/filesystem.h>
 #include <nanobind/stl/optional.h>
 #include <nanobind/stl/pair.h>
 #include <nanobind/stl/string.h>
@@ -545,6 +546,39 @@ NB_MODULE(_C, m) {
   // The HF config.json reader, on JSON text (ropekit.hf passes a transformers config as JSON).
   m.def("spec_from_hf_config_json", [](std::string_view json) { return ropekit::spec_from_hf_config_json(json); },
         "json"_a);
+
+  // The GGUF metadata reader (llama.cpp files): a path, or the bytes of a file.
+  nb::class_<ropekit::GgufRopeInfo>(m, "GgufRopeInfo",
+                                    "The RoPE of a GGUF file as llama.cpp runs it: spec (full-attention layers), "
+                                    "swa_spec (sliding-window layers, or None), architecture, context length, heads, notes.")
+      .def_prop_ro("spec", [](const ropekit::GgufRopeInfo& g) { return g.spec; })
+      .def_prop_ro("swa_spec", [](const ropekit::GgufRopeInfo& g) { return g.swa_spec; })
+      .def_ro("architecture", &ropekit::GgufRopeInfo::architecture)
+      .def_ro("version", &ropekit::GgufRopeInfo::version)
+      .def_ro("context_length", &ropekit::GgufRopeInfo::context_length)
+      .def_ro("head_count", &ropekit::GgufRopeInfo::head_count)
+      .def_ro("head_count_kv", &ropekit::GgufRopeInfo::head_count_kv)
+      .def_ro("sliding_window", &ropekit::GgufRopeInfo::sliding_window)
+      .def_ro("dimension_sections", &ropekit::GgufRopeInfo::dimension_sections)
+      .def_ro("notes", &ropekit::GgufRopeInfo::notes)
+      .def("__repr__", [](const ropekit::GgufRopeInfo& g) {
+        return "GgufRopeInfo(architecture=" + g.architecture + ", spec=" + g.spec.describe() + ")";
+      });
+  m.def("gguf_rope_info",
+        [](const std::filesystem::path& path) {
+          nb::gil_scoped_release release;
+          return ropekit::gguf_rope_info(path);
+        },
+        "path"_a);
+  m.def("spec_from_gguf",
+        [](const std::filesystem::path& path) {
+          nb::gil_scoped_release release;
+          return ropekit::spec_from_gguf(path);
+        },
+        "path"_a);
+  m.def("gguf_rope_info_bytes",
+        [](nb::bytes data) { return ropekit::gguf_rope_info_bytes(std::string_view(data.c_str(), data.size())); },
+        "data"_a);
 
   nb::class_<ropekit::RopeTable>(m, "RopeTable",
                                  "Immutable fp32 cos/sin rows for positions [0, size), the attention factor folded in. "

@@ -747,8 +747,8 @@ GgufRopeInfo read_gguf(Source& source) {
                      ((mode == GgufRopeMode::norm_or_mrope || mode == GgufRopeMode::neox_or_mrope) && sections_set);
   if (style == Style::interleaved) {
     b.note(cat("pair style interleaved: llama.cpp's normal RoPE for ", p.arch,
-               " (its converter permutes the q/k weights of Llama-family models, so on the original weights this is "
-               "HF's half style)"));
+               ", pairs (2i, 2i+1) (for Llama-family models its converter permutes the q/k weights to match, so on "
+               "the original HF weights this is HF's half style)"));
   } else if (mrope) {
     std::string s;
     for (size_t i = 0; i < info.dimension_sections.size(); ++i) s += cat(i ? ", " : "", info.dimension_sections[i]);
@@ -832,7 +832,11 @@ GgufRopeInfo read_gguf(Source& source) {
     if (plain) swa.factors = &none;
     std::vector<std::string> saved;
     saved.swap(info.notes);  // notes from the full layers' scaling are not repeated
-    s.scaling = b.make(swa, s.rotary_dim / 2);
+    try {
+      s.scaling = b.make(swa, s.rotary_dim / 2);
+    } catch (const Error& e) {
+      throw Error(cat("sliding-window layers: ", std::string(e.what()).substr(std::string("ropekit: ").size())));
+    }
     saved.swap(info.notes);
     info.swa_spec = make_spec(s, "gguf sliding-window layers");
     b.note(cat("sliding-window layers: base ", s.base, base_swa ? " (rope.freq_base_swa)" : plain ? " (llama.cpp's default for "
