@@ -243,7 +243,8 @@ TEST(Gguf, LinearFactorFoldsIntoRopeFreqsAndOldKeyName) {
   f.kvs.push_back(kv_f32("llama.rope.scale_linear", 2.0f));
   EXPECT_EQ(std::get<ropekit::scaling::Linear>(gguf_rope_info_bytes(f.bytes()).spec.scaling()).factor, 2.0);
   f.tensors = {f32_tensor("rope_freqs.weight", std::vector<float>(64, 3.0f))};
-  const auto& l = std::get<ropekit::scaling::LongRope>(gguf_rope_info_bytes(f.bytes()).spec.scaling());
+  const auto folded = gguf_rope_info_bytes(f.bytes());
+  const auto& l = std::get<ropekit::scaling::LongRope>(folded.spec.scaling());
   EXPECT_EQ(l.short_factor[5], 6.0);
   // type none: the factor is ignored, as llama.cpp does.
   f.tensors.clear();
