@@ -72,6 +72,12 @@ void validate(const scaling::Truncated& s, const SpecParams&) {
   if (s.a > s.b) fail("scaling.truncated.a", cat("<= b (", s.b, ")"), s.a);
 }
 
+void validate(const scaling::Proportional& s, const SpecParams&) {
+  detail::require_finite_positive(s.fraction, "scaling.proportional.fraction");
+  if (s.fraction > 1.0) fail("scaling.proportional.fraction", "a number in (0, 1]", s.fraction);
+  detail::require_finite_positive(s.factor, "scaling.proportional.factor");
+}
+
 std::string describe_scaling(const Scaling& scaling) {
   struct Visitor {
     std::string operator()(const scaling::None&) const { return "none"; }
@@ -102,6 +108,9 @@ std::string describe_scaling(const Scaling& scaling) {
     }
     std::string operator()(const scaling::Truncated& s) const {
       return cat("truncated(a=", s.a, ", b=", s.b, ", rho=", s.rho, ")");
+    }
+    std::string operator()(const scaling::Proportional& s) const {
+      return cat("proportional(fraction=", s.fraction, ", factor=", s.factor, ")");
     }
   };
   return std::visit(Visitor{}, scaling);
@@ -177,7 +186,7 @@ std::string RopeSpec::style_name() const { return to_string(params_.style); }
 
 std::string RopeSpec::scaling_name() const {
   static constexpr const char* names[] = {"none", "linear", "ntk_aware", "dynamic", "yarn", "llama3", "longrope",
-                                          "truncated"};
+                                          "truncated", "proportional"};
   return names[params_.scaling.index()];
 }
 

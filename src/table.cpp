@@ -79,7 +79,7 @@ int64_t frequency_seq_len(const RopeSpec& spec, int64_t seq_len) {
           [&](const DynamicNtk& d) { return seq_len > d.original_max ? seq_len : int64_t{0}; },
           // LongRoPE only distinguishes "longer than original_max" from "not".
           [&](const LongRope& l) { return seq_len > l.original_max ? l.original_max + 1 : int64_t{0}; },
-          [](const detail::one_of<None, Linear, NtkAware, Yarn, Llama3, Truncated> auto&) { return int64_t{0}; },
+          [](const detail::one_of<None, Linear, NtkAware, Yarn, Llama3, Truncated, Proportional> auto&) { return int64_t{0}; },
       },
       spec.scaling());
 }

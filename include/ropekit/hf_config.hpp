@@ -8,6 +8,13 @@
 // default, linear, dynamic, yarn, longrope (alias "su"), llama3. Errors are ropekit::Error naming the
 // JSON path, e.g. `rope_scaling.factor: expected a number > 0, got "abc"`.
 //
+// Per layer (HfConfigInfo::model): `layer_types` (or the pattern HF's config class derives for
+// Gemma 2/3/4, Cohere2, GPT-OSS, Qwen3-Next / Qwen3.5, Llama 4, SmolLM3), `rope_parameters` keyed
+// by layer type (a null entry: no RoPE), Gemma 3's legacy rope_local_base_freq, Gemma 4's
+// global_head_dim for full-attention layers, `no_rope_layers` (Llama 4, SmolLM3: 1 = the layer uses
+// RoPE), and the layer types HF's attention never rotates (Cohere2's full-attention layers, Qwen3-Next's
+// linear-attention layers). Multimodal configs are read from their `text_config`.
+//
 // When both blocks are present, a non-empty `rope_scaling` wins, as in every transformers release
 // (4.x knows no other; 5.x's RotaryEmbeddingConfigMixin.convert_rope_params_to_dict sets
 // `rope_parameters = rope_scaling or rope_parameters`); if `rope_parameters` gives a different spec,
@@ -22,6 +29,7 @@
 #include <vector>
 
 #include "ropekit/export.hpp"
+#include "ropekit/model_rope.hpp"
 #include "ropekit/spec.hpp"
 
 namespace ropekit {
@@ -36,6 +44,8 @@ struct HfConfigInfo {
   std::optional<int64_t> num_attention_heads;      // q heads
   std::optional<int64_t> num_key_value_heads;      // k heads (defaults to num_attention_heads)
   std::vector<std::string> notes;                  // what was read past a conflict, one line each
+  // Each layer's RoPE. `spec` above is that of the first layer with RoPE.
+  ModelRope model = ModelRope({LayerRope{}});
 };
 
 ROPEKIT_API RopeSpec spec_from_hf_config_json(std::string_view json);

@@ -8,6 +8,7 @@
 #include "ropekit/frequencies.hpp"
 #include "ropekit/gguf.hpp"
 #include "ropekit/hf_config.hpp"
+#include "ropekit/model_rope.hpp"
 #include "ropekit/spec.hpp"
 #include "ropekit/tensor_view.hpp"
 #include "ropekit/version.hpp"

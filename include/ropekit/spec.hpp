@@ -17,22 +17,27 @@ enum class Style { half, interleaved };
 
 namespace scaling {
 
-struct None {};
+struct None {
+  bool operator==(const None&) const = default;
+};
 
 // Position interpolation: inv_freq / factor.
 struct Linear {
   double factor = 1.0;
+  bool operator==(const Linear&) const = default;
 };
 
 // NTK-aware base change: base * alpha^(d / (d - 2)).
 struct NtkAware {
   double alpha = 1.0;
+  bool operator==(const NtkAware&) const = default;
 };
 
 // HF "dynamic": the NTK base grows with the sequence length once it passes original_max.
 struct DynamicNtk {
   double factor = 1.0;
   int64_t original_max = 2048;
+  bool operator==(const DynamicNtk&) const = default;
 };
 
 // YaRN (HF "yarn" and jquesnelle's reference, which adds extrapolation_factor and a multiplier on the
@@ -48,6 +53,7 @@ struct Yarn {
   std::optional<double> mscale_all_dim;
   std::optional<double> attention_factor;  // overrides the computed attention factor
   bool truncate = true;                    // floor/ceil the correction range (HF's `truncate`)
+  bool operator==(const Yarn&) const = default;
 };
 
 // Llama 3.1 frequency-dependent interpolation.
@@ -56,6 +62,7 @@ struct Llama3 {
   double low_freq_factor = 1.0;
   double high_freq_factor = 4.0;
   int64_t original_max = 8192;
+  bool operator==(const Llama3&) const = default;
 };
 
 // LongRoPE (Phi-3): per-pair factors, short below original_max, long above.
@@ -65,6 +72,18 @@ struct LongRope {
   int64_t original_max = 4096;
   double factor = 1.0;                     // max_position_embeddings / original_max (attention factor only)
   std::optional<double> attention_factor;  // overrides sqrt(1 + ln(factor) / ln(original_max))
+  bool operator==(const LongRope&) const = default;
+};
+
+// Proportional RoPE (HF "proportional", Gemma 4's full-attention layers): the first
+// int(fraction * rotary_dim / 2) pairs rotate at base^(-2i / rotary_dim), the whole rotary_dim in
+// the exponent, divided by factor; the other pairs get frequency 0 and pass through unchanged. With
+// half style the pairs are (i, i + rotary_dim/2) across the whole head. (HF's usual partial rotary
+// shortens rotary_dim instead, which changes both the exponent and the pairing.)
+struct Proportional {
+  double fraction = 1.0;  // HF: partial_rotary_factor of the rope_parameters entry
+  double factor = 1.0;
+  bool operator==(const Proportional&) const = default;
 };
 
 // Giraffe truncated basis: theta*_k = theta_k if theta_k >= b, rho if a <= theta_k < b, 0 below a.
@@ -74,18 +93,21 @@ struct ROPEKIT_API Truncated {
   double rho = 0.0;
   // b = 2*pi / length, a = b / 8, rho = b / 16.
   static Truncated from_length(double length);
+  bool operator==(const Truncated&) const = default;
 };
 
 }  // namespace scaling
 
 using Scaling = std::variant<scaling::None, scaling::Linear, scaling::NtkAware, scaling::DynamicNtk,
-                             scaling::Yarn, scaling::Llama3, scaling::LongRope, scaling::Truncated>;
+                             scaling::Yarn, scaling::Llama3, scaling::LongRope, scaling::Truncated,
+                             scaling::Proportional>;
 
 // xPos: pair i of q is scaled by zeta_i^(p / scale_base), of k by zeta_i^(-p / scale_base),
 // zeta_i = (2i + gamma * rotary_dim) / ((1 + gamma) * rotary_dim).
 struct Xpos {
   double scale_base = 512.0;
   double gamma = 0.4;
+  bool operator==(const Xpos&) const = default;
 };
 
 struct SpecParams {
@@ -95,6 +117,7 @@ struct SpecParams {
   Style style = Style::half;
   Scaling scaling = scaling::None{};
   std::optional<Xpos> xpos;
+  bool operator==(const SpecParams&) const = default;
 };
 
 class ROPEKIT_API RopeSpec {
@@ -110,8 +133,11 @@ class ROPEKIT_API RopeSpec {
   Style style() const { return params_.style; }
   const Scaling& scaling() const { return params_.scaling; }
   const std::optional<Xpos>& xpos() const { return params_.xpos; }
+  // Every parameter equal (LongRoPE's factor lists included).
+  bool operator==(const RopeSpec& other) const { return params_ == other.params_; }
 
-  // "half" / "interleaved", "none" / "linear" / "ntk_aware" / "dynamic" / "yarn" / "llama3" / "longrope" / "truncated".
+  // "half" / "interleaved", "none" / "linear" / "ntk_aware" / "dynamic" / "yarn" / "llama3" / "longrope" / "truncated" /
+  // "proportional".
   std::string style_name() const;
   std::string scaling_name() const;
   // One line, e.g. "head_dim=128 rotary_dim=128 base=500000 style=half scaling=llama3(factor=8, ...)".

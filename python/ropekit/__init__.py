@@ -16,6 +16,7 @@ from ._C import (  # noqa: F401  (re-exported)
     LongRope,
     NoScaling,
     NtkAware,
+    Proportional,
     RopeSpec,
     RopeTable,
     Style,
@@ -29,6 +30,11 @@ from ._C import (  # noqa: F401  (re-exported)
     get_mscale,
     gguf_rope_info,
     gguf_rope_info_bytes,
+    HfConfigInfo,
+    hf_config_info,
+    hf_config_info_json,
+    LayerRope,
+    ModelRope,
     linear_ramp_mask,
     spec_from_gguf,
     xpos_zeta,
@@ -37,11 +43,12 @@ from ._C import (  # noqa: F401  (re-exported)
 __version__ = _C.__version__
 
 __all__ = [
-    "Direction", "DynamicNtk", "Linear", "Llama3", "LongRope", "NoScaling", "NtkAware",
+    "Direction", "DynamicNtk", "Linear", "Llama3", "LongRope", "NoScaling", "NtkAware", "Proportional",
     "RopeSpec", "RopeTable", "Style", "Truncated", "Xpos", "Yarn", "apply_rope", "attention_factor", "cos_sin_cache",
     "cuda_check_errors", "default_inv_freq", "rotary_embedding",
     "find_correction_dim", "find_correction_range", "get_mscale", "inv_freq", "linear_ramp_mask", "xpos_zeta",
     "GgufRopeInfo", "gguf_rope_info", "gguf_rope_info_bytes", "spec_from_gguf",
+    "HfConfigInfo", "LayerRope", "ModelRope", "hf_config_info", "hf_config_info_json",
 ]
 
 

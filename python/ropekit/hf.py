@@ -26,7 +26,7 @@ import torch
 from . import _C
 from . import torch as _rt
 
-__all__ = ["patch", "unpatch", "is_patched", "spec_from_config"]
+__all__ = ["patch", "unpatch", "is_patched", "spec_from_config", "model_rope"]
 
 # Rows the table is built with; positions past them are computed in the kernel (same frequencies).
 _TABLE_ROWS = 8192
@@ -47,26 +47,24 @@ def _config_dict(config) -> dict:
     return json.loads(config.to_json_string(use_diff=False))
 
 
-def _by_layer_type(params) -> bool:
-    """rope_parameters keyed by layer type (values are dicts or None) rather than one flat dict."""
-    return (isinstance(params, dict) and bool(params) and "rope_type" not in params and "rope_theta" not in params
-            and all(v is None or isinstance(v, dict) for v in params.values()))
+def model_rope(config) -> _C.ModelRope:
+    """Each layer's RoPE of a transformers config (a PretrainedConfig or its dict), read by ropekit's
+    config.json reader: ``.layer(i).spec`` is a RopeSpec, or None for a layer without RoPE."""
+    return _C.hf_config_info_json(json.dumps(_config_dict(config))).model
 
 
 def spec_from_config(config, layer_type: str | None = None) -> _C.RopeSpec | None:
-    """The ropekit spec of a transformers config (a PretrainedConfig or its dict), read by ropekit's
-    config.json reader. With ``rope_parameters`` keyed by layer type, ``layer_type`` picks the entry
-    (None for an entry that has no RoPE)."""
-    d = _config_dict(config)
-    params = d.get("rope_parameters")
-    if _by_layer_type(params):
-        if layer_type not in params:
-            raise ValueError(f"layer_type: expected one of {sorted(params)}, got {layer_type!r}")
-        if params[layer_type] is None:
-            return None
-        d = dict(d, rope_parameters=params[layer_type])
-        d.pop("rope_scaling", None)
-    return _C.spec_from_hf_config_json(json.dumps(d))
+    """The ropekit spec of a transformers config (a PretrainedConfig or its dict). ``layer_type``
+    (a label of ``config.layer_types``) picks that type's RoPE, None where that type has none; without
+    it, the spec of the first layer with RoPE."""
+    info = _C.hf_config_info_json(json.dumps(_config_dict(config)))
+    if layer_type is None:
+        return info.spec
+    layers = info.model.layers
+    for layer in layers:
+        if layer.layer_type == layer_type:
+            return layer.spec
+    raise ValueError(f"layer_type: expected one of {sorted({l.layer_type for l in layers})}, got {layer_type!r}")
 
 
 def _rope_for(spec: _C.RopeSpec):

@@ -14,6 +14,7 @@
 #include <array>
 #include <cstdint>
 #include <cstring>
+#include <functional>
 #include <limits>
 #include <optional>
 #include <string>
@@ -493,6 +494,11 @@ NB_MODULE(_C, m) {
       .def_rw("a", &sc::Truncated::a)
       .def_rw("b", &sc::Truncated::b)
       .def_rw("rho", &sc::Truncated::rho);
+  nb::class_<sc::Proportional>(m, "Proportional")
+      .def("__init__", [](sc::Proportional* s, double fraction, double factor) { new (s) sc::Proportional{fraction, factor}; },
+           "fraction"_a, "factor"_a = 1.0)
+      .def_rw("fraction", &sc::Proportional::fraction)
+      .def_rw("factor", &sc::Proportional::factor);
   nb::class_<ropekit::Xpos>(m, "Xpos")
       .def("__init__", [](ropekit::Xpos* x, double scale_base, double gamma) { new (x) ropekit::Xpos{scale_base, gamma}; },
            "scale_base"_a = 512.0, "gamma"_a = 0.4)
@@ -524,6 +530,9 @@ NB_MODULE(_C, m) {
       .def_prop_ro("scaling_name", &ropekit::RopeSpec::scaling_name)
       .def_prop_ro("xpos", [](const ropekit::RopeSpec& s) { return s.xpos(); })
       .def("describe", &ropekit::RopeSpec::describe)
+      .def("__eq__", [](const ropekit::RopeSpec& a, const ropekit::RopeSpec& b) { return a == b; })
+      // Equal specs describe alike, so the hash of the description agrees with ==.
+      .def("__hash__", [](const ropekit::RopeSpec& s) { return std::hash<std::string>{}(s.describe()); })
       .def("__repr__", [](const ropekit::RopeSpec& s) { return "RopeSpec(" + s.describe() + ")"; });
 
   m.def("default_inv_freq",
@@ -546,6 +555,38 @@ NB_MODULE(_C, m) {
   // The HF config.json reader, on JSON text (ropekit.hf passes a transformers config as JSON).
   m.def("spec_from_hf_config_json", [](std::string_view json) { return ropekit::spec_from_hf_config_json(json); },
         "json"_a);
+  nb::class_<ropekit::LayerRope>(m, "LayerRope", "One layer's RoPE: layer_type (\"\" if the config names none) and spec "
+                                                "(None: the layer has no RoPE).")
+      .def_ro("layer_type", &ropekit::LayerRope::layer_type)
+      .def_prop_ro("spec", [](const ropekit::LayerRope& l) { return l.spec; })
+      .def("__repr__", [](const ropekit::LayerRope& l) {
+        return "LayerRope(layer_type=" + l.layer_type + ", " + (l.spec ? l.spec->describe() : std::string("no RoPE")) + ")";
+      });
+  nb::class_<ropekit::ModelRope>(m, "ModelRope", "Each layer's RoPE (a spec, or None for a NoPE layer).")
+      .def_prop_ro("num_layers", &ropekit::ModelRope::num_layers)
+      .def_prop_ro("layers", [](const ropekit::ModelRope& r) { return r.layers(); })
+      .def("layer", [](const ropekit::ModelRope& r, PyInt i) { return r.layer(int_arg(i, "layer")); }, "index"_a)
+      .def("__len__", &ropekit::ModelRope::num_layers)
+      .def("spec", [](const ropekit::ModelRope& r, PyInt i) { return r.layer(int_arg(i, "layer")).spec; }, "layer"_a,
+           "The spec of a layer, None for a NoPE layer.")
+      .def_prop_ro("first_rope_layer", &ropekit::ModelRope::first_rope_layer);
+  nb::class_<ropekit::HfConfigInfo>(m, "HfConfigInfo",
+                                    "A config.json read by ropekit: spec (the first layer with RoPE), model (every "
+                                    "layer), max_position_embeddings, model_type, head counts, notes.")
+      .def_prop_ro("spec", [](const ropekit::HfConfigInfo& i) { return i.spec; })
+      .def_prop_ro("model", [](const ropekit::HfConfigInfo& i) { return i.model; })
+      .def_ro("max_position_embeddings", &ropekit::HfConfigInfo::max_position_embeddings)
+      .def_ro("model_type", &ropekit::HfConfigInfo::model_type)
+      .def_ro("num_attention_heads", &ropekit::HfConfigInfo::num_attention_heads)
+      .def_ro("num_key_value_heads", &ropekit::HfConfigInfo::num_key_value_heads)
+      .def_ro("notes", &ropekit::HfConfigInfo::notes);
+  m.def("hf_config_info_json", [](std::string_view json) { return ropekit::hf_config_info_json(json); }, "json"_a);
+  m.def("hf_config_info",
+        [](const std::filesystem::path& path) {
+          nb::gil_scoped_release release;
+          return ropekit::hf_config_info(path);
+        },
+        "path"_a);
 
   // The GGUF metadata reader (llama.cpp files): a path, or the bytes of a file.
   nb::class_<ropekit::GgufRopeInfo>(m, "GgufRopeInfo",

@@ -79,6 +79,7 @@ const std::vector<IntegerFlag>& integer_flags() {
       {"original-max", 1, kMaxContext},
       {"max-positions", 1, kMaxContext},
       {"seq-len", 1, kMaxContext},       // info
+      {"layer", 0, int64_t{1} << 20},    // info
       {"tokens", 1, 4096},               // verify
       {"seed", 0, INT64_MAX},            // verify
       {"prefill", 1, int64_t{1} << 20},  // bench
@@ -131,7 +132,7 @@ const std::set<std::string>& spec_value_flags() {
   static const std::set<std::string> flags = {
       "head-dim", "rotary-dim", "base", "style", "scaling", "factor", "original-max", "beta-fast", "beta-slow",
       "mscale", "mscale-all-dim", "attention-factor", "low-freq-factor", "high-freq-factor", "alpha", "a", "b",
-      "rho", "truncate-length", "short-factor", "long-factor", "xpos-scale-base", "max-positions"};
+      "rho", "truncate-length", "fraction", "short-factor", "long-factor", "xpos-scale-base", "max-positions"};
   return flags;
 }
 
@@ -210,8 +211,11 @@ Resolved from_flags(const Args& a) {
     } else {
       p.scaling = scaling::Truncated{need(a, "a", why + " (or --truncate-length)"), need(a, "b", why), need(a, "rho", why)};
     }
+  } else if (kind == "proportional") {
+    p.scaling = scaling::Proportional{need(a, "fraction", why), a.number("factor").value_or(1.0)};
   } else {
-    throw UsageError("--scaling: expected none, linear, ntk_aware (or ntk), dynamic, yarn, llama3, longrope or truncated, got \"" + kind + "\"");
+    throw UsageError("--scaling: expected none, linear, ntk_aware (or ntk), dynamic, yarn, llama3, longrope, truncated or "
+                     "proportional, got \"" + kind + "\"");
   }
   if (auto xpos = a.number("xpos-scale-base")) p.xpos = Xpos{*xpos, 0.4};
   Resolved r{RopeSpec(std::move(p)), "flags", "", a.integer("max-positions"), 0, 0, {}};
@@ -234,7 +238,12 @@ Resolved resolve(const Args& args, const std::string& default_preset) {
       if (spec_value_flags().count(name))
         throw UsageError("--" + name + " cannot be combined with a preset or config.json (\"" + target + "\")");
   }
+  auto from_config = [](const HfConfigInfo& info, const std::string& source, const std::string& name) {
+    return Resolved{info.spec, source, name, info.max_position_embeddings, info.num_attention_heads.value_or(0),
+                    info.num_key_value_heads.value_or(0), info.notes, info.model};
+  };
   if (const Preset* preset = find_preset(target)) {
+    if (!preset->config_json.empty()) return from_config(hf_config_info_json(preset->config_json), "preset", preset->name);
     return {preset->spec(), "preset", preset->name, preset->max_position_embeddings, preset->num_attention_heads,
             preset->num_key_value_heads};
   }
@@ -251,9 +260,7 @@ Resolved resolve(const Args& args, const std::string& default_preset) {
                                       ": " + g.swa_spec->describe());
     return {g.spec, "gguf", target, g.context_length, g.head_count.value_or(0), g.head_count_kv.value_or(0), notes};
   }
-  HfConfigInfo info = hf_config_info(target);  // names a directory or an unreadable file itself
-  return {info.spec, "config", target, info.max_position_embeddings, info.num_attention_heads.value_or(0),
-          info.num_key_value_heads.value_or(0), info.notes};
+  return from_config(hf_config_info(target), "config", target);  // names a directory or an unreadable file itself
 }
 
 namespace {
@@ -265,7 +272,9 @@ int64_t scaling_original_max(const Scaling& s) {
   using namespace scaling;
   return std::visit(detail::Overloaded{
                         [](const one_of_original_max auto& x) { return x.original_max; },
-                        [](const detail::one_of<None, Linear, NtkAware, Truncated> auto&) { return int64_t{0}; },
+                        [](const detail::one_of<None, Linear, NtkAware, Truncated, Proportional> auto&) {
+                          return int64_t{0};
+                        },
                     },
                     s);
 }
@@ -273,6 +282,7 @@ double scaling_factor(const Scaling& s) {
   using namespace scaling;
   return std::visit(detail::Overloaded{
                         [](const one_of_original_max auto& x) { return x.factor; },
+                        [](const Proportional& x) { return x.factor; },
                         [](const detail::one_of<None, Linear, NtkAware, Truncated> auto&) { return 1.0; },
                     },
                     s);

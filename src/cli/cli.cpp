@@ -48,8 +48,8 @@ spec flags (only without a preset or config):
   --rotary-dim N         rotate only the first N dims (partial rotary; default head_dim), e.g. --rotary-dim 32
   --base X               theta, default 10000, e.g. --base 500000
   --style S              half (pairs i, i+d/2; HF rotate_half, default) or interleaved (2i, 2i+1; GPT-J)
-  --scaling S            none | linear | ntk_aware (or ntk) | dynamic | yarn | llama3 | longrope | truncated,
-                         the names info --json prints, e.g. --scaling yarn
+  --scaling S            none | linear | ntk_aware (or ntk) | dynamic | yarn | llama3 | longrope | truncated |
+                         proportional, the names info --json prints, e.g. --scaling yarn
   --factor X             context factor (linear, dynamic, yarn, llama3 need it; longrope: attention only), e.g. --factor 4
   --original-max N       pre-scaling context (dynamic, yarn, llama3, longrope need it), e.g. --original-max 8192
   --beta-fast X          yarn: fast boundary in rotations, default 32, e.g. --beta-fast 32
@@ -64,6 +64,8 @@ spec flags (only without a preset or config):
   --long-factor LIST     longrope: rotary_dim/2 comma-separated factors, e.g. --long-factor 1,2,4,8
   --a X --b X --rho X    truncated: keep theta >= b, rho for a <= theta < b, 0 below a, e.g. --a 0.001 --b 0.01 --rho 0.0005
   --truncate-length L    truncated: b = 2*pi/L, a = b/8, rho = b/16 instead of --a/--b/--rho, e.g. --truncate-length 4096
+  --fraction X           proportional: rotate the first int(X * rotary_dim / 2) pairs at base^(-2i/rotary_dim), the
+                         rest pass through (--factor divides them, default 1), e.g. --scaling proportional --fraction 0.25
   --xpos-scale-base X    add xPos with this scale base, e.g. --xpos-scale-base 512
   --max-positions N      the scaled context to show (default original-max * factor, or 4096), e.g. --max-positions 32768
 

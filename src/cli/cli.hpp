@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "ropekit/model_rope.hpp"
 #include "ropekit/spec.hpp"
 
 namespace ropekit::cli {
@@ -64,6 +65,7 @@ struct Resolved {
   int64_t num_attention_heads = 0;                 // 0 when unknown
   int64_t num_key_value_heads = 0;
   std::vector<std::string> notes;                  // from the config reader (HfConfigInfo::notes)
+  std::optional<ModelRope> model;                  // each layer's RoPE, from a config.json or per-layer preset
 };
 
 // `default_preset` is used when neither a positional nor spec flags are given ("" = required).
@@ -107,7 +109,8 @@ struct PlotInput {
   int64_t original_context;
   int64_t context;
 };
-// A self-contained SVG document with two panels (wavelengths; relative-distance decay).
-std::string plot_svg(const PlotInput& input);
+// A self-contained SVG document: one page per input (a model's distinct RoPEs), each with two
+// panels (wavelengths; relative-distance decay).
+std::string plot_svg(const std::vector<PlotInput>& pages);
 
 }  // namespace ropekit::cli

@@ -20,7 +20,7 @@ double full_factor(const Scaling& s) {
   using namespace scaling;
   return std::visit(
       detail::Overloaded{
-          [](const detail::one_of<Linear, Yarn, Llama3> auto& x) { return x.factor; },
+          [](const detail::one_of<Linear, Yarn, Llama3, Proportional> auto& x) { return x.factor; },
           [](const detail::one_of<None, NtkAware, DynamicNtk, LongRope, Truncated> auto&) { return 0.0; },
       },
       s);
@@ -89,70 +89,225 @@ std::vector<PairRow> pair_rows(const RopeSpec& spec, int64_t seq_len) {
   return rows;
 }
 
+namespace {
+
+// "0-4, 6-10, 12" for sorted layer indices.
+std::string layer_ranges(const std::vector<int64_t>& layers) {
+  std::string out;
+  for (size_t i = 0; i < layers.size();) {
+    size_t j = i;
+    while (j + 1 < layers.size() && layers[j + 1] == layers[j] + 1) ++j;
+    if (!out.empty()) out += ", ";
+    out += std::to_string(layers[i]);
+    if (j > i) out += "-" + std::to_string(layers[j]);
+    i = j + 1;
+  }
+  return out;
+}
+
+std::string joined(const std::vector<std::string>& items) {
+  std::string out;
+  for (const auto& item : items) out += (out.empty() ? "" : ", ") + (item.empty() ? std::string("unnamed") : item);
+  return out;
+}
+
+// What `info` shows for one spec: its rows at the sequence length asked for (default: its context).
+struct SpecView {
+  Resolved r;
+  int64_t original;
+  int64_t context;
+  int64_t seq_len;
+  std::vector<PairRow> rows;
+  double attention;
+};
+
+SpecView view_of(const Resolved& base, const RopeSpec& spec, std::optional<int64_t> seq_len) {
+  Resolved r = base;
+  r.spec = spec;
+  const int64_t original = original_context(r), context = scaled_context(r);
+  const int64_t n = seq_len.value_or(context);
+  auto rows = pair_rows(spec, n);
+  return {std::move(r), original, context, n, std::move(rows), attention_factor(spec)};
+}
+
+nlohmann::json spec_json(const RopeSpec& spec) {
+  return {{"description", spec.describe()}, {"head_dim", spec.head_dim()}, {"rotary_dim", spec.rotary_dim()},
+          {"base", spec.base()},           {"style", spec.style_name()},   {"scaling", spec.scaling_name()}};
+}
+
+nlohmann::json pairs_json(const std::vector<PairRow>& rows) {
+  auto pairs = nlohmann::json::array();
+  for (const auto& row : rows) {
+    pairs.push_back({{"index", row.index},
+                     {"inv_freq", row.inv_freq},
+                     {"original_inv_freq", row.original_inv_freq},
+                     {"wavelength", finite_or_null(row.wavelength)},
+                     {"original_wavelength", finite_or_null(row.original_wavelength)},
+                     {"ratio", finite_or_null(row.ratio)},
+                     {"regime", row.regime}});
+  }
+  return pairs;
+}
+
+// Today's top-level schema for one spec (layer 0's, the first RoPE layer's, or --layer N's).
+nlohmann::json top_level_json(const SpecView& v) {
+  const Resolved& r = v.r;
+  nlohmann::json j;
+  j["source"] = r.source;
+  j["name"] = r.name.empty() ? nlohmann::json(nullptr) : nlohmann::json(r.name);
+  j["spec"] = spec_json(r.spec);
+  j["max_position_embeddings"] =
+      r.max_position_embeddings ? nlohmann::json(*r.max_position_embeddings) : nlohmann::json(nullptr);
+  j["original_context"] = v.original;
+  j["context"] = v.context;
+  j["seq_len"] = v.seq_len;
+  j["attention_factor"] = v.attention;
+  j["num_attention_heads"] = r.num_attention_heads ? nlohmann::json(r.num_attention_heads) : nlohmann::json(nullptr);
+  j["num_key_value_heads"] = r.num_key_value_heads ? nlohmann::json(r.num_key_value_heads) : nlohmann::json(nullptr);
+  j["notes"] = r.notes;
+  j["pairs"] = pairs_json(v.rows);
+  return j;
+}
+
+void print_block(std::ostream& out, const SpecView& v) {
+  out << "spec:             " << v.r.spec.describe() << "\n";
+  out << "attention factor: " << v.attention << "  (multiplies cos and sin)\n";
+  out << "context:          original " << v.original << ", scaled " << v.context << "; frequencies for seq_len "
+      << v.seq_len << "\n";
+  out << "\n";
+  char line[200];
+  std::snprintf(line, sizeof line, "%5s  %13s  %14s  %14s  %9s  %s\n", "pair", "inv_freq", "wavelength", "orig_wavelen",
+                "ratio", "regime");
+  out << line;
+  for (const auto& row : v.rows) {
+    std::snprintf(line, sizeof line, "%5lld  %13.6e  %14.2f  %14.2f  %9.4f  %s\n", static_cast<long long>(row.index),
+                  row.inv_freq, row.wavelength, row.original_wavelength, row.ratio, row.regime.c_str());
+    out << line;
+  }
+}
+
+}  // namespace
+
 int cmd_info(const std::vector<std::string>& tokens, std::ostream& out) {
   std::set<std::string> values = spec_value_flags();
-  values.insert({"seq-len", "plot"});
+  values.insert({"seq-len", "plot", "layer"});
   const Args args(tokens, "info", values, {"json"});
   const Resolved r = resolve(args);
-  const int64_t context = scaled_context(r);
-  const int64_t original = original_context(r);
-  const int64_t seq_len = args.integer("seq-len").value_or(context);
-  const auto rows = pair_rows(r.spec, seq_len);
-  const double attention = attention_factor(r.spec);
+  const auto seq_len = args.integer("seq-len");
   const std::string label = r.source == "flags" ? "flags" : r.source + " " + r.name;
+  const bool json = args.flag("json");
 
-  if (auto plot = args.text("plot"))
-    write_replacing(*plot, plot_svg({label, r.spec.describe(), rows, original, std::max(context, seq_len)}));
+  // --layer N: that layer alone, in the one-spec schema.
+  if (const auto index = args.integer("layer")) {
+    if (!r.model)
+      throw UsageError("--layer: expected a config.json or a per-layer preset (one whose config has layers), got " + label);
+    if (*index < 0 || *index >= r.model->num_layers())
+      throw UsageError("--layer: expected a layer in [0, " + std::to_string(r.model->num_layers()) + "), got " +
+                       std::to_string(*index));
+    const LayerRope& layer = r.model->layer(*index);
+    if (!layer.spec) {
+      if (json) {
+        nlohmann::json j{{"source", r.source}, {"name", r.name}, {"layer", *index},
+                         {"layer_type", layer.layer_type}, {"rope", false}};
+        out << j.dump(2) << "\n";
+      } else {
+        out << "source:           " << label << "\n";
+        out << "layer:            " << *index << " (" << joined({layer.layer_type}) << "): no RoPE (NoPE)\n";
+      }
+      return 0;
+    }
+    const SpecView v = view_of(r, *layer.spec, seq_len);
+    if (auto plot = args.text("plot"))
+      write_replacing(*plot, plot_svg({{label + " layer " + std::to_string(*index), v.r.spec.describe(), v.rows,
+                                        v.original, std::max(v.context, v.seq_len)}}));
+    if (json) {
+      nlohmann::json j = top_level_json(v);
+      j["layer"] = *index;
+      j["layer_type"] = layer.layer_type;
+      j["rope"] = true;
+      out << j.dump(2) << "\n";
+      return 0;
+    }
+    out << "source:           " << label << "\n";
+    out << "layer:            " << *index << " (" << joined({layer.layer_type}) << ")\n";
+    print_block(out, v);
+    return 0;
+  }
 
-  if (args.flag("json")) {
-    nlohmann::json j;
-    j["source"] = r.source;
-    j["name"] = r.name.empty() ? nlohmann::json(nullptr) : nlohmann::json(r.name);
-    j["spec"] = {{"description", r.spec.describe()}, {"head_dim", r.spec.head_dim()},
-                 {"rotary_dim", r.spec.rotary_dim()}, {"base", r.spec.base()},
-                 {"style", r.spec.style_name()},      {"scaling", r.spec.scaling_name()}};
-    j["max_position_embeddings"] =
-        r.max_position_embeddings ? nlohmann::json(*r.max_position_embeddings) : nlohmann::json(nullptr);
-    j["original_context"] = original;
-    j["context"] = context;
-    j["seq_len"] = seq_len;
-    j["attention_factor"] = attention;
-    j["num_attention_heads"] = r.num_attention_heads ? nlohmann::json(r.num_attention_heads) : nlohmann::json(nullptr);
-    j["num_key_value_heads"] = r.num_key_value_heads ? nlohmann::json(r.num_key_value_heads) : nlohmann::json(nullptr);
-    j["notes"] = r.notes;
-    auto& pairs = j["pairs"] = nlohmann::json::array();
-    for (const auto& row : rows) {
-      pairs.push_back({{"index", row.index},
-                       {"inv_freq", row.inv_freq},
-                       {"original_inv_freq", row.original_inv_freq},
-                       {"wavelength", finite_or_null(row.wavelength)},
-                       {"original_wavelength", finite_or_null(row.original_wavelength)},
-                       {"ratio", finite_or_null(row.ratio)},
-                       {"regime", row.regime}});
+  const SpecView top = view_of(r, r.spec, seq_len);
+  // One view per distinct RoPE of the model (a single group for a model whose layers all agree).
+  std::vector<LayerGroup> groups;
+  if (r.model) groups = r.model->groups();
+  std::vector<SpecView> views;
+  for (const auto& g : groups)
+    if (g.spec) views.push_back(view_of(r, *g.spec, seq_len));
+  const bool per_layer = groups.size() > 1;
+
+  if (auto plot = args.text("plot")) {
+    std::vector<PlotInput> pages;
+    if (per_layer) {
+      size_t k = 0;
+      for (const auto& g : groups) {
+        if (!g.spec) continue;
+        const SpecView& v = views[k++];
+        pages.push_back({label + ", layers " + layer_ranges(g.layers) + " (" + joined(g.layer_types) + ")",
+                         v.r.spec.describe(), v.rows, v.original, std::max(v.context, v.seq_len)});
+      }
+    } else {
+      pages.push_back({label, top.r.spec.describe(), top.rows, top.original, std::max(top.context, top.seq_len)});
+    }
+    write_replacing(*plot, plot_svg(pages));
+  }
+
+  if (json) {
+    nlohmann::json j = top_level_json(top);
+    if (r.model) {
+      auto& layers = j["layers"] = nlohmann::json::array();
+      for (int64_t i = 0; i < r.model->num_layers(); ++i) {
+        const LayerRope& layer = r.model->layer(i);
+        nlohmann::json l{{"index", i}, {"layer_type", layer.layer_type}, {"rope", layer.spec.has_value()}};
+        if (layer.spec) {
+          size_t k = 0;
+          for (const auto& g : groups) {
+            if (!g.spec) continue;
+            if (*g.spec == *layer.spec) break;
+            ++k;
+          }
+          l["spec"] = spec_json(*layer.spec);
+          l["attention_factor"] = views[k].attention;
+          l["pairs"] = pairs_json(views[k].rows);
+        }
+        layers.push_back(std::move(l));
+      }
     }
     out << j.dump(2) << "\n";
     return 0;
   }
 
   out << "source:           " << label << "\n";
-  out << "spec:             " << r.spec.describe() << "\n";
-  out << "attention factor: " << attention << "  (multiplies cos and sin)\n";
-  out << "context:          original " << original << ", scaled " << context << "; frequencies for seq_len " << seq_len
-      << "\n";
   if (r.num_attention_heads) out << "heads:            q " << r.num_attention_heads << ", k " << r.num_key_value_heads << "\n";
   for (const auto& note : r.notes) out << "note:             " << note << "\n";
-  out << "\n";
-  char line[200];
-  std::snprintf(line, sizeof line, "%5s  %13s  %14s  %14s  %9s  %s\n", "pair", "inv_freq", "wavelength", "orig_wavelen",
-                "ratio", "regime");
-  out << line;
-  for (const auto& row : rows) {
-    std::snprintf(line, sizeof line, "%5lld  %13.6e  %14.2f  %14.2f  %9.4f  %s\n", static_cast<long long>(row.index),
-                  row.inv_freq, row.wavelength, row.original_wavelength, row.ratio, row.regime.c_str());
-    out << line;
+  if (!per_layer) {
+    print_block(out, top);
+  } else {
+    size_t with_rope = 0;
+    for (const auto& g : groups) with_rope += g.spec ? 1 : 0;
+    out << "layers:           " << r.model->num_layers() << ", " << with_rope << " distinct RoPE"
+        << (with_rope == 1 ? "" : "s") << (with_rope < groups.size() ? " and NoPE layers" : "") << "\n";
+    size_t k = 0;
+    for (const auto& g : groups) {
+      out << "\n== layers " << layer_ranges(g.layers) << " (" << joined(g.layer_types) << ")";
+      if (!g.spec) {
+        out << ": no RoPE (NoPE)\n";
+        continue;
+      }
+      out << "\n";
+      print_block(out, views[k++]);
+    }
   }
   out << "\nwavelength = 2*pi / inv_freq in tokens; ratio = wavelength / original wavelength;\n"
-         "extrapolated = frequency unchanged, interpolated = divided by the full factor, blended = in between.\n";
+         "extrapolated = frequency unchanged, interpolated = divided by the full factor, blended = in between,\n"
+         "removed = frequency 0 (the pair passes through).\n";
   return 0;
 }
 

@@ -224,17 +224,8 @@ void decay_panel(std::ostringstream& o, const PlotInput& in, const Box& b) {
   o << "</g>\n";
 }
 
-}  // namespace
-
-std::string plot_svg(const PlotInput& in) {
-  if (in.original_context < 1 || in.context < 1 || in.original_context > kMaxContext || in.context > kMaxContext)
-    throw UsageError("--plot: expected contexts in [1, " + std::to_string(kMaxContext) + "], got original " +
-                     std::to_string(in.original_context) + " and scaled " + std::to_string(in.context));
-  std::ostringstream o;
-  o << "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n";
-  o << "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" << kWidth << "\" height=\"" << kHeight
-    << "\" viewBox=\"0 0 " << kWidth << " " << kHeight << "\" font-family=\"DejaVu Sans, Helvetica, Arial, sans-serif\">\n";
-  o << "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n";
+// One page: title, the spec on one or two lines, the two panels.
+void page(std::ostringstream& o, const PlotInput& in) {
   text(o, kWidth / 2, 22, in.title, "middle", 15, " font-weight=\"bold\"");
   // The spec description on at most two lines, split at a ", " near the middle when long.
   std::vector<std::string> lines{in.subtitle};
@@ -247,6 +238,28 @@ std::string plot_svg(const PlotInput& in) {
   for (size_t i = 0; i < lines.size(); ++i) text(o, kWidth / 2, 40 + 15.0 * static_cast<double>(i), lines[i], "middle", 11);
   wavelength_panel(o, in, {kLeft, 100, kWidth - kRight, 410});
   decay_panel(o, in, {kLeft, 490, kWidth - kRight, 770});
+}
+
+}  // namespace
+
+std::string plot_svg(const std::vector<PlotInput>& pages) {
+  if (pages.empty()) throw UsageError("--plot: nothing to draw (no layer has RoPE)");
+  for (const auto& in : pages) {
+    if (in.original_context < 1 || in.context < 1 || in.original_context > kMaxContext || in.context > kMaxContext)
+      throw UsageError("--plot: expected contexts in [1, " + std::to_string(kMaxContext) + "], got original " +
+                       std::to_string(in.original_context) + " and scaled " + std::to_string(in.context));
+  }
+  const double height = kHeight * static_cast<double>(pages.size());
+  std::ostringstream o;
+  o << "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n";
+  o << "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" << kWidth << "\" height=\"" << height
+    << "\" viewBox=\"0 0 " << kWidth << " " << height << "\" font-family=\"DejaVu Sans, Helvetica, Arial, sans-serif\">\n";
+  o << "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n";
+  for (size_t i = 0; i < pages.size(); ++i) {
+    o << "<g transform=\"translate(0," << kHeight * static_cast<double>(i) << ")\">\n";
+    page(o, pages[i]);
+    o << "</g>\n";
+  }
   o << "</svg>\n";
   return o.str();
 }

@@ -3,6 +3,13 @@
 // those configs and tests/cpp/cli checks that reading it gives exactly the preset's spec.
 #include "presets.hpp"
 
+#include "ropekit/error.hpp"
+#include "ropekit/hf_config.hpp"
+
+#include <algorithm>
+#include <iterator>
+#include <utility>
+
 namespace ropekit::cli {
 namespace {
 
@@ -78,6 +85,38 @@ std::vector<Preset> build() {
                  {.head_dim = 128, .rotary_dim = 128, .base = 1000000.0}, 16384, 32, 32});
   out.push_back({"gemma-7b", "google/gemma-7b", "google/gemma-7b config.json (head_dim 256)",
                  {.head_dim = 256, .rotary_dim = 256, .base = 10000.0}, 8192, 16, 16});
+
+  struct Embedded {
+    std::string_view name, json;
+  };
+  static constexpr Embedded embedded[] = {
+#include "config_presets.inc"
+  };
+  const std::pair<std::string_view, std::string_view> models[] = {
+      {"gemma3-27b", "google/gemma-3-27b-it"},
+      {"gemma4-31b", "google/gemma-4-31B-it"},
+      {"llama4-scout-17b-16e", "meta-llama/Llama-4-Scout-17B-16E"},
+      {"qwen3-8b", "Qwen/Qwen3-8B"},
+      {"qwen3-30b-a3b", "Qwen/Qwen3-30B-A3B"},
+      {"gpt-oss-20b", "openai/gpt-oss-20b"},
+      {"deepseek-v3", "deepseek-ai/DeepSeek-V3"},
+      {"phi4-mini", "microsoft/Phi-4-mini-instruct"},
+      {"ministral3-8b", "mistralai/Ministral-3-8B-Instruct-2512"},
+      {"smollm3-3b", "HuggingFaceTB/SmolLM3-3B"},
+      {"cohere2-command-r7b", "CohereLabs/c4ai-command-r7b-12-2024"},
+      {"qwen3-next-80b-a3b", "Qwen/Qwen3-Next-80B-A3B-Instruct"},
+      {"qwen2.5-vl-7b", "Qwen/Qwen2.5-VL-7B-Instruct"},
+      {"qwen3-vl-8b", "Qwen/Qwen3-VL-8B-Instruct"},
+  };
+  static_assert(std::size(embedded) == std::size(models), "src/cli/CMakeLists.txt and this table list the same presets");
+  for (const auto& [name, model] : models) {
+    const auto it = std::find_if(std::begin(embedded), std::end(embedded), [&](const Embedded& e) { return e.name == name; });
+    if (it == std::end(embedded)) throw Error("preset " + std::string(name) + ": not built in (src/cli/CMakeLists.txt)");
+    const HfConfigInfo info = hf_config_info_json(it->json);
+    out.push_back({std::string(name), std::string(model), "tests/data/configs/" + std::string(name) + ".json (built in)",
+                   info.spec.params(), info.max_position_embeddings.value_or(0), info.num_attention_heads.value_or(0),
+                   info.num_key_value_heads.value_or(0), it->json});
+  }
   return out;
 }
 

@@ -1,6 +1,7 @@
 #pragma once
 // RoPE-relevant numbers of published model configs, built into the binary. Each preset also exists
-// as a realistic config.json under tests/data/configs/<name>.json (tests check they agree).
+// as a realistic config.json under tests/data/configs/<name>.json (tests check they agree); the
+// presets of models whose RoPE differs per layer are that file itself (Preset::config_json).
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -18,6 +19,9 @@ struct Preset {
   int64_t max_position_embeddings = 0;
   int64_t num_attention_heads = 0;  // q heads
   int64_t num_key_value_heads = 0;  // k heads
+  // Non-empty: the preset is this config.json (built in from tests/data/configs/<name>.json) and the
+  // fields above are what the config reader makes of it (its first layer with RoPE).
+  std::string_view config_json;
 
   RopeSpec spec() const { return RopeSpec(params); }
 };

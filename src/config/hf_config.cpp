@@ -2,7 +2,9 @@
 // bad config fails with "<path>: expected <what>, got <json value>".
 #include "ropekit/hf_config.hpp"
 
+#include <algorithm>
 #include <cmath>
+#include <deque>
 #include <fstream>
 #include <limits>
 #include <nlohmann/json.hpp>
@@ -165,10 +167,12 @@ json parse(std::string_view text) {
 }
 
 // Models whose attention rotates interleaved pairs (2i, 2i+1): GPT-J's and CodeGen's
-// rotate_every_two, DeepSeek-V2/V3's complex multiplication on the rope slice.
+// rotate_every_two, DeepSeek-V2/V3's complex multiplication on the rope slice, Llama 4's
+// view_as_complex over (..., -1, 2), Cohere's rotate_half over x[..., ::2] / x[..., 1::2].
 bool interleaved_by_default(const std::string& model_type) {
   return model_type == "gptj" || model_type == "codegen" || model_type == "deepseek_v2" ||
-         model_type == "deepseek_v3";
+         model_type == "deepseek_v3" || model_type == "llama4" || model_type == "llama4_text" ||
+         model_type == "cohere" || model_type == "cohere2";
 }
 
 struct Dims {
@@ -204,6 +208,8 @@ Dims read_dims(const Node& root, const Node* block, const std::string& model_typ
   if (head_dim % 2 != 0) bad(root.path(head_key), "an even head dimension", cat("head_dim ", head_dim));
 
   Dims dims{head_dim, head_dim, head_key};
+  // Proportional RoPE spans the whole head; its partial_rotary_factor picks rotated pairs instead.
+  if (block && block->string(block->has("rope_type") ? "rope_type" : "type") == "proportional") return dims;
   // partial_rotary_factor lives at the root (HF <= 4.x) or inside rope_parameters (HF 5).
   const Node* factor_node = block && block->has("partial_rotary_factor") ? block : &root;
   const std::string fraction_key = factor_node->has("partial_rotary_factor") ? "partial_rotary_factor"
@@ -240,12 +246,13 @@ Scaling read_scaling(const Node& block, const Node& root, int64_t rotary_dim,
       if (key != "rope_theta" && key != "partial_rotary_factor") only_plain = false;
     }
     if (only_plain) return scaling::None{};
-    block.missing("rope_type", "one of default, linear, dynamic, yarn, longrope, llama3");
+    block.missing("rope_type", "one of default, linear, dynamic, yarn, longrope, llama3, proportional");
   }
   const std::string& t = *type;
   const auto original_from_block = block.positive_int("original_max_position_embeddings");
 
-  if (t == "default") return scaling::None{};
+  // "mrope" (Qwen2-VL, Qwen2.5-VL): default frequencies; HF renames it so (its sections split positions, not frequencies).
+  if (t == "default" || t == "mrope") return scaling::None{};
   if (t == "linear") return scaling::Linear{block.required_above("factor", 1.0, false)};
   if (t == "dynamic") {
     scaling::DynamicNtk s;
@@ -315,6 +322,18 @@ Scaling read_scaling(const Node& block, const Node& root, int64_t rotary_dim,
     s.attention_factor = block.number_above("attention_factor", 0.0);
     return s;
   }
+  if (t == "proportional") {
+    // HF _compute_proportional_rope_parameters: partial_rotary_factor (entry, else root, else 1) picks
+    // the rotated pairs; the rotation spans the whole head (read_info keeps rotary_dim = head_dim).
+    const Node& holder = block.has("partial_rotary_factor") ? block : root;
+    scaling::Proportional s;
+    if (holder.has("partial_rotary_factor")) {
+      s.fraction = *holder.number_above("partial_rotary_factor", 0.0);
+      if (s.fraction > 1.0) bad(holder.path("partial_rotary_factor"), "a number in (0, 1]", *holder.find("partial_rotary_factor"));
+    }
+    if (auto factor = block.number_above("factor", 0.0)) s.factor = *factor;
+    return s;
+  }
   if (t == "llama3") {
     scaling::Llama3 s;
     s.factor = block.required_above("factor", 0.0);
@@ -328,15 +347,7 @@ Scaling read_scaling(const Node& block, const Node& root, int64_t rotary_dim,
     s.original_max = *original_from_block;
     return s;
   }
-  bad(block.path(type_key), "one of default, linear, dynamic, yarn, longrope, llama3", json(t));
-}
-
-// Equal specs, LongRoPE's factor lists included (describe() gives only their count).
-bool same_spec(const RopeSpec& a, const RopeSpec& b) {
-  if (a.describe() != b.describe()) return false;
-  const auto* la = std::get_if<scaling::LongRope>(&a.scaling());
-  const auto* lb = std::get_if<scaling::LongRope>(&b.scaling());
-  return !la || !lb || (la->short_factor == lb->short_factor && la->long_factor == lb->long_factor);
+  bad(block.path(type_key), "one of default, linear, dynamic, yarn, longrope, llama3, proportional", json(t));
 }
 
 HfConfigInfo read_info(const Node& root, const Node* block) {
@@ -369,6 +380,7 @@ HfConfigInfo read_info(const Node& root, const Node* block) {
   params.style = interleaved_by_default(model_type) ? Style::interleaved : Style::half;
   if (auto interleave = root.boolean("rope_interleave")) params.style = *interleave ? Style::interleaved : Style::half;
   if (block) params.scaling = read_scaling(*block, root, dims.rotary_dim, max_position_embeddings);
+  if (std::holds_alternative<scaling::Proportional>(params.scaling)) params.rotary_dim = dims.head_dim;
 
   try {
     return HfConfigInfo{RopeSpec(std::move(params)), max_position_embeddings, model_type, num_attention_heads,
@@ -379,39 +391,255 @@ HfConfigInfo read_info(const Node& root, const Node* block) {
   }
 }
 
+
+bool one_of(const std::string& model_type, std::initializer_list<const char*> names) {
+  return std::any_of(names.begin(), names.end(), [&](const char* n) { return model_type == n; });
+}
+
+// The label HF gives layer i when the config has no `layer_types`: one `last` every `period` layers.
+std::vector<std::string> periodic_labels(int64_t layers, int64_t period, const char* every, const char* last) {
+  std::vector<std::string> out;
+  for (int64_t i = 0; i < layers; ++i) out.emplace_back((i + 1) % period ? every : last);
+  return out;
+}
+
+int64_t period_at(const Node& root, const std::string& key, int64_t fallback) {
+  return root.positive_int(key).value_or(fallback);
+}
+
+// Llama 4 / SmolLM3 `no_rope_layers`: entry i is 1 when layer i uses RoPE. HF derives a NoPE layer
+// every `no_rope_layer_interval` (default 4) when the list is absent (Llama 4: or empty).
+std::optional<std::vector<bool>> read_uses_rope(const Node& root, const std::string& model_type, int64_t layers) {
+  const bool family = one_of(model_type, {"llama4", "llama4_text", "smollm3"});
+  const json* v = root.find("no_rope_layers");
+  const bool empty_means_default = one_of(model_type, {"llama4", "llama4_text"});
+  if (!v || (empty_means_default && v->is_array() && v->empty())) {
+    if (!family) return std::nullopt;
+    const int64_t interval = period_at(root, "no_rope_layer_interval", 4);
+    std::vector<bool> out;
+    for (int64_t i = 0; i < layers; ++i) out.push_back((i + 1) % interval != 0);
+    return out;
+  }
+  const std::string expected = cat("a list of ", layers, " entries 0 or 1 (num_hidden_layers; 1 = the layer uses RoPE)");
+  if (!v->is_array()) bad(root.path("no_rope_layers"), expected, *v);
+  if (v->size() != static_cast<size_t>(layers)) bad(root.path("no_rope_layers"), expected, cat(v->size(), " entries"));
+  std::vector<bool> out;
+  for (size_t i = 0; i < v->size(); ++i) {
+    const json& e = (*v)[i];
+    if (!e.is_number_integer() || (e.get<int64_t>() != 0 && e.get<int64_t>() != 1))
+      bad(cat(root.path("no_rope_layers"), "[", i, "]"), "0 or 1", e);
+    out.push_back(e.get<int64_t>() == 1);
+  }
+  return out;
+}
+
+// Each layer's label: `layer_types`, else the pattern HF's config class derives for the family
+// (transformers 5.23), else none.
+std::vector<std::string> read_layer_types(const Node& root, const std::string& model_type, int64_t layers,
+                                          const std::optional<std::vector<bool>>& uses_rope) {
+  if (const json* v = root.find("layer_types")) {
+    const std::string expected = cat("a list of ", layers, " strings (num_hidden_layers)");
+    if (!v->is_array()) bad(root.path("layer_types"), expected, *v);
+    if (v->size() != static_cast<size_t>(layers)) bad(root.path("layer_types"), expected, cat(v->size(), " entries"));
+    std::vector<std::string> out;
+    for (size_t i = 0; i < v->size(); ++i) {
+      if (!(*v)[i].is_string()) bad(cat(root.path("layer_types"), "[", i, "]"), "a string", (*v)[i]);
+      out.push_back((*v)[i].get<std::string>());
+    }
+    return out;
+  }
+  if (one_of(model_type, {"gemma2"})) return periodic_labels(layers, 2, "sliding_attention", "full_attention");
+  if (one_of(model_type, {"gemma3", "gemma3_text", "gemma4", "gemma4_text"}))
+    return periodic_labels(layers, period_at(root, "sliding_window_pattern", 6), "sliding_attention", "full_attention");
+  if (one_of(model_type, {"cohere2"}))
+    return periodic_labels(layers, period_at(root, "sliding_window_pattern", 4), "sliding_attention", "full_attention");
+  if (one_of(model_type, {"gpt_oss"})) return periodic_labels(layers, 2, "sliding_attention", "full_attention");
+  if (one_of(model_type, {"qwen3_next", "qwen3_5", "qwen3_5_text", "qwen3_5_moe", "qwen3_5_moe_text"}))
+    return periodic_labels(layers, period_at(root, "full_attention_interval", 4), "linear_attention", "full_attention");
+  if (uses_rope && one_of(model_type, {"llama4", "llama4_text"})) {
+    std::vector<std::string> out;
+    for (bool rope : *uses_rope) out.emplace_back(rope ? "chunked_attention" : "full_attention");
+    return out;
+  }
+  if (uses_rope && one_of(model_type, {"smollm3"})) {
+    const bool sliding = root.boolean("use_sliding_window").value_or(false) && root.has("sliding_window");
+    std::vector<std::string> out;
+    for (bool rope : *uses_rope) out.emplace_back(sliding && !rope ? "sliding_attention" : "full_attention");
+    return out;
+  }
+  return std::vector<std::string>(static_cast<size_t>(layers));
+}
+
+// Layers of these types have no RoPE in HF's modeling code whatever the config's rope block says.
+bool type_without_rope(const std::string& model_type, const std::string& layer_type) {
+  // Cohere2Attention rotates only when it has a sliding window.
+  if (one_of(model_type, {"cohere2"})) return layer_type != "sliding_attention";
+  // Qwen3-Next / Qwen3.5 linear-attention layers (Gated DeltaNet) have no positional rotation.
+  if (one_of(model_type, {"qwen3_next", "qwen3_5", "qwen3_5_text", "qwen3_5_moe", "qwen3_5_moe_text"}))
+    return layer_type == "linear_attention";
+  return false;
+}
+
+// The config object a model's RoPE lives in: `text_config` for multimodal models (Gemma 3/4,
+// Llama 4, Qwen3-VL), else the root.
+const json& text_root(const json& doc, std::string& path) {
+  const auto it = doc.find("text_config");
+  if (it == doc.end() || it->is_null()) return doc;
+  if (!it->is_object()) bad("text_config", "an object", *it);
+  path = "text_config";
+  return *it;
+}
+
+// `rope_parameters` keyed by layer type (HF nested_rope_parameter_keys: some key is a layer label).
+bool keyed_by_layer_type(const std::optional<Node>& params, const std::vector<std::string>& labels) {
+  if (!params) return false;
+  for (const auto& item : params->value().items())
+    if (std::find(labels.begin(), labels.end(), item.key()) != labels.end()) return true;
+  return false;
+}
+
 }  // namespace
 
 HfConfigInfo hf_config_info_json(std::string_view text) {
   const json doc = parse(text);
   if (!doc.is_object()) bad("config", "a JSON object", doc.dump().substr(0, 40));
-  const Node root(doc, "");
+  std::string root_path;
+  const json& root_value = text_root(doc, root_path);
+  const Node root(root_value, root_path);
+  const Node outer(doc, "");
+  std::string model_type = root.string("model_type").value_or(outer.string("model_type").value_or(""));
 
   auto block_at = [&](const char* key) {
     std::optional<Node> block;
     if (const json* v = root.find(key)) {
-      if (!v->is_object()) bad(key, "an object", *v);
-      block.emplace(*v, key);
+      if (!v->is_object()) bad(root.path(key), "an object", *v);
+      block.emplace(*v, root.path(key));
     }
     return block;
   };
   const std::optional<Node> scaling_block = block_at("rope_scaling"), parameters_block = block_at("rope_parameters");
-  // transformers: `rope_parameters = rope_scaling or rope_parameters` (an empty rope_scaling loses).
-  const bool scaling_wins = scaling_block && (!scaling_block->value().empty() || !parameters_block);
-  const Node* block = scaling_wins ? &*scaling_block : parameters_block ? &*parameters_block : nullptr;
-  HfConfigInfo info = read_info(root, block);
-  if (scaling_wins && parameters_block) {
-    std::string other;
-    try {
-      const HfConfigInfo alternative = read_info(root, &*parameters_block);
-      if (!same_spec(alternative.spec, info.spec)) other = "would give " + alternative.spec.describe();
-    } catch (const Error& e) {
-      other = "is not valid: " + std::string(e.what()).substr(std::string("ropekit: ").size());
+
+  const auto declared_layers = root.positive_int("num_hidden_layers");
+  const json* types_value = root.find("layer_types");
+  const int64_t layers = declared_layers ? *declared_layers
+                         : types_value && types_value->is_array() && !types_value->empty()
+                             ? static_cast<int64_t>(types_value->size())
+                             : 1;
+  const auto uses_rope = read_uses_rope(root, model_type, layers);
+  std::vector<std::string> labels = read_layer_types(root, model_type, layers, uses_rope);
+  if (one_of(model_type, {"gemma4", "gemma4_text"}) && !labels.empty()) labels.back() = "full_attention";  // HF forces it
+
+  // Per layer type: the block its spec is read from, built where HF's config class fills defaults.
+  std::vector<std::string> distinct;
+  for (const auto& l : labels)
+    if (std::find(distinct.begin(), distinct.end(), l) == distinct.end()) distinct.push_back(l);
+  std::deque<json> synthetic;  // blocks HF builds from legacy keys or class defaults (stable addresses)
+  struct TypeBlock {
+    std::optional<Node> block;  // nullopt + no_rope: the type has no RoPE
+    bool no_rope = false;
+  };
+  std::vector<std::pair<std::string, TypeBlock>> per_type;
+  const bool gemma3 = one_of(model_type, {"gemma3", "gemma3_text"});
+  const bool gemma4 = one_of(model_type, {"gemma4", "gemma4_text"});
+  const bool nested = keyed_by_layer_type(parameters_block, distinct);
+  std::optional<HfConfigInfo> info;  // the counts and notes, from the first layer type read
+  if (nested || gemma3 || gemma4) {
+    for (const auto& type : distinct) {
+      TypeBlock t;
+      const json* entry = nested ? parameters_block->find(type) : nullptr;
+      // A null entry: no RoPE for that type (HF's standardize_rope_params skips it); Gemma3Config
+      // instead fills the default entry.
+      const bool present = nested && parameters_block->value().contains(type);
+      if (present && !entry && !gemma3) {
+        t.no_rope = true;
+      } else if (entry) {
+        if (!entry->is_object()) bad(parameters_block->path(type), "an object (or null: no RoPE)", *entry);
+        if (gemma3 && type == "full_attention" && scaling_block && !scaling_block->value().empty()) {
+          json merged = *entry;  // Gemma3Config: rope_scaling updates the full-attention entry
+          merged.update(scaling_block->value());
+          synthetic.push_back(std::move(merged));
+          t.block.emplace(synthetic.back(), parameters_block->path(type));
+        } else {
+          t.block.emplace(*entry, parameters_block->path(type));
+        }
+      } else if (gemma3 && (type == "full_attention" || type == "sliding_attention")) {
+        // Legacy Gemma 3: rope_theta (default 1e6) and rope_scaling for full layers, rope_local_base_freq
+        // (default 1e4) for sliding ones.
+        const bool full = type == "full_attention";
+        json block = full && scaling_block && !scaling_block->value().empty() ? scaling_block->value()
+                                                                               : json{{"rope_type", "default"}};
+        if (!block.contains("rope_theta"))
+          block["rope_theta"] = full ? root.number_above("rope_theta", 1.0).value_or(1e6)
+                                     : root.number_above("rope_local_base_freq", 1.0).value_or(1e4);
+        synthetic.push_back(std::move(block));
+        t.block.emplace(synthetic.back(), full && scaling_block ? scaling_block->path() : root.path("rope_parameters"));
+      } else if (gemma4 && !parameters_block && (type == "full_attention" || type == "sliding_attention")) {
+        synthetic.push_back(type == "full_attention"
+                                ? json{{"rope_type", "proportional"}, {"partial_rotary_factor", 0.25}, {"rope_theta", 1e6}}
+                                : json{{"rope_type", "default"}, {"rope_theta", 1e4}});
+        t.block.emplace(synthetic.back(), root.path("rope_parameters"));
+      } else {
+        bad(root.path(cat("rope_parameters.", type.empty() ? "\"\"" : type)),
+            "an entry for every layer type (an object, or null: no RoPE)", std::string("nothing (the key is missing)"));
+      }
+      per_type.emplace_back(type, std::move(t));
     }
-    if (!other.empty())
-      info.notes.push_back("rope_scaling and rope_parameters disagree: read rope_scaling, as transformers does "
-                           "(rope_parameters " + other + ")");
   }
-  return info;
+
+  std::vector<LayerRope> model_layers;
+  model_layers.reserve(static_cast<size_t>(layers));
+  if (!per_type.empty()) {
+    // Gemma 4's full-attention layers have their own head size (global_head_dim, default 512).
+    std::optional<json> wide_root;
+    if (gemma4) {
+      wide_root = root_value;
+      (*wide_root)["head_dim"] = root.positive_int("global_head_dim").value_or(512);
+    }
+    std::vector<std::pair<std::string, std::optional<RopeSpec>>> specs;
+    for (const auto& [type, t] : per_type) {
+      if (t.no_rope) {
+        specs.emplace_back(type, std::nullopt);
+        continue;
+      }
+      const Node type_root = gemma4 && type == "full_attention" ? Node(*wide_root, root_path) : root;
+      HfConfigInfo typed = read_info(type_root, &*t.block);
+      if (!info) info = typed;
+      specs.emplace_back(type, typed.spec);
+    }
+    for (size_t i = 0; i < labels.size(); ++i) {
+      const auto it = std::find_if(specs.begin(), specs.end(), [&](const auto& s) { return s.first == labels[i]; });
+      model_layers.push_back(LayerRope{labels[i], it->second});
+    }
+  } else {
+    // transformers: `rope_parameters = rope_scaling or rope_parameters` (an empty rope_scaling loses).
+    const bool scaling_wins = scaling_block && (!scaling_block->value().empty() || !parameters_block);
+    const Node* block = scaling_wins ? &*scaling_block : parameters_block ? &*parameters_block : nullptr;
+    info = read_info(root, block);
+    if (scaling_wins && parameters_block) {
+      std::string other;
+      try {
+        const HfConfigInfo alternative = read_info(root, &*parameters_block);
+        if (!(alternative.spec == info->spec)) other = "would give " + alternative.spec.describe();
+      } catch (const Error& e) {
+        other = "is not valid: " + std::string(e.what()).substr(std::string("ropekit: ").size());
+      }
+      if (!other.empty())
+        info->notes.push_back("rope_scaling and rope_parameters disagree: read rope_scaling, as transformers does "
+                             "(rope_parameters " + other + ")");
+    }
+    for (const auto& label : labels) model_layers.push_back(LayerRope{label, info->spec});
+  }
+  for (size_t i = 0; i < model_layers.size(); ++i) {
+    if ((uses_rope && !(*uses_rope)[i]) || type_without_rope(model_type, model_layers[i].layer_type))
+      model_layers[i].spec.reset();
+  }
+  ModelRope model(std::move(model_layers));
+  const auto first = model.first_rope_layer();
+  if (!first) throw Error("config: expected at least one layer with RoPE, got none (every layer is NoPE)");
+  info->spec = *model.layer(*first).spec;
+  info->model_type = model_type;
+  info->model = std::move(model);
+  return std::move(*info);
 }
 
 RopeSpec spec_from_hf_config_json(std::string_view json_text) { return hf_config_info_json(json_text).spec; }

@@ -1,5 +1,6 @@
 #pragma once
 // One function per scaling family; frequencies.cpp dispatches on the spec's variant.
+#include <cmath>
 #include <cstdint>
 #include <vector>
 
@@ -14,6 +15,11 @@ std::vector<double> llama3_inv_freq(const scaling::Llama3& s, int64_t dim, doubl
 
 std::vector<double> longrope_inv_freq(const scaling::LongRope& s, int64_t dim, double base, int64_t seq_len);
 double longrope_attention_factor(const scaling::LongRope& s);
+
+// HF: int(partial_rotary_factor * head_dim // 2), a float floor.
+inline size_t proportional_rotated_pairs(const scaling::Proportional& s, int64_t dim) {
+  return static_cast<size_t>(std::floor(s.fraction * static_cast<double>(dim) / 2.0));
+}
 
 std::vector<double> truncated_inv_freq(const scaling::Truncated& s, int64_t dim, double base);
 

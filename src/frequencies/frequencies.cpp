@@ -64,6 +64,12 @@ std::vector<double> inv_freq(const RopeSpec& spec, int64_t seq_len) {
     std::vector<double> operator()(const scaling::Truncated& s) const {
       return detail::truncated_inv_freq(s, dim, base);
     }
+    std::vector<double> operator()(const scaling::Proportional& s) const {
+      auto out = default_inv_freq(dim, base);
+      const size_t rotated = detail::proportional_rotated_pairs(s, dim);
+      for (size_t i = 0; i < out.size(); ++i) out[i] = i < rotated ? out[i] / s.factor : 0.0;
+      return out;
+    }
   };
   return std::visit(Visitor{dim, base, seq_len}, spec.scaling());
 }
@@ -73,7 +79,7 @@ double attention_factor(const RopeSpec& spec) {
   return std::visit(detail::Overloaded{
                         [](const Yarn& s) { return detail::yarn_attention_factor(s); },
                         [](const LongRope& s) { return detail::longrope_attention_factor(s); },
-                        [](const detail::one_of<None, Linear, NtkAware, DynamicNtk, Llama3, Truncated> auto&) {
+                        [](const detail::one_of<None, Linear, NtkAware, DynamicNtk, Llama3, Truncated, Proportional> auto&) {
                           return 1.0;
                         },
                     },

@@ -172,10 +172,13 @@ def test_gemma3_sliding_layers(tmp_path, swa_base):
     swa = info.swa_spec
     assert swa is not None and swa.scaling_name == "none"  # llama.cpp: gemma3's sliding layers never scale
     assert_rel(ropekit.inv_freq(swa), plain_inv_freq(128, swa_base or 10000.0), 1e-15)
-    # The equivalent HF configs of each layer type.
-    base_config = {"hidden_size": 5376, "num_attention_heads": 32, "head_dim": 128, "model_type": "gemma3_text"}
-    full = config_spec(dict(base_config, rope_theta=1e6, rope_scaling={"rope_type": "linear", "factor": 8.0}))
-    sliding = config_spec(dict(base_config, rope_theta=swa_base or 10000.0))
+    # The equivalent HF config (legacy Gemma 3 keys): layer 5 is full attention, the others sliding.
+    config = {"hidden_size": 5376, "num_attention_heads": 32, "head_dim": 128, "model_type": "gemma3_text",
+              "num_hidden_layers": 6, "rope_theta": 1e6, "rope_scaling": {"rope_type": "linear", "factor": 8.0},
+              "rope_local_base_freq": swa_base or 10000.0}
+    model = _C.hf_config_info_json(json.dumps(config)).model
+    full, sliding = model.layer(5).spec, model.layer(0).spec
+    assert model.layer(5).layer_type == "full_attention" and model.layer(0).layer_type == "sliding_attention"
     assert_rel(ropekit.inv_freq(info.spec), ropekit.inv_freq(full), 1e-15)
     assert_rel(ropekit.inv_freq(swa), ropekit.inv_freq(sliding), 1e-15)
 

@@ -279,6 +279,13 @@ def test_spec_from_config_per_layer_type():
     full = rh.spec_from_config(config, "full_attention")
     assert sliding.base == 10000.0 and sliding.scaling_name == "none"
     assert full.base == 1000000.0 and full.scaling_name == "linear"
-    assert rh.spec_from_config(dict(config.to_dict(), rope_parameters={"sliding_attention": None,
-                                                                        "full_attention": None}),
-                               "full_attention") is None
+    # Gemma3Config fills a null entry with its default (theta 1e4 sliding, 1e6 full); other models
+    # leave a null entry's layers without RoPE.
+    nulls = {"sliding_attention": None, "full_attention": None}
+    assert rh.spec_from_config(dict(config.to_dict(), rope_parameters=nulls), "full_attention").base == 1e6
+    other = {"model_type": "llama", "head_dim": 64, "num_attention_heads": 4, "num_hidden_layers": 2,
+             "layer_types": ["sliding_attention", "full_attention"],
+             "rope_parameters": {"sliding_attention": {"rope_type": "default", "rope_theta": 1e4}, "full_attention": None}}
+    assert rh.spec_from_config(other, "full_attention") is None
+    assert rh.spec_from_config(other, "sliding_attention").base == 1e4
+    assert [layer.spec is None for layer in rh.model_rope(other).layers] == [False, True]

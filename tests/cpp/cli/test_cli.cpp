@@ -289,6 +289,7 @@ const std::vector<IntegerFlagCase>& integer_flag_cases() {
       {"original-max", 1, 2147483647, {"info", "--head-dim", "64", "--scaling", "yarn", "--factor", "2"}},
       {"max-positions", 1, 2147483647, {"info", "--head-dim", "64"}},
       {"seq-len", 1, 2147483647, {"info", "llama3-8b"}},
+      {"layer", 0, 1 << 20, {"info", "gemma3-27b"}},
       {"tokens", 1, 4096, {"verify", "gpt-neox-20b"}},
       {"seed", 0, INT64_MAX, {"verify", "gpt-neox-20b", "--tokens", "1"}},
       {"prefill", 1, 1 << 20, bench},
@@ -395,12 +396,12 @@ TEST(Cli, PlotReplacesTheFileOnlyWhenComplete) {
 TEST(Cli, PlotRejectsContextsItCannotDraw) {
   // A context below 1 has no logarithm: the wavelength grid once ran over ~2^32 decades.
   const auto rows = ropekit::cli::pair_rows(ropekit::RopeSpec({.head_dim = 8}), 16);
-  EXPECT_THROW(ropekit::cli::plot_svg({"t", "s", rows, 4096, 0}), ropekit::cli::UsageError);
-  EXPECT_THROW(ropekit::cli::plot_svg({"t", "s", rows, -5, 4096}), ropekit::cli::UsageError);
+  EXPECT_THROW(ropekit::cli::plot_svg({{"t", "s", rows, 4096, 0}}), ropekit::cli::UsageError);
+  EXPECT_THROW(ropekit::cli::plot_svg({{"t", "s", rows, -5, 4096}}), ropekit::cli::UsageError);
   // Wavelengths over ~300 decades (a linear factor of 1e290): a bounded number of grid lines.
   const auto wide = ropekit::cli::pair_rows(
       ropekit::RopeSpec({.head_dim = 8, .scaling = ropekit::scaling::Linear{1e290}}), 16);
-  const std::string svg = ropekit::cli::plot_svg({"t", "s", wide, 4096, 4096});
+  const std::string svg = ropekit::cli::plot_svg({{"t", "s", wide, 4096, 4096}});
   size_t grid = 0;
   for (size_t at = svg.find("stroke=\"#ddd\""); at != std::string::npos; at = svg.find("stroke=\"#ddd\"", at + 1)) ++grid;
   EXPECT_LE(grid, 17u + 11u) << "wavelength decades + decay ticks";

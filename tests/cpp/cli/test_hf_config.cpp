@@ -298,7 +298,7 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"linear_factor_below_one", config(R"("rope_scaling": {"type": "linear", "factor": 0.5})"),
                 "rope_scaling.factor: expected a number >= 1, got 0.5"},
         BadCase{"unknown_rope_type", config(R"("rope_scaling": {"rope_type": "foo", "factor": 2})"),
-                R"(rope_scaling.rope_type: expected one of default, linear, dynamic, yarn, longrope, llama3, got "foo")"},
+                R"(rope_scaling.rope_type: expected one of default, linear, dynamic, yarn, longrope, llama3, proportional, got "foo")"},
         BadCase{"unknown_legacy_type", config(R"("rope_scaling": {"type": "bar"})"), "rope_scaling.type: expected one of"},
         BadCase{"type_not_string", config(R"("rope_scaling": {"rope_type": 3})"), "rope_scaling.rope_type: expected a string, got 3"},
         BadCase{"missing_type", config(R"("rope_scaling": {"factor": 2.0})"), "rope_scaling.rope_type: expected one of"},

@@ -1,0 +1,47 @@
+#pragma once
+// Layer 3: which RoPE each layer of a model uses. Models since 2024 mix them: Gemma 3 rotates its
+// sliding-window layers with theta 1e4 and its full-attention layers with theta 1e6 (and a linear
+// factor), Gemma 4's full layers use proportional RoPE on a wider head, Llama 4 and SmolLM3 leave
+// every 4th layer without RoPE (NoPE), Cohere2 its full-attention layers, Qwen3-Next its linear-
+// attention layers. A ModelRope maps each layer index to its spec, or to none.
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "ropekit/export.hpp"
+#include "ropekit/spec.hpp"
+
+namespace ropekit {
+
+struct LayerRope {
+  std::string layer_type;       // the config's label ("sliding_attention", "full_attention", ...), "" if none
+  std::optional<RopeSpec> spec;  // nullopt: the layer applies no RoPE (NoPE)
+};
+
+// Layers that share one RoPE, in order of first use.
+struct LayerGroup {
+  std::optional<RopeSpec> spec;
+  std::vector<std::string> layer_types;  // the distinct labels of these layers
+  std::vector<int64_t> layers;
+};
+
+class ROPEKIT_API ModelRope {
+ public:
+  // Throws ropekit::Error when `layers` is empty.
+  explicit ModelRope(std::vector<LayerRope> layers);
+
+  int64_t num_layers() const { return static_cast<int64_t>(layers_.size()); }
+  const std::vector<LayerRope>& layers() const { return layers_; }
+  // Throws ropekit::Error naming `layer` when index is not in [0, num_layers).
+  const LayerRope& layer(int64_t index) const;
+  // The first layer that applies RoPE, or nullopt when none does.
+  std::optional<int64_t> first_rope_layer() const;
+  // Layers grouped by equal spec (NoPE is one group), in order of first use.
+  std::vector<LayerGroup> groups() const;
+
+ private:
+  std::vector<LayerRope> layers_;
+};
+
+}  // namespace ropekit
