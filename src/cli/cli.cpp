@@ -28,7 +28,7 @@ integer flags take a decimal integer in a range (contexts and --seq-len at most 
 for any other value names the flag and the range
 )";
 
-const char* const kInfoHelp = R"(usage: ropekit info <preset | config.json | spec flags> [--seq-len N] [--json] [--plot FILE.svg]
+const char* const kInfoHelp = R"(usage: ropekit info <preset | config.json | spec flags> [--seq-len N] [--layer N] [--json] [--plot FILE.svg]
 
 What a RoPE spec rotates with: the spec, the attention factor folded into cos and sin, and per pair
 i the inverse frequency, the wavelength 2*pi/inv_freq in tokens, the unscaled (original)
@@ -72,10 +72,17 @@ spec flags (only without a preset or config):
 output flags:
   --seq-len N            frequencies for a sequence of N tokens (dynamic NTK and LongRoPE depend on it;
                          default: the scaled context), e.g. --seq-len 4096
+  --layer N              only layer N of a config.json or per-layer preset, in the one-spec schema
+                         below plus layer, layer_type and rope (false, and no spec, for a NoPE
+                         layer), e.g. ropekit info gemma3-27b --layer 5
   --json                 print JSON instead of the table, e.g. ropekit info gemma-7b --json
   --plot FILE.svg        also write a two-panel SVG: wavelength per pair (original vs scaled, log
                          scale, context lengths as lines) and the relative-distance decay curve
-                         mean_i cos(delta*theta_i) up to the scaled context, e.g. --plot rope.svg
+                         mean_i cos(delta*theta_i) up to the scaled context, e.g. --plot rope.svg;
+                         one page per distinct RoPE of a per-layer model
+
+A model whose layers differ (Gemma 3/4, Llama 4, Cohere2, SmolLM3, Qwen3-Next, ...) prints one block
+per distinct RoPE with the layers that use it, and marks the layers without RoPE (NoPE).
 
 --json schema (one object):
   source                  "preset" | "config" | "gguf" | "flags"
@@ -90,6 +97,9 @@ output flags:
                           for a GGUF how its metadata was mapped, the sliding-window layers' spec first
   pairs                   [{index, inv_freq, original_inv_freq, wavelength, original_wavelength,
                             ratio, regime}]  (wavelength and ratio are null when infinite)
+  (the fields above describe the first layer with RoPE; a config.json or per-layer preset adds)
+  layers                  [{index, layer_type, rope, spec, attention_factor, pairs}], one per layer;
+                          a NoPE layer has rope false and no spec, attention_factor or pairs
 )";
 
 const char* const kPresetsHelp = R"(usage: ropekit presets [--json]

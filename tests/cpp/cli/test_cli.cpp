@@ -133,7 +133,8 @@ const std::vector<std::vector<std::string>>& scaling_flag_cases() {
       {"--scaling", "longrope", "--short-factor", "1,1,2,2", "--long-factor", "1,2,4,8", "--original-max", "4096",
        "--factor", "8"},
       {"--scaling", "truncated", "--a", "0.001", "--b", "0.01", "--rho", "0.0005"},
-      {"--scaling", "truncated", "--truncate-length", "4096", "--xpos-scale-base", "512"}};
+      {"--scaling", "truncated", "--truncate-length", "4096", "--xpos-scale-base", "512"},
+      {"--scaling", "proportional", "--fraction", "0.25", "--factor", "2"}};
   return cases;
 }
 
@@ -162,6 +163,49 @@ TEST(Cli, InfoJsonNamesFeedBackAsFlags) {
     ASSERT_EQ(again.code, 0) << "--scaling " << args[5] << ": " << again.err;
     EXPECT_EQ(nlohmann::json::parse(again.out)["spec"], spec) << "--scaling " << args[5];
   }
+}
+
+// Per-layer models: one block per distinct RoPE, NoPE layers marked; --json's "layers"; --layer N.
+TEST(Cli, InfoPerLayer) {
+  const auto text = run({"info", "llama4-scout-17b-16e"});
+  ASSERT_EQ(text.code, 0) << text.err;
+  EXPECT_NE(text.out.find("layers:           48, 1 distinct RoPE and NoPE layers"), std::string::npos) << text.out;
+  EXPECT_NE(text.out.find("== layers 3, 7, 11, 15, 19, 23, 27, 31, 35, 39, 43, 47 (full_attention): no RoPE (NoPE)"),
+            std::string::npos)
+      << text.out;
+  const auto j = nlohmann::json::parse(run({"info", data("gemma4-31b"), "--json"}).out);
+  ASSERT_EQ(j["layers"].size(), 60u);
+  EXPECT_EQ(j["spec"]["head_dim"], 256);  // top level: layer 0's (sliding) RoPE, as before
+  const auto& full = j["layers"][5];
+  EXPECT_EQ(full["layer_type"], "full_attention");
+  EXPECT_EQ(full["rope"], true);
+  EXPECT_EQ(full["spec"]["scaling"], "proportional");
+  EXPECT_EQ(full["spec"]["rotary_dim"], 512);
+  ASSERT_EQ(full["pairs"].size(), 256u);
+  EXPECT_GT(full["pairs"][63]["inv_freq"].get<double>(), 0.0);
+  EXPECT_EQ(full["pairs"][64]["inv_freq"], 0.0);  // proportional: pairs past 0.25 x 256 pass through
+  EXPECT_EQ(full["pairs"][64]["regime"], "removed");
+  EXPECT_EQ(j["layers"][0]["spec"]["head_dim"], 256);
+
+  const auto nope = nlohmann::json::parse(run({"info", "cohere2-command-r7b", "--layer", "3", "--json"}).out);
+  EXPECT_EQ(nope["rope"], false);
+  EXPECT_EQ(nope["layer_type"], "full_attention");
+  EXPECT_FALSE(nope.contains("spec"));
+  const auto layer5 = nlohmann::json::parse(run({"info", "gemma3-27b", "--layer", "5", "--json"}).out);
+  EXPECT_EQ(layer5["rope"], true);
+  EXPECT_EQ(layer5["spec"]["base"], 1e6);
+  EXPECT_EQ(layer5["spec"]["scaling"], "linear");
+  EXPECT_EQ(layer5["pairs"].size(), 64u);
+  expect_one_line_error(run({"info", "gemma3-27b", "--layer", "62"}), "--layer: expected a layer in [0, 62), got 62");
+  expect_one_line_error(run({"info", "llama3-8b", "--layer", "0"}), "--layer: expected a config.json or a per-layer preset");
+
+  TempDir dir("ropekit_test_plot_layers");
+  const auto svg_path = dir.path / "gemma3.svg";
+  ASSERT_EQ(run({"info", "gemma3-27b", "--plot", svg_path.string()}).code, 0);
+  const std::string svg = read_all(svg_path);
+  EXPECT_NE(svg.find("layers 5, 11, 17"), std::string::npos);  // a page per distinct RoPE
+  EXPECT_NE(svg.find("layers 0-4, 6-10"), std::string::npos);
+  EXPECT_NE(svg.find("height=\"1640\""), std::string::npos);
 }
 
 TEST(Cli, PlotWritesBothPanels) {
