@@ -1,6 +1,8 @@
 #include "ropekit/model_rope.hpp"
 
-#include <algorithm>
+#include <set>
+#include <string>
+#include <unordered_map>
 
 #include "check.hpp"
 #include "ropekit/error.hpp"
@@ -25,13 +27,22 @@ std::optional<int64_t> ModelRope::first_rope_layer() const {
 
 std::vector<LayerGroup> ModelRope::groups() const {
   std::vector<LayerGroup> out;
+  // Candidates by description (equal specs describe alike), so many layers and groups stay linear.
+  std::unordered_map<std::string, std::vector<size_t>> by_description;
+  std::vector<std::set<std::string>> labels;
   for (size_t i = 0; i < layers_.size(); ++i) {
     const LayerRope& l = layers_[i];
-    auto it = std::find_if(out.begin(), out.end(), [&](const LayerGroup& g) { return g.spec == l.spec; });
-    if (it == out.end()) it = out.insert(out.end(), LayerGroup{l.spec, {}, {}});
-    if (std::find(it->layer_types.begin(), it->layer_types.end(), l.layer_type) == it->layer_types.end())
-      it->layer_types.push_back(l.layer_type);
-    it->layers.push_back(static_cast<int64_t>(i));
+    auto& candidates = by_description[l.spec ? l.spec->describe() : std::string()];
+    size_t g = out.size();
+    for (size_t c : candidates)
+      if (out[c].spec == l.spec) g = c;
+    if (g == out.size()) {
+      out.push_back(LayerGroup{l.spec, {}, {}});
+      labels.emplace_back();
+      candidates.push_back(g);
+    }
+    if (labels[g].insert(l.layer_type).second) out[g].layer_types.push_back(l.layer_type);
+    out[g].layers.push_back(static_cast<int64_t>(i));
   }
   return out;
 }

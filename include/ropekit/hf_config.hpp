@@ -36,6 +36,7 @@ namespace ropekit {
 
 inline constexpr size_t kMaxConfigBytes = size_t{16} << 20;  // 16 MiB
 inline constexpr int kMaxJsonDepth = 64;                       // the root object is level 1
+inline constexpr int64_t kMaxLayers = 65536;                   // num_hidden_layers (one ModelRope entry each)
 
 struct HfConfigInfo {
   RopeSpec spec;

@@ -122,8 +122,9 @@ struct SpecView {
 };
 
 SpecView view_of(const Resolved& base, const RopeSpec& spec, std::optional<int64_t> seq_len) {
-  Resolved r = base;
-  r.spec = spec;
+  // Without the model: a view per distinct RoPE must not copy every layer.
+  Resolved r{spec, base.source, base.name, base.max_position_embeddings, base.num_attention_heads,
+             base.num_key_value_heads, base.notes, std::nullopt};
   const int64_t original = original_context(r), context = scaled_context(r);
   const int64_t n = seq_len.value_or(context);
   auto rows = pair_rows(spec, n);

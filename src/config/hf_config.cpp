@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <cmath>
 #include <deque>
+#include <map>
+#include <set>
 #include <fstream>
 #include <limits>
 #include <nlohmann/json.hpp>
@@ -491,10 +493,10 @@ const json& text_root(const json& doc, std::string& path) {
 }
 
 // `rope_parameters` keyed by layer type (HF nested_rope_parameter_keys: some key is a layer label).
-bool keyed_by_layer_type(const std::optional<Node>& params, const std::vector<std::string>& labels) {
+bool keyed_by_layer_type(const std::optional<Node>& params, const std::set<std::string>& labels) {
   if (!params) return false;
   for (const auto& item : params->value().items())
-    if (std::find(labels.begin(), labels.end(), item.key()) != labels.end()) return true;
+    if (labels.count(item.key())) return true;
   return false;
 }
 
@@ -520,19 +522,24 @@ HfConfigInfo hf_config_info_json(std::string_view text) {
   const std::optional<Node> scaling_block = block_at("rope_scaling"), parameters_block = block_at("rope_parameters");
 
   const auto declared_layers = root.positive_int("num_hidden_layers");
+  if (declared_layers && *declared_layers > kMaxLayers)
+    bad(root.path("num_hidden_layers"), cat("an integer in [1, ", kMaxLayers, "]"), *root.find("num_hidden_layers"));
   const json* types_value = root.find("layer_types");
   const int64_t layers = declared_layers ? *declared_layers
                          : types_value && types_value->is_array() && !types_value->empty()
                              ? static_cast<int64_t>(types_value->size())
                              : 1;
+  if (layers > kMaxLayers)
+    bad(root.path("layer_types"), cat("at most ", kMaxLayers, " entries"), cat(layers, " entries"));
   const auto uses_rope = read_uses_rope(root, model_type, layers);
   std::vector<std::string> labels = read_layer_types(root, model_type, layers, uses_rope);
   if (one_of(model_type, {"gemma4", "gemma4_text"}) && !labels.empty()) labels.back() = "full_attention";  // HF forces it
 
   // Per layer type: the block its spec is read from, built where HF's config class fills defaults.
   std::vector<std::string> distinct;
+  std::set<std::string> seen;
   for (const auto& l : labels)
-    if (std::find(distinct.begin(), distinct.end(), l) == distinct.end()) distinct.push_back(l);
+    if (seen.insert(l).second) distinct.push_back(l);
   std::deque<json> synthetic;  // blocks HF builds from legacy keys or class defaults (stable addresses)
   struct TypeBlock {
     std::optional<Node> block;  // nullopt + no_rope: the type has no RoPE
@@ -541,7 +548,7 @@ HfConfigInfo hf_config_info_json(std::string_view text) {
   std::vector<std::pair<std::string, TypeBlock>> per_type;
   const bool gemma3 = one_of(model_type, {"gemma3", "gemma3_text"});
   const bool gemma4 = one_of(model_type, {"gemma4", "gemma4_text"});
-  const bool nested = keyed_by_layer_type(parameters_block, distinct);
+  const bool nested = keyed_by_layer_type(parameters_block, seen);
   std::optional<HfConfigInfo> info;  // the counts and notes, from the first layer type read
   if (nested || gemma3 || gemma4) {
     for (const auto& type : distinct) {
@@ -595,21 +602,18 @@ HfConfigInfo hf_config_info_json(std::string_view text) {
       wide_root = root_value;
       (*wide_root)["head_dim"] = root.positive_int("global_head_dim").value_or(512);
     }
-    std::vector<std::pair<std::string, std::optional<RopeSpec>>> specs;
+    std::map<std::string, std::optional<RopeSpec>> specs;
     for (const auto& [type, t] : per_type) {
       if (t.no_rope) {
-        specs.emplace_back(type, std::nullopt);
+        specs.emplace(type, std::nullopt);
         continue;
       }
       const Node type_root = gemma4 && type == "full_attention" ? Node(*wide_root, root_path) : root;
       HfConfigInfo typed = read_info(type_root, &*t.block);
       if (!info) info = typed;
-      specs.emplace_back(type, typed.spec);
+      specs.emplace(type, typed.spec);
     }
-    for (size_t i = 0; i < labels.size(); ++i) {
-      const auto it = std::find_if(specs.begin(), specs.end(), [&](const auto& s) { return s.first == labels[i]; });
-      model_layers.push_back(LayerRope{labels[i], it->second});
-    }
+    for (const auto& label : labels) model_layers.push_back(LayerRope{label, specs.at(label)});
   } else {
     // transformers: `rope_parameters = rope_scaling or rope_parameters` (an empty rope_scaling loses).
     const bool scaling_wins = scaling_block && (!scaling_block->value().empty() || !parameters_block);

@@ -209,6 +209,8 @@ def test_config_errors_name_the_field():
     base = {"model_type": "gemma3_text", "head_dim": 64, "num_attention_heads": 2, "num_hidden_layers": 2}
     with pytest.raises(ValueError, match=r"layer_types: expected a list of 2 strings"):
         ropekit.hf_config_info_json(json.dumps(dict(base, layer_types=["sliding_attention"])))
+    with pytest.raises(ValueError, match=r"num_hidden_layers: expected an integer in \[1, 65536\], got 1000000000000000"):
+        ropekit.hf_config_info_json(json.dumps(dict(base, num_hidden_layers=10**15)))
     with pytest.raises(ValueError, match=r"no_rope_layers\[1\]: expected 0 or 1"):
         ropekit.hf_config_info_json(json.dumps(dict(base, model_type="smollm3", no_rope_layers=[1, 2])))
     with pytest.raises(ValueError, match=r"rope_parameters.full_attention: expected an entry for every layer type"):
