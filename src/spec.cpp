@@ -155,8 +155,9 @@ scaling::Truncated scaling::Truncated::from_length(double length) {
   return {b / 8.0, b, b / 16.0};
 }
 
-RopeSpec::RopeSpec(SpecParams params) : params_(std::move(params)) {
-  auto& p = params_;
+RopeSpec::RopeSpec(SpecParams params) {
+  auto owned = std::make_shared<SpecParams>(std::move(params));
+  SpecParams& p = *owned;
   // 65536 is far past any model (256 today) and keeps per-pair vectors and table rows small.
   constexpr int64_t kMaxHeadDim = int64_t{1} << 16;
   if (p.head_dim <= 0 || p.head_dim % 2 != 0 || p.head_dim > kMaxHeadDim)
@@ -171,6 +172,7 @@ RopeSpec::RopeSpec(SpecParams params) : params_(std::move(params)) {
     detail::require_finite_positive(p.xpos->scale_base, "xpos.scale_base");
     detail::require_finite_positive(p.xpos->gamma, "xpos.gamma");
   }
+  params_ = std::move(owned);
   validate_results(*this);
 }
 
@@ -182,18 +184,18 @@ Style style_from_string(const std::string& name) {
   fail("style", "\"half\" or \"interleaved\"", cat('"', name, '"'));
 }
 
-std::string RopeSpec::style_name() const { return to_string(params_.style); }
+std::string RopeSpec::style_name() const { return to_string(params_->style); }
 
 std::string RopeSpec::scaling_name() const {
   static constexpr const char* names[] = {"none", "linear", "ntk_aware", "dynamic", "yarn", "llama3", "longrope",
                                           "truncated", "proportional"};
-  return names[params_.scaling.index()];
+  return names[params_->scaling.index()];
 }
 
 std::string RopeSpec::describe() const {
   std::string out = cat("head_dim=", head_dim(), " rotary_dim=", rotary_dim(), " base=", base(),
-                        " style=", style_name(), " scaling=", describe_scaling(params_.scaling));
-  if (params_.xpos) out += cat(" xpos(scale_base=", params_.xpos->scale_base, ", gamma=", params_.xpos->gamma, ")");
+                        " style=", style_name(), " scaling=", describe_scaling(params_->scaling));
+  if (params_->xpos) out += cat(" xpos(scale_base=", params_->xpos->scale_base, ", gamma=", params_->xpos->gamma, ")");
   return out;
 }
 

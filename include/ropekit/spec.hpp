@@ -1,6 +1,7 @@
 #pragma once
 // Layer 1: what rotation to apply. A RopeSpec is validated when it is built: a bad spec never exists.
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <variant>
@@ -124,17 +125,20 @@ class ROPEKIT_API RopeSpec {
  public:
   // Throws ropekit::Error naming the first invalid field.
   explicit RopeSpec(SpecParams params);
+  // Copies share the parameters; declared so that a move copies too and never leaves an empty spec.
+  RopeSpec(const RopeSpec&) = default;
+  RopeSpec& operator=(const RopeSpec&) = default;
 
-  const SpecParams& params() const { return params_; }
-  int64_t head_dim() const { return params_.head_dim; }
-  int64_t rotary_dim() const { return params_.rotary_dim; }
-  int64_t pairs() const { return params_.rotary_dim / 2; }
-  double base() const { return params_.base; }
-  Style style() const { return params_.style; }
-  const Scaling& scaling() const { return params_.scaling; }
-  const std::optional<Xpos>& xpos() const { return params_.xpos; }
+  const SpecParams& params() const { return *params_; }
+  int64_t head_dim() const { return params_->head_dim; }
+  int64_t rotary_dim() const { return params_->rotary_dim; }
+  int64_t pairs() const { return params_->rotary_dim / 2; }
+  double base() const { return params_->base; }
+  Style style() const { return params_->style; }
+  const Scaling& scaling() const { return params_->scaling; }
+  const std::optional<Xpos>& xpos() const { return params_->xpos; }
   // Every parameter equal (LongRoPE's factor lists included).
-  bool operator==(const RopeSpec& other) const { return params_ == other.params_; }
+  bool operator==(const RopeSpec& other) const { return params_ == other.params_ || *params_ == *other.params_; }
 
   // "half" / "interleaved", "none" / "linear" / "ntk_aware" / "dynamic" / "yarn" / "llama3" / "longrope" / "truncated" /
   // "proportional".
@@ -144,7 +148,8 @@ class ROPEKIT_API RopeSpec {
   std::string describe() const;
 
  private:
-  SpecParams params_;
+  // Shared and immutable: copies are cheap (a model's layers, tables and views all hold one).
+  std::shared_ptr<const SpecParams> params_;
 };
 
 ROPEKIT_API std::string to_string(Style style);
