@@ -158,8 +158,6 @@ scaling::Truncated scaling::Truncated::from_length(double length) {
 RopeSpec::RopeSpec(SpecParams params) {
   auto owned = std::make_shared<SpecParams>(std::move(params));
   SpecParams& p = *owned;
-  // 65536 is far past any model (256 today) and keeps per-pair vectors and table rows small.
-  constexpr int64_t kMaxHeadDim = int64_t{1} << 16;
   if (p.head_dim <= 0 || p.head_dim % 2 != 0 || p.head_dim > kMaxHeadDim)
     fail("head_dim", cat("an even number in [2, ", kMaxHeadDim, "]"), p.head_dim);
   if (p.rotary_dim == 0) p.rotary_dim = p.head_dim;

@@ -111,8 +111,11 @@ struct Xpos {
   bool operator==(const Xpos&) const = default;
 };
 
+// 65536 is far past any model (512 today) and keeps per-pair vectors and table rows small.
+inline constexpr int64_t kMaxHeadDim = int64_t{1} << 16;
+
 struct SpecParams {
-  int64_t head_dim = 0;
+  int64_t head_dim = 0;  // even, in [2, kMaxHeadDim]
   int64_t rotary_dim = 0;  // 0 means head_dim; partial rotary otherwise
   double base = 10000.0;   // theta
   Style style = Style::half;

@@ -726,6 +726,10 @@ GgufRopeInfo read_gguf(Source& source) {
   }
   if (rotary_dim > head_dim)
     throw Error(cat(m.key("rope.dimension_count"), ": expected at most the head dimension (", head_dim, "), got ", rotary_dim));
+  // Bounded before anything is sized by it: a hostile file could ask for billions of pairs.
+  if (head_dim > kMaxHeadDim)
+    throw Error(cat(m.key(m.has("attention.kv_lora_rank") ? "rope.dimension_count" : "attention.key_length"),
+                    ": expected a head dimension of at most ", kMaxHeadDim, ", got ", head_dim));
   if (rotary_dim % 2 != 0) throw Error(cat(m.key("rope.dimension_count"), ": expected an even number, got ", rotary_dim));
   if ((p.arch == "llama" || p.arch == "deci" || p.arch == "falcon" || p.arch == "llama-embed") && rotary_dim != head_dim)
     throw Error(cat(m.key("rope.dimension_count"), ": expected the head dimension (", head_dim, ") for ", p.arch,
@@ -822,6 +826,9 @@ GgufRopeInfo read_gguf(Source& source) {
     if (s.rotary_dim > s.head_dim)
       throw Error(cat(m.key("rope.dimension_count_swa"), ": expected at most the head dimension (", s.head_dim, "), got ",
                       s.rotary_dim));
+    if (s.head_dim > kMaxHeadDim)
+      throw Error(cat(m.key("attention.key_length_swa"), ": expected a head dimension of at most ", kMaxHeadDim, ", got ",
+                      s.head_dim));
     s.base = base_swa ? *base_swa : plain ? 10000.0 : base;
     ScalingInput swa = in;
     if (plain) {

@@ -484,6 +484,16 @@ TEST(GgufErrors, Dimensions) {
   EXPECT_THAT(error_of(q.bytes()), HasSubstr("qwen2.embedding_length: expected a multiple of qwen2.attention.head_count (3)"));
   q.kvs = {kv_str("general.architecture", "qwen2")};
   EXPECT_THAT(error_of(q.bytes()), HasSubstr("qwen2.attention.key_length: expected an integer > 0 (or qwen2.embedding_length"));
+  // Huge dimensions are refused before anything is sized by them (fuzz_gguf found an 3 GB allocation).
+  q.kvs = {kv_str("general.architecture", "qwen2"), kv_u32("qwen2.attention.key_length", 1u << 30),
+           kv_f32("qwen2.rope.scaling.attn_factor", 2.0f)};
+  EXPECT_THAT(error_of(q.bytes()), HasSubstr("qwen2.attention.key_length: expected a head dimension of at most 65536, got 1073741824"));
+  q.kvs = {kv_str("general.architecture", "deepseek2"), kv_u32("deepseek2.attention.key_length", 192),
+           kv_u32("deepseek2.attention.kv_lora_rank", 512), kv_u32("deepseek2.rope.dimension_count", 1u << 20)};
+  EXPECT_THAT(error_of(q.bytes()), HasSubstr("deepseek2.rope.dimension_count: expected a head dimension of at most 65536"));
+  q.kvs = {kv_str("general.architecture", "gemma3"), kv_u32("gemma3.attention.key_length", 128),
+           kv_u32("gemma3.attention.key_length_swa", 1u << 24)};
+  EXPECT_THAT(error_of(q.bytes()), HasSubstr("gemma3.attention.key_length_swa: expected a head dimension of at most 65536"));
 }
 
 TEST(GgufErrors, RopeTensors) {
