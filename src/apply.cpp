@@ -182,11 +182,12 @@ detail::Operand operand(const TensorView& in, const std::optional<TensorView>& o
   return op;
 }
 
-detail::CheckedCall check(const RopeTensors& t, const Positions& positions, const RopeSpec& spec,
-                          const detail::OperandNames& names = {}) {
+// The views and positions against head_dim; the rotation's fields (style, rotary_dim, pairs, xPos)
+// are left for the caller.
+detail::CheckedCall check_views(const RopeTensors& t, const Positions& positions, int64_t head_dim,
+                                const detail::OperandNames& names) {
   const std::string& nq = names.q;
   const std::string& nk = names.k;
-  const int64_t head_dim = spec.head_dim();
   check_view(t.q, nq, head_dim);
   const Grid g = grid_of(t.q);
   if (t.k) {
@@ -240,13 +241,10 @@ detail::CheckedCall check(const RopeTensors& t, const Positions& positions, cons
 
   auto& p = c.params;
   p.dtype = t.q.dtype;
-  p.style = spec.style();
   p.device = t.q.device;
   p.batch = g.batch;
   p.seq = g.seq;
   p.head_dim = head_dim;
-  p.rotary_dim = spec.rotary_dim();
-  p.pairs = spec.pairs();
   p.q = operand(t.q, t.q_out, 1.0f);
   if (t.k) {
     p.k = operand(*t.k, t.k_out, -1.0f);
@@ -254,8 +252,37 @@ detail::CheckedCall check(const RopeTensors& t, const Positions& positions, cons
   }
   p.positions = positions;
   p.num_sequences = num_sequences;
+  return c;
+}
+
+detail::CheckedCall check(const RopeTensors& t, const Positions& positions, const RopeSpec& spec,
+                          const detail::OperandNames& names = {}) {
+  detail::CheckedCall c = check_views(t, positions, spec.head_dim(), names);
+  auto& p = c.params;
+  p.style = spec.style();
+  p.rotary_dim = spec.rotary_dim();
+  p.pairs = spec.pairs();
   p.has_xpos = spec.xpos().has_value();
   return c;
+}
+
+// direction, num_threads and the query scale (the options every call takes).
+void check_common_options(const ApplyOptions& options) {
+  if (options.direction != Direction::forward && options.direction != Direction::backward &&
+      options.direction != Direction::inverse)
+    fail("options.direction", "forward, backward or inverse", static_cast<int>(options.direction));
+  if (options.num_threads < 0) fail("options.num_threads", ">= 0 (0: every core)", options.num_threads);
+  if (options.query_scale) options.query_scale->validate("options.query_scale");
+}
+
+void set_common_options(detail::RopeParams& p, const ApplyOptions& options) {
+  p.direction = options.direction;
+  p.stream = options.stream;
+  p.num_threads = options.num_threads;
+  if (options.query_scale) {
+    p.has_query_scale = true;
+    p.query_scale = *options.query_scale;
+  }
 }
 
 bool empty(const RopeTensors& t) { return t.q.numel() == 0 && (!t.k || t.k->numel() == 0); }
@@ -325,16 +352,11 @@ void apply_rope(const RopeTensors& tensors, const Positions& positions, const Ro
                 const ApplyOptions& options) {
   detail::CheckedCall c = check(tensors, positions, table.spec());
   detail::require_finite(options.xpos_center, "options.xpos_center");
-  if (options.direction != Direction::forward && options.direction != Direction::backward &&
-      options.direction != Direction::inverse)
-    fail("options.direction", "forward, backward or inverse", static_cast<int>(options.direction));
-  if (options.num_threads < 0) fail("options.num_threads", ">= 0 (0: every core)", options.num_threads);
+  check_common_options(options);
   if (c.needed >= 0) check_xpos_range(table, positions, tensors.q.dtype, c.lowest, c.needed - 1, options.xpos_center);
   if (empty(tensors)) return;
   auto& p = c.params;
-  p.direction = options.direction;
-  p.stream = options.stream;
-  p.num_threads = options.num_threads;
+  set_common_options(p, options);
   p.xpos_center = options.xpos_center;
   detail::use_table(p, detail::TableAccess::data(table), options.compute_sincos);
   detail::dispatch(p);
@@ -346,6 +368,31 @@ void apply_rope(const RopeTensors& tensors, const Positions& positions, const Ro
   if (c.needed < 0) fail("positions", "host (cpu) arrays when no table is given", "device arrays");
   const RopeTable frequencies(spec, 0, TableOptions{false, c.needed});
   apply_rope(tensors, positions, frequencies, options);
+}
+
+void apply_query_scale(const TensorView& q, const Positions& positions, const QueryScale& scale,
+                       const ApplyOptions& options, const std::optional<TensorView>& q_out) {
+  const int64_t head_dim = q.rank == 3 || q.rank == 4 ? q.shape[static_cast<size_t>(q.rank - 1)] : 0;
+  if ((q.rank == 3 || q.rank == 4) && (head_dim <= 0 || head_dim > kMaxHeadDim))
+    fail("q.shape[-1]", cat("in [1, ", kMaxHeadDim, "]"), head_dim);
+  RopeTensors tensors;
+  tensors.q = q;
+  tensors.q_out = q_out;
+  detail::CheckedCall c = check_views(tensors, positions, head_dim, {});
+  scale.validate("query_scale");
+  if (options.query_scale) fail("options.query_scale", "absent (the scale is the query_scale argument)", "a query scale");
+  if (options.xpos_center != 0.0) fail("options.xpos_center", "0 (no rotation here)", options.xpos_center);
+  if (options.compute_sincos) fail("options.compute_sincos", "false (no rotation here)", "true");
+  check_common_options(options);
+  if (empty(tensors)) return;
+  auto& p = c.params;
+  set_common_options(p, options);
+  p.has_query_scale = true;
+  p.query_scale = scale;
+  // No pairs: every channel is a pass-through channel, scaled.
+  p.rotary_dim = 0;
+  p.pairs = 0;
+  detail::dispatch(p);
 }
 
 }  // namespace ropekit

@@ -63,6 +63,9 @@ struct RopeParams {
   int num_threads = 0;
   bool has_xpos = false;
   double xpos_center = 0.0;
+  // q (every channel of its heads) times query_scale_at(query_scale, position); k is not scaled.
+  bool has_query_scale = false;
+  QueryScale query_scale;
 };
 
 // The params' positions as the kernels read them.

@@ -35,9 +35,10 @@ std::vector<LayerGroup> ModelRope::groups() const {
     auto& candidates = by_description[l.spec ? l.spec->describe() : std::string()];
     size_t g = out.size();
     for (size_t c : candidates)
-      if (out[c].spec == l.spec) g = c;
+      if (out[c].spec == l.spec && out[c].query_scale == l.query_scale && out[c].softmax_scale_factor == l.softmax_scale_factor)
+        g = c;
     if (g == out.size()) {
-      out.push_back(LayerGroup{l.spec, {}, {}});
+      out.push_back(LayerGroup{l.spec, l.query_scale, l.softmax_scale_factor, {}, {}});
       labels.emplace_back();
       candidates.push_back(g);
     }

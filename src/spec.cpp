@@ -1,10 +1,12 @@
 #include "ropekit/spec.hpp"
 
 #include <cmath>
+#include <limits>
 #include <numbers>
 
 #include "check.hpp"
 #include "ropekit/frequencies.hpp"
+#include "rope_math.hpp"
 
 namespace ropekit {
 namespace {
@@ -195,6 +197,35 @@ std::string RopeSpec::describe() const {
                         " style=", style_name(), " scaling=", describe_scaling(params_->scaling));
   if (params_->xpos) out += cat(" xpos(scale_base=", params_->xpos->scale_base, ", gamma=", params_->xpos->gamma, ")");
   return out;
+}
+
+}  // namespace ropekit
+
+namespace ropekit {
+
+void QueryScale::validate(const std::string& what) const {
+  detail::require_finite_positive(factor, what + ".factor");
+  detail::require_finite_at_least(beta, 0.0, what + ".beta");
+  if (length <= 0) fail(what + ".length", "an integer > 0", length);
+  if (shift < 0 || shift > length) fail(what + ".shift", cat("an integer in [0, length (", length, ")]"), shift);
+  // The largest t (at the largest position) must be a finite float: the kernels multiply by it.
+  const double most = detail::query_scale_at(*this, std::numeric_limits<int64_t>::max() - 1);
+  if (!(most < static_cast<double>(std::numeric_limits<float>::max())))
+    fail(what, "factor * (1 + beta ln(1 + 2^63 / length)) below float32's largest value", most);
+}
+
+double QueryScale::at(int64_t position) const {
+  if (position < 0) fail("position", ">= 0", position);
+  validate();
+  return detail::query_scale_at(*this, position);
+}
+
+std::string QueryScale::describe() const {
+  std::string out = factor != 1.0 ? cat(factor, " x ") : std::string();
+  if (beta == 0.0) return factor != 1.0 ? cat(factor) : std::string("1");
+  const std::string steps = shift != 0 ? cat("floor((p + ", shift, ") / ", length, ")") : cat("floor(p / ", length, ")");
+  const std::string inner = cat("1 + ", beta, " ln(1 + ", steps, ")");
+  return factor != 1.0 ? cat(out, "(", inner, ")") : inner;
 }
 
 }  // namespace ropekit

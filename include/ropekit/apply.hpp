@@ -56,6 +56,9 @@ struct ApplyOptions {
   // the next call on that device, or ropekit::cuda_check_errors() (ropekit/cuda.hpp), throws the
   // Error naming the first one. See src/cuda/README.md.
   void* stream = nullptr;
+  // q (every channel of its heads, rotated or not) times query_scale->at(position), fused into the
+  // rotation; k is not scaled. Backward multiplies the gradient by the same factor, inverse divides.
+  std::optional<QueryScale> query_scale;
 };
 
 struct RopeTensors {
@@ -75,6 +78,13 @@ ROPEKIT_API void apply_rope(const RopeTensors& tensors, const Positions& positio
 // sequence length dynamic NTK and LongRoPE see, as HF), cos/sin computed in the kernel.
 ROPEKIT_API void apply_rope(const RopeTensors& tensors, const Positions& positions, const RopeSpec& spec,
                 const ApplyOptions& options = {});
+
+// A layer without RoPE whose query still has a position-dependent scale (Llama 4's NoPE layers):
+// q (q_out absent: in place) times scale.at(position), every channel, no rotation. options:
+// direction (backward multiplies as forward, inverse divides), num_threads and stream; the others
+// must be left at their defaults. Checked as apply_rope; an Error leaves q untouched.
+ROPEKIT_API void apply_query_scale(const TensorView& q, const Positions& positions, const QueryScale& scale,
+                                   const ApplyOptions& options = {}, const std::optional<TensorView>& q_out = {});
 
 // The largest position the call would read plus one (0 for no tokens). Checks positions first.
 ROPEKIT_API int64_t required_table_size(const RopeTensors& tensors, const Positions& positions);

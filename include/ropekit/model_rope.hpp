@@ -17,11 +17,21 @@ namespace ropekit {
 struct LayerRope {
   std::string layer_type;       // the config's label ("sliding_attention", "full_attention", ...), "" if none
   std::optional<RopeSpec> spec;  // nullopt: the layer applies no RoPE (NoPE)
+  // The query's position-dependent scale, applied after RoPE: Llama 4's attn_temperature_tuning (on
+  // its NoPE layers), Ministral 3 / Mistral 4's llama_4_scaling_beta (every layer). Fuse it with
+  // ApplyOptions::query_scale, or use apply_query_scale on a NoPE layer. nullopt: none.
+  std::optional<QueryScale> query_scale;
+  // What the config does to the attention's softmax scale (1 / sqrt(qk head dim) in most models):
+  // DeepSeek-V2/V3-style YaRN multiplies it by mscale(factor, mscale_all_dim)^2. 1: nothing. Pass it
+  // to the attention kernel, or fold it into q as QueryScale{factor}.
+  double softmax_scale_factor = 1.0;
 };
 
-// Layers that share one RoPE, in order of first use.
+// Layers that share one RoPE (spec, query scale and softmax scale factor), in order of first use.
 struct LayerGroup {
   std::optional<RopeSpec> spec;
+  std::optional<QueryScale> query_scale;
+  double softmax_scale_factor = 1.0;
   std::vector<std::string> layer_types;  // the distinct labels of these layers
   std::vector<int64_t> layers;
 };
@@ -37,7 +47,8 @@ class ROPEKIT_API ModelRope {
   const LayerRope& layer(int64_t index) const;
   // The first layer that applies RoPE, or nullopt when none does.
   std::optional<int64_t> first_rope_layer() const;
-  // Layers grouped by equal spec (NoPE is one group), in order of first use.
+  // Layers grouped by equal spec, query scale and softmax scale factor (NoPE layers alike form one
+  // group), in order of first use.
   std::vector<LayerGroup> groups() const;
 
  private:

@@ -155,6 +155,27 @@ class ROPEKIT_API RopeSpec {
   std::shared_ptr<const SpecParams> params_;
 };
 
+// A position-dependent scale of the query ("attention temperature") that some models apply with
+// RoPE: q is multiplied, in every channel of the head, by
+//   t(p) = factor * (1 + beta * ln(1 + floor((p + shift) / length))).
+// Llama 4 (attn_temperature_tuning, on its NoPE layers): beta = attn_scale, length = floor_scale,
+// shift 1. Ministral 3 and Mistral 4 (rope_parameters.llama_4_scaling_beta, every layer): beta,
+// length = original_max_position_embeddings, shift 0. beta 0 leaves the constant `factor`, e.g.
+// DeepSeek's mscale^2 when an attention kernel's softmax scale cannot carry it.
+struct ROPEKIT_API QueryScale {
+  double factor = 1.0;
+  double beta = 0.0;
+  int64_t length = 1;  // > 0
+  int64_t shift = 0;   // in [0, length]
+  // Throws ropekit::Error naming the first invalid field (`what` prefixes it).
+  void validate(const std::string& what = "query_scale") const;
+  // t(position) in double, position >= 0.
+  double at(int64_t position) const;
+  // One line, e.g. "1 + 0.1 ln(1 + floor((p + 1) / 8192))".
+  std::string describe() const;
+  bool operator==(const QueryScale&) const = default;
+};
+
 ROPEKIT_API std::string to_string(Style style);
 ROPEKIT_API Style style_from_string(const std::string& name);  // throws Error on an unknown name
 

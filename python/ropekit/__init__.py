@@ -35,6 +35,7 @@ from ._C import (  # noqa: F401  (re-exported)
     hf_config_info_json,
     LayerRope,
     ModelRope,
+    QueryScale,
     linear_ramp_mask,
     spec_from_gguf,
     xpos_zeta,
@@ -49,6 +50,7 @@ __all__ = [
     "find_correction_dim", "find_correction_range", "get_mscale", "inv_freq", "linear_ramp_mask", "xpos_zeta",
     "GgufRopeInfo", "gguf_rope_info", "gguf_rope_info_bytes", "spec_from_gguf",
     "HfConfigInfo", "LayerRope", "ModelRope", "hf_config_info", "hf_config_info_json",
+    "QueryScale", "apply_query_scale",
 ]
 
 
@@ -183,8 +185,12 @@ def _direction(backward: bool, inverse: bool, direction) -> Direction:
 def apply_rope(q, k=None, *, spec: RopeSpec | None = None, table: RopeTable | None = None, positions=None,
                offsets=None, cu_seqlens=None, inplace: bool = False, backward: bool = False, inverse: bool = False,
                direction=None, xpos_center: float = 0.0, compute_sincos: bool = False, num_threads: int = 0,
-               q_out=None, k_out=None):
+               q_out=None, k_out=None, query_scale: QueryScale | None = None):
     """Rotate q (and k) of shape (batch, seq, heads, head_dim) or packed (tokens, heads, head_dim).
+
+    query_scale: q (all its channels) is also multiplied by query_scale.at(position), in the same
+    pass (LayerRope.query_scale of Llama 4, Ministral 3, Mistral 4); k is not. torch tensors that
+    need a gradient get the rotation's autograd op, then the scale as a torch product.
 
     positions: an int (first position of every sequence, default 0) or an int array of one id per
     token (batch*seq for rank 4, tokens for rank 3). offsets: one start per sequence. cu_seqlens:
@@ -196,7 +202,7 @@ def apply_rope(q, k=None, *, spec: RopeSpec | None = None, table: RopeTable | No
     into q_out/k_out they are refused. In-place writes bump torch's version counters.
     """
     fast = _torch_fast
-    if fast is not None and inplace and type(q) is fast[0]:
+    if fast is not None and inplace and type(q) is fast[0] and query_scale is None:
         out = fast[1](q, k, spec, table, positions, offsets, cu_seqlens, backward, inverse, direction, xpos_center,
                       compute_sincos, num_threads, q_out, k_out)
         if out is not NotImplemented:
@@ -207,7 +213,14 @@ def apply_rope(q, k=None, *, spec: RopeSpec | None = None, table: RopeTable | No
     if k is not None and _framework(k) != kind:
         raise TypeError(f"k: expected an array of the same framework as q ({kind}), got {_framework(k)}")
     direction = _direction(backward, inverse, direction)
-    if kind == "torch":
+    if kind == "torch" and query_scale is not None and _needs_grad(q, k):
+        # Autograd: the rotation's own autograd op, then q times t(p) as a torch product.
+        out = _apply_torch(q, k, spec, table, positions, offsets, cu_seqlens, inplace, direction, xpos_center,
+                           compute_sincos, num_threads, q_out, k_out)
+        q_rot = out if k is None else out[0]
+        q_rot = _times_query_scale(q_rot, query_scale, positions, offsets, cu_seqlens, direction)
+        return q_rot if k is None else (q_rot, out[1])
+    if kind == "torch" and query_scale is None:
         return _apply_torch(q, k, spec, table, positions, offsets, cu_seqlens, inplace, direction, xpos_center,
                             compute_sincos, num_threads, q_out, k_out)
     if kind == "jax" and str(q.dtype) == "bfloat16" and not inplace and q_out is None and k_out is None:
@@ -218,7 +231,7 @@ def apply_rope(q, k=None, *, spec: RopeSpec | None = None, table: RopeTable | No
         out = apply_rope(q.astype(jnp.float32), None if k is None else k.astype(jnp.float32), spec=spec,
                          table=table, positions=positions, offsets=offsets, cu_seqlens=cu_seqlens,
                          direction=direction, xpos_center=xpos_center, compute_sincos=compute_sincos,
-                         num_threads=num_threads)
+                         num_threads=num_threads, query_scale=query_scale)
         if k is None:
             return out.astype(q.dtype)
         return out[0].astype(q.dtype), out[1].astype(k.dtype)
@@ -247,7 +260,8 @@ def apply_rope(q, k=None, *, spec: RopeSpec | None = None, table: RopeTable | No
             k_out = _empty_like(k, kind)
     _C.apply(q, k, q_out, k_out, table=table, spec=spec, start=start, offsets=offsets, ids=ids,
              cu_seqlens=cu_seqlens, direction=direction, xpos_center=xpos_center,
-             compute_sincos=compute_sincos, num_threads=num_threads, stream=_stream_of(q, kind))
+             compute_sincos=compute_sincos, num_threads=num_threads, stream=_stream_of(q, kind),
+             query_scale=query_scale)
     if inplace:
         return q if k is None else (q, k)
     if kind == "jax":
@@ -256,6 +270,96 @@ def apply_rope(q, k=None, *, spec: RopeSpec | None = None, table: RopeTable | No
         q_out = jnp.asarray(q_out)
         k_out = jnp.asarray(k_out) if k_out is not None else None
     return q_out if k is None else (q_out, k_out)
+
+
+def _needs_grad(*tensors) -> bool:
+    import torch
+
+    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+
+
+def _token_positions_torch(q, positions, offsets, cu_seqlens):
+    """Each token's position as an int64 tensor shaped to broadcast over q's heads and channels."""
+    import torch
+
+    device = q.device
+    as_index = lambda v: torch.as_tensor(v, device=device).to(torch.int64)  # noqa: E731
+    if q.dim() == 4:
+        b, s = q.shape[0], q.shape[1]
+        steps = torch.arange(s, device=device)
+        if offsets is not None:
+            pos = as_index(offsets).view(b, 1) + steps
+        elif positions is None or _args.scalar(positions, "positions") is not None:
+            pos = (0 if positions is None else int(positions)) + steps.expand(b, s)
+        else:
+            pos = as_index(positions).view(b, s)
+        return pos.view(b, s, 1, 1)
+    tokens = torch.arange(q.shape[0], device=device)
+    if cu_seqlens is not None:
+        cu = as_index(cu_seqlens)
+        sequence = torch.searchsorted(cu, tokens, right=True) - 1  # the last sequence starting at or before t
+        pos = tokens - cu[sequence]
+        if offsets is not None:
+            pos = pos + as_index(offsets)[sequence]
+    elif positions is None or _args.scalar(positions, "positions") is not None:
+        pos = (0 if positions is None else int(positions)) + tokens
+    else:
+        pos = as_index(positions).view(-1)
+    return pos.view(-1, 1, 1)
+
+
+def _times_query_scale(q, query_scale, positions, offsets, cu_seqlens, direction):
+    """q times query_scale.at(position) (inverse: divided), differentiable: the torch form of the
+    kernel's fused scale (one more rounding: of the rotation, then of the product)."""
+    import torch
+
+    pos = _token_positions_torch(q, positions, offsets, cu_seqlens)
+    steps = torch.div(pos + query_scale.shift, query_scale.length, rounding_mode="floor").to(torch.float64)
+    t = query_scale.factor * (1.0 + query_scale.beta * torch.log1p(steps))
+    if direction == Direction.inverse:
+        t = 1.0 / t
+    math_dtype = torch.promote_types(q.dtype, torch.float32)
+    return (q.to(math_dtype) * t.to(math_dtype)).to(q.dtype)
+
+
+def _positions_args(q, kind, positions, offsets, cu_seqlens):
+    if kind == "cupy":
+        raise TypeError("q: expected a numpy, torch or JAX array for apply_query_scale, got cupy")
+    start, ids = _args.positions(positions, "positions")
+    offsets = None if offsets is None else _args.index_array(offsets, "offsets")
+    cu_seqlens = None if cu_seqlens is None else _args.index_array(cu_seqlens, "cu_seqlens")
+    return start, ids, offsets, cu_seqlens
+
+
+def apply_query_scale(q, *, query_scale: QueryScale, positions=None, offsets=None, cu_seqlens=None,
+                      inplace: bool = False, direction=None, num_threads: int = 0, q_out=None):
+    """q (every channel, no rotation) times query_scale.at(position): the query temperature of a
+    layer without RoPE (Llama 4's NoPE layers). Positions as apply_rope. Returns q_out (q when
+    inplace). direction: "backward" multiplies as forward, "inverse" divides."""
+    kind = _framework(q)
+    direction = _direction(False, False, direction)
+    if kind == "torch" and _needs_grad(q):
+        if inplace or q_out is not None:
+            raise ValueError("q: a tensor that requires grad is scaled out of place (no inplace=, no q_out=)")
+        return _times_query_scale(q, query_scale, positions, offsets, cu_seqlens, direction)
+    start, ids, offsets, cu_seqlens = _positions_args(q, kind, positions, offsets, cu_seqlens)
+    if inplace:
+        if kind == "jax":
+            raise TypeError("q: JAX arrays are immutable; use inplace=False")
+        if q_out is not None:
+            raise ValueError("ropekit: apply_query_scale: inplace=True takes no q_out")
+    elif q_out is None:
+        q_out = _empty_like(q, kind)
+    _C.apply_query_scale(q, None if inplace else q_out, query_scale=query_scale, start=start, offsets=offsets, ids=ids,
+                         cu_seqlens=cu_seqlens, direction=direction, num_threads=num_threads,
+                         stream=_stream_of(q, kind))
+    if inplace:
+        return q
+    if kind == "jax":
+        import jax.numpy as jnp
+
+        return jnp.asarray(q_out)
+    return q_out
 
 
 def _apply_torch(q, k, spec, table, positions, offsets, cu_seqlens, inplace, direction, xpos_center, compute_sincos,

@@ -361,8 +361,9 @@ ropekit::CosSinCacheView cache_arg(Operands& ops, nb::handle h) {
 }
 
 ropekit::ApplyOptions options_of(ropekit::Direction direction, double xpos_center, bool compute_sincos, int num_threads,
-                                 uintptr_t stream) {
+                                 uintptr_t stream, std::optional<ropekit::QueryScale> query_scale = std::nullopt) {
   ropekit::ApplyOptions o;
+  o.query_scale = query_scale;
   o.direction = direction;
   o.xpos_center = xpos_center;
   o.compute_sincos = compute_sincos;
@@ -555,10 +556,33 @@ NB_MODULE(_C, m) {
   // The HF config.json reader, on JSON text (ropekit.hf passes a transformers config as JSON).
   m.def("spec_from_hf_config_json", [](std::string_view json) { return ropekit::spec_from_hf_config_json(json); },
         "json"_a);
-  nb::class_<ropekit::LayerRope>(m, "LayerRope", "One layer's RoPE: layer_type (\"\" if the config names none) and spec "
-                                                "(None: the layer has no RoPE).")
+  nb::class_<ropekit::QueryScale>(m, "QueryScale",
+                                  "q times t(p) = factor * (1 + beta * ln(1 + floor((p + shift) / length))): Llama 4's "
+                                  "NoPE-layer temperature (shift 1), Ministral 3 / Mistral 4's llama_4_scaling (shift 0).")
+      .def("__init__",
+           [](ropekit::QueryScale* q, double factor, double beta, PyInt length, PyInt shift) {
+             ropekit::QueryScale v{factor, beta, int_arg(length, "length"), int_arg(shift, "shift", 0)};
+             v.validate();
+             new (q) ropekit::QueryScale(v);
+           },
+           "factor"_a = 1.0, "beta"_a = 0.0, "length"_a = 1, "shift"_a = 0)
+      .def_ro("factor", &ropekit::QueryScale::factor)
+      .def_ro("beta", &ropekit::QueryScale::beta)
+      .def_ro("length", &ropekit::QueryScale::length)
+      .def_ro("shift", &ropekit::QueryScale::shift)
+      .def("at", [](const ropekit::QueryScale& q, PyInt p) { return q.at(int_arg(p, "position", 0)); }, "position"_a,
+           "t(position), in float64.")
+      .def("describe", &ropekit::QueryScale::describe)
+      .def("__eq__", [](const ropekit::QueryScale& a, const ropekit::QueryScale& b) { return a == b; })
+      .def("__hash__", [](const ropekit::QueryScale& q) { return std::hash<std::string>{}(q.describe()); })
+      .def("__repr__", [](const ropekit::QueryScale& q) { return "QueryScale(" + q.describe() + ")"; });
+  nb::class_<ropekit::LayerRope>(m, "LayerRope", "One layer's RoPE: layer_type (\"\" if the config names none), spec "
+                                                "(None: the layer has no RoPE), query_scale (None: none) and "
+                                                "softmax_scale_factor (1: none).")
       .def_ro("layer_type", &ropekit::LayerRope::layer_type)
       .def_prop_ro("spec", [](const ropekit::LayerRope& l) { return l.spec; })
+      .def_prop_ro("query_scale", [](const ropekit::LayerRope& l) { return l.query_scale; })
+      .def_ro("softmax_scale_factor", &ropekit::LayerRope::softmax_scale_factor)
       .def("__repr__", [](const ropekit::LayerRope& l) {
         return "LayerRope(layer_type=" + l.layer_type + ", " + (l.spec ? l.spec->describe() : std::string("no RoPE")) + ")";
       });
@@ -777,13 +801,14 @@ NB_MODULE(_C, m) {
       "apply",
       [](nb::handle q, nb::handle k, nb::handle q_out, nb::handle k_out, const ropekit::RopeTable* table,
          const ropekit::RopeSpec* spec, PyInt start, nb::handle offsets, nb::handle ids, nb::handle cu_seqlens,
-         ropekit::Direction direction, double xpos_center, bool compute_sincos, PyInt num_threads, uintptr_t stream) {
+         ropekit::Direction direction, double xpos_center, bool compute_sincos, PyInt num_threads, uintptr_t stream,
+         std::optional<ropekit::QueryScale> query_scale) {
         if ((table == nullptr) == (spec == nullptr))
           throw nb::value_error("ropekit: apply: give exactly one of table= or spec=");
         const int64_t first = int_arg(start, "start");
         const int threads = static_cast<int>(int_arg(num_threads, "num_threads", 0, std::numeric_limits<int>::max()));
         Operands ops = gather(q, k, q_out, k_out, first, offsets, ids, cu_seqlens);
-        const auto options = options_of(direction, xpos_center, compute_sincos, threads, stream);
+        const auto options = options_of(direction, xpos_center, compute_sincos, threads, stream, query_scale);
         if (table != nullptr) {
           // The table is immutable: positions past its rows are computed in the kernel.
           nb::gil_scoped_release release;
@@ -796,8 +821,23 @@ NB_MODULE(_C, m) {
       "q"_a, "k"_a = nb::none(), "q_out"_a = nb::none(), "k_out"_a = nb::none(), nb::kw_only(),
       "table"_a = nb::none(), "spec"_a = nb::none(), "start"_a = 0, "offsets"_a = nb::none(), "ids"_a = nb::none(),
       "cu_seqlens"_a = nb::none(), "direction"_a = ropekit::Direction::forward, "xpos_center"_a = 0.0,
-      "compute_sincos"_a = false, "num_threads"_a = 0, "stream"_a = 0,
+      "compute_sincos"_a = false, "num_threads"_a = 0, "stream"_a = 0, "query_scale"_a = nb::none(),
       "Rotate q (and k) with a table or a spec. Without q_out/k_out the operands are rotated in place.");
+
+  m.def(
+      "apply_query_scale",
+      [](nb::handle q, nb::handle q_out, const ropekit::QueryScale& query_scale, PyInt start, nb::handle offsets,
+         nb::handle ids, nb::handle cu_seqlens, ropekit::Direction direction, PyInt num_threads, uintptr_t stream) {
+        const int threads = static_cast<int>(int_arg(num_threads, "num_threads", 0, std::numeric_limits<int>::max()));
+        Operands ops = gather(q, nb::none(), q_out, nb::none(), int_arg(start, "start"), offsets, ids, cu_seqlens);
+        const auto options = options_of(direction, 0.0, false, threads, stream);
+        nb::gil_scoped_release release;
+        ropekit::apply_query_scale(ops.tensors.q, ops.positions, query_scale, options, ops.tensors.q_out);
+      },
+      "q"_a, "q_out"_a = nb::none(), nb::kw_only(), "query_scale"_a, "start"_a = 0, "offsets"_a = nb::none(),
+      "ids"_a = nb::none(), "cu_seqlens"_a = nb::none(), "direction"_a = ropekit::Direction::forward,
+      "num_threads"_a = 0, "stream"_a = 0,
+      "q (every channel, no rotation) times query_scale.at(position); without q_out in place.");
 
   ropekit_python::bind_torch_api(m);
 }

@@ -52,7 +52,7 @@ std::string Case::describe() const {
   o << to_string(dtype) << ' ' << to_string(style) << ' ' << name(layout) << "->" << name(out_layout) << ' '
     << name(positions) << ' ' << name(family) << (xpos ? " xpos" : "") << ' ' << name(direction)
     << (in_place ? " in_place" : " out_of_place") << (partial_rotary ? " partial" : "") << ' ' << name(cos_sin)
-    << (far_positions ? " far" : "") << " B=" << batch << " S=" << seq << " Hq=" << q_heads << " Hk=" << k_heads
+    << (far_positions ? " far" : "") << (query_scale ? " query_scale(" + query_scale->describe() + ")" : "") << " B=" << batch << " S=" << seq << " Hq=" << q_heads << " Hk=" << k_heads
     << " D=" << spec.head_dim << " R=" << spec.rotary_dim << " threads=" << num_threads << " seed=" << seed;
   return o.str();
 }
@@ -71,7 +71,7 @@ namespace {
 
 // The dimensions of a case, each a small index range.
 enum Dim { kDtype, kStyle, kLayout, kOutLayout, kPositions, kFamily, kXpos, kDirection, kInPlace, kPartial,
-           kCosSin, kFar, kDims };
+           kCosSin, kFar, kQueryScale, kDims };
 using Point = std::array<int, kDims>;
 
 constexpr DType kDtypes[] = {DType::f32, DType::f16, DType::bf16, DType::f64};
@@ -90,6 +90,7 @@ Case to_case(const Point& x, bool fixed_spec, const SpecParams& given) {
   c.partial_rotary = fixed_spec ? given.rotary_dim != 0 && given.rotary_dim < given.head_dim : x[kPartial] == 1;
   c.cos_sin = static_cast<CosSin>(x[kCosSin]);
   c.far_positions = x[kFar] == 1;
+  if (x[kQueryScale] == 1) c.query_scale = QueryScale{};  // drawn by complete()
   return c;
 }
 
@@ -260,6 +261,14 @@ Case complete(Case c, uint64_t seed, const SpecParams& given, int64_t tokens) {
     c.seq = draw(rng, 1, 9);
   }
   if (tokens > 0) c.seq = tokens;
+  if (c.query_scale) {
+    // Short lengths, so that t changes within a case's few positions.
+    constexpr double factors[] = {1.0, 0.75, 1.5};
+    c.query_scale->factor = factors[draw(rng, 0, 2)];
+    c.query_scale->beta = draw(rng, 0, 1) ? 0.1 : 0.4;
+    c.query_scale->length = draw(rng, 1, 8);
+    c.query_scale->shift = draw(rng, 0, 1);
+  }
   c.q_heads = draw(rng, 1, kMaxCaseQHeads);
   c.k_heads = draw(rng, 0, 5) == 0 ? 0 : draw(rng, 1, kMaxCaseKHeads);
   return c;
@@ -278,6 +287,7 @@ std::vector<Case> case_table(const CaseTableOptions& options) {
   sizes[kInPlace] = 2;
   sizes[kCosSin] = 4;
   sizes[kFar] = fixed_spec && options.spec.xpos ? 1 : 2;
+  sizes[kQueryScale] = 2;
   CoveringBuilder builder(sizes, /*fixed: the same covering every run*/ 1);
   builder.cover(3);
   if (options.f64) builder.cover(4);

@@ -3,6 +3,7 @@
 // emulated on the CPU, the CUDA device) and `ropekit verify` runs too. A case fixes every option of
 // a call; its shapes, inputs and positions come from the case's own seed, so any case replays.
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -34,6 +35,7 @@ struct Case {
   bool partial_rotary = false;
   CosSin cos_sin = CosSin::rows;
   bool far_positions = false;  // positions near 10^6 (no xPos there: its scales would overflow)
+  std::optional<QueryScale> query_scale;  // q times t(position) (ApplyOptions::query_scale)
 
   SpecParams spec;  // head_dim, rotary_dim, style, scaling and xPos as above
   int64_t batch = 2, seq = 5, q_heads = 3, k_heads = 2;  // thd: batch 1, seq = tokens; k_heads 0: q only

@@ -205,6 +205,10 @@ CaseResult check_case(const Case& c, const Backend& backend) {
   params.direction = c.direction;
   params.num_threads = c.num_threads;
   params.xpos_center = c.xpos && !pd.per_token.empty() ? static_cast<double>(lowest + needed - 1) / 2.0 : 0.0;
+  if (c.query_scale) {
+    params.has_query_scale = true;
+    params.query_scale = *c.query_scale;
+  }
   const bool compute = c.cos_sin == CosSin::compute || c.cos_sin == CosSin::compute_exact;
   const int64_t rows = c.far_positions ? 1 : c.cos_sin == CosSin::past_rows ? std::max<int64_t>(needed / 2, 1) : needed;
   const RopeTable table(spec, rows, ropekit::TableOptions{c.cos_sin == CosSin::compute_exact});
@@ -256,15 +260,28 @@ CaseResult check_case(const Case& c, const Backend& backend) {
         for (int64_t h = 0; h < in.heads; ++h) {
           const int64_t position = pd.per_token[static_cast<size_t>(b * in.seq + s)];
           for (int64_t d = 0; d < in.dim; ++d) x[static_cast<size_t>(d)] = decode(in.at(in.offset(b, s, h) + d), c.dtype);
-          const auto y = ref64::reference_row(ref, x, position, sign, ref_direction(c.direction));
+          auto y = ref64::reference_row(ref, x, position, sign, ref_direction(c.direction));
+          const bool scaled = sign > 0 && c.query_scale;
+          if (scaled) {
+            const double t = ref64::query_scale(c.query_scale->factor, c.query_scale->beta, c.query_scale->length,
+                                                c.query_scale->shift, position);
+            for (double& v : y) v = c.direction == Direction::inverse ? v / t : v * t;
+          }
           for (int64_t d = 0; d < in.dim; ++d) {
             const int64_t e = out.offset(b, s, h) + d;
             visited[static_cast<size_t>(e)] = 1;
             std::ostringstream where;
             where << name << "[b=" << b << " s=" << s << " h=" << h << " d=" << d << "] position " << position << ": ";
             if (d >= ref.rotary_dim) {
-              if (std::memcmp(out.at(e), in.at(in.offset(b, s, h) + d), es) != 0)
+              if (scaled) {  // the pass-through channels are scaled too: one rounding of x t
+                const double got = decode(out.at(e), c.dtype), want = y[static_cast<size_t>(d)];
+                if (!(std::fabs(got - want) <= tol * std::fabs(want))) {
+                  where << "pass-through got " << got << ", reference " << want;
+                  fail(where.str());
+                }
+              } else if (std::memcmp(out.at(e), in.at(in.offset(b, s, h) + d), es) != 0) {
                 fail(where.str() + "pass-through element changed");
+              }
               continue;
             }
             const int64_t i = c.style == Style::half ? d % pairs : d / 2;

@@ -63,4 +63,10 @@ inline std::vector<double> reference_row(const RefRope& r, const std::vector<dou
   return y;
 }
 
+// A query scale at a position, from its definition: factor (1 + beta ln(1 + floor((p + shift) / length))).
+inline double query_scale(double factor, double beta, int64_t length, int64_t shift, int64_t position) {
+  const long double steps = std::floor((static_cast<long double>(position) + shift) / length);
+  return factor * (1.0 + beta * std::log(1.0 + static_cast<double>(steps)));
+}
+
 }  // namespace ropekit::ref64

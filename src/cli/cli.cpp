@@ -97,9 +97,15 @@ per distinct RoPE with the layers that use it, and marks the layers without RoPE
                           for a GGUF how its metadata was mapped, the sliding-window layers' spec first
   pairs                   [{index, inv_freq, original_inv_freq, wavelength, original_wavelength,
                             ratio, regime}]  (wavelength and ratio are null when infinite)
+  query_scale             null, or {description, factor, beta, length, shift}: q is multiplied by
+                          factor (1 + beta ln(1 + floor((p + shift) / length))) (Llama 4's NoPE
+                          layers, Ministral 3 / Mistral 4)
+  softmax_scale_factor    number: what the config multiplies the softmax scale by (1: nothing;
+                          DeepSeek-style YaRN: mscale(factor, mscale_all_dim)^2)
   (the fields above describe the first layer with RoPE; a config.json or per-layer preset adds)
-  layers                  [{index, layer_type, rope, spec, attention_factor, pairs}], one per layer;
-                          a NoPE layer has rope false and no spec, attention_factor or pairs
+  layers                  [{index, layer_type, rope, query_scale, softmax_scale_factor, spec,
+                          attention_factor, pairs}], one per layer; a NoPE layer has rope false and
+                          no spec, attention_factor or pairs
 )";
 
 const char* const kPresetsHelp = R"(usage: ropekit presets [--json]

@@ -170,6 +170,31 @@ nlohmann::json top_level_json(const SpecView& v) {
   return j;
 }
 
+// A layer's query scale and softmax scale factor (ModelRope), null / 1 when it has none.
+nlohmann::json query_scale_json(const std::optional<QueryScale>& q) {
+  if (!q) return nullptr;
+  return {{"description", q->describe()}, {"factor", q->factor}, {"beta", q->beta}, {"length", q->length}, {"shift", q->shift}};
+}
+
+void add_corrections(nlohmann::json& j, const std::optional<QueryScale>& q, double softmax_scale_factor) {
+  j["query_scale"] = query_scale_json(q);
+  j["softmax_scale_factor"] = softmax_scale_factor;
+}
+
+void print_corrections(std::ostream& out, const std::optional<QueryScale>& q, double softmax_scale_factor) {
+  if (q) {
+    out << "query scale:      q times t(p) = " << q->describe() << ";";
+    // Where t steps: the first position of steps 1, 3 and 31 (and the start).
+    for (int64_t steps : {int64_t{0}, int64_t{1}, int64_t{3}, int64_t{31}}) {
+      const int64_t p = std::max<int64_t>(steps * q->length - q->shift, 0);
+      out << (steps ? ", " : " ") << "t(" << p << ") = " << q->at(p);
+    }
+    out << "\n";
+  }
+  if (softmax_scale_factor != 1.0)
+    out << "softmax scale:    times " << softmax_scale_factor << " (on the attention's 1/sqrt(head_dim))\n";
+}
+
 void print_block(std::ostream& out, const SpecView& v) {
   out << "spec:             " << v.r.spec.describe() << "\n";
   out << "attention factor: " << v.attention << "  (multiplies cos and sin)\n";
@@ -210,10 +235,12 @@ int cmd_info(const std::vector<std::string>& tokens, std::ostream& out) {
       if (json) {
         nlohmann::json j{{"source", r.source}, {"name", r.name}, {"layer", *index},
                          {"layer_type", layer.layer_type}, {"rope", false}};
+        add_corrections(j, layer.query_scale, layer.softmax_scale_factor);
         out << j.dump(2) << "\n";
       } else {
         out << "source:           " << label << "\n";
         out << "layer:            " << *index << " (" << joined({layer.layer_type}) << "): no RoPE (NoPE)\n";
+        print_corrections(out, layer.query_scale, layer.softmax_scale_factor);
       }
       return 0;
     }
@@ -226,11 +253,13 @@ int cmd_info(const std::vector<std::string>& tokens, std::ostream& out) {
       j["layer"] = *index;
       j["layer_type"] = layer.layer_type;
       j["rope"] = true;
+      add_corrections(j, layer.query_scale, layer.softmax_scale_factor);
       out << j.dump(2) << "\n";
       return 0;
     }
     out << "source:           " << label << "\n";
     out << "layer:            " << *index << " (" << joined({layer.layer_type}) << ")\n";
+    print_corrections(out, layer.query_scale, layer.softmax_scale_factor);
     print_block(out, v);
     return 0;
   }
@@ -240,9 +269,17 @@ int cmd_info(const std::vector<std::string>& tokens, std::ostream& out) {
   std::vector<LayerGroup> groups;
   if (r.model) groups = r.model->groups();
   std::vector<SpecView> views;
-  for (const auto& g : groups)
-    if (g.spec) views.push_back(view_of(r, *g.spec, seq_len));
+  std::vector<size_t> view_of_layer(r.model ? static_cast<size_t>(r.model->num_layers()) : 0);
+  for (const auto& g : groups) {
+    if (!g.spec) continue;
+    for (int64_t i : g.layers) view_of_layer[static_cast<size_t>(i)] = views.size();
+    views.push_back(view_of(r, *g.spec, seq_len));
+  }
   const bool per_layer = groups.size() > 1;
+  // The first RoPE layer's corrections go with the top-level fields.
+  const LayerRope* first = r.model && r.model->first_rope_layer() ? &r.model->layer(*r.model->first_rope_layer()) : nullptr;
+  const std::optional<QueryScale> top_query_scale = first ? first->query_scale : std::nullopt;
+  const double top_softmax = first ? first->softmax_scale_factor : 1.0;
 
   if (auto plot = args.text("plot")) {
     std::vector<PlotInput> pages;
@@ -262,18 +299,15 @@ int cmd_info(const std::vector<std::string>& tokens, std::ostream& out) {
 
   if (json) {
     nlohmann::json j = top_level_json(top);
+    add_corrections(j, top_query_scale, top_softmax);
     if (r.model) {
       auto& layers = j["layers"] = nlohmann::json::array();
       for (int64_t i = 0; i < r.model->num_layers(); ++i) {
         const LayerRope& layer = r.model->layer(i);
         nlohmann::json l{{"index", i}, {"layer_type", layer.layer_type}, {"rope", layer.spec.has_value()}};
+        add_corrections(l, layer.query_scale, layer.softmax_scale_factor);
         if (layer.spec) {
-          size_t k = 0;
-          for (const auto& g : groups) {
-            if (!g.spec) continue;
-            if (*g.spec == *layer.spec) break;
-            ++k;
-          }
+          const size_t k = view_of_layer[static_cast<size_t>(i)];
           l["spec"] = spec_json(*layer.spec);
           l["attention_factor"] = views[k].attention;
           l["pairs"] = pairs_json(views[k].rows);
@@ -289,6 +323,7 @@ int cmd_info(const std::vector<std::string>& tokens, std::ostream& out) {
   if (r.num_attention_heads) out << "heads:            q " << r.num_attention_heads << ", k " << r.num_key_value_heads << "\n";
   for (const auto& note : r.notes) out << "note:             " << note << "\n";
   if (!per_layer) {
+    print_corrections(out, top_query_scale, top_softmax);
     print_block(out, top);
   } else {
     size_t with_rope = 0;
@@ -300,9 +335,11 @@ int cmd_info(const std::vector<std::string>& tokens, std::ostream& out) {
       out << "\n== layers " << layer_ranges(g.layers) << " (" << joined(g.layer_types) << ")";
       if (!g.spec) {
         out << ": no RoPE (NoPE)\n";
+        print_corrections(out, g.query_scale, g.softmax_scale_factor);
         continue;
       }
       out << "\n";
+      print_corrections(out, g.query_scale, g.softmax_scale_factor);
       print_block(out, views[k++]);
     }
   }

@@ -473,6 +473,53 @@ std::vector<std::string> read_layer_types(const Node& root, const std::string& m
 }
 
 // Layers of these types have no RoPE in HF's modeling code whatever the config's rope block says.
+// What HF's attention does to q and to the softmax scale beside RoPE (transformers 5.23), onto
+// the layers read (NoPE already marked):
+//   llama4: attn_temperature_tuning (default true) scales q on NoPE layers by
+//     1 + attn_scale log1p(floor((p + 1) / floor_scale))   (defaults 0.1, 8192);
+//   ministral3, mistral4: q times 1 + llama_4_scaling_beta log(1 + floor(p / original_max_position_embeddings))
+//     (both from rope_parameters) on every layer;
+//   the MLA families' yarn_apply_mscale: with a rope_type other than default and a nonzero
+//     mscale_all_dim, the softmax scale times (0.1 mscale_all_dim ln(factor) + 1)^2 (factor > 1).
+void read_attention_corrections(const Node& root, const std::string& model_type, const Node* rope_block,
+                                std::vector<LayerRope>& layers, std::vector<std::string>& notes) {
+  if (one_of(model_type, {"llama4", "llama4_text"}) && root.boolean("attn_temperature_tuning").value_or(true)) {
+    QueryScale q;
+    q.beta = root.number_above("attn_scale", 0.0, false).value_or(0.1);
+    q.length = root.positive_int("floor_scale").value_or(8192);
+    q.shift = 1;
+    q.validate(root.path("attn_scale"));
+    for (LayerRope& l : layers)
+      if (!l.spec) l.query_scale = q;
+    notes.push_back(cat("NoPE layers: q times ", q.describe(), " (attn_temperature_tuning, attn_scale, floor_scale; ",
+                        "HF's Llama4TextAttention)"));
+  }
+  if (!rope_block) return;
+  if (one_of(model_type, {"ministral3", "mistral4"})) {
+    if (const auto beta = rope_block->number_above("llama_4_scaling_beta", 0.0, false)) {
+      const auto length = rope_block->positive_int("original_max_position_embeddings");
+      if (!length) rope_block->missing("original_max_position_embeddings", "an integer > 0 (llama_4_scaling_beta divides positions by it)");
+      const QueryScale q{1.0, *beta, *length, 0};
+      q.validate(rope_block->path("llama_4_scaling_beta"));
+      for (LayerRope& l : layers) l.query_scale = q;
+      notes.push_back(cat("every layer: q (all its channels) times ", q.describe(),
+                          " (llama_4_scaling_beta, original_max_position_embeddings; HF's get_llama_4_attn_scale)"));
+    }
+  }
+  if (one_of(model_type, {"deepseek_v2", "deepseek_v3", "deepseek_v32", "glm4_moe_lite", "glm_moe_dsa", "longcat_flash",
+                          "minicpm3", "mistral4", "mistral_large4", "youtu", "axk1", "axk2", "bailing_hybrid", "hy_v4"})) {
+    const std::string type = rope_block->string("rope_type").value_or(rope_block->string("type").value_or("default"));
+    const double all_dim = rope_block->number("mscale_all_dim").value_or(0.0);
+    if (type != "default" && all_dim != 0.0) {
+      const double factor = rope_block->required_above("factor", 0.0);
+      const double mscale = factor <= 1.0 ? 1.0 : 0.1 * all_dim * std::log(factor) + 1.0;
+      for (LayerRope& l : layers) l.softmax_scale_factor = mscale * mscale;
+      notes.push_back(cat("softmax scale times ", mscale * mscale, " = (0.1 x mscale_all_dim ", all_dim, " x ln(factor ", factor,
+                          ") + 1)^2 (HF's yarn_apply_mscale)"));
+    }
+  }
+}
+
 bool type_without_rope(const std::string& model_type, const std::string& layer_type) {
   // Cohere2Attention rotates only when it has a sliding window.
   if (one_of(model_type, {"cohere2"})) return layer_type != "sliding_attention";
@@ -595,6 +642,7 @@ HfConfigInfo hf_config_info_json(std::string_view text) {
 
   std::vector<LayerRope> model_layers;
   model_layers.reserve(static_cast<size_t>(layers));
+  const Node* rope_block = nullptr;  // the one block of a config without per-type entries
   if (!per_type.empty()) {
     // Gemma 4's full-attention layers have their own head size (global_head_dim, default 512).
     std::optional<json> wide_root;
@@ -618,6 +666,7 @@ HfConfigInfo hf_config_info_json(std::string_view text) {
     // transformers: `rope_parameters = rope_scaling or rope_parameters` (an empty rope_scaling loses).
     const bool scaling_wins = scaling_block && (!scaling_block->value().empty() || !parameters_block);
     const Node* block = scaling_wins ? &*scaling_block : parameters_block ? &*parameters_block : nullptr;
+    rope_block = block;
     info = read_info(root, block);
     if (scaling_wins && parameters_block) {
       std::string other;
@@ -637,6 +686,7 @@ HfConfigInfo hf_config_info_json(std::string_view text) {
     if ((uses_rope && !(*uses_rope)[i]) || type_without_rope(model_type, model_layers[i].layer_type))
       model_layers[i].spec.reset();
   }
+  read_attention_corrections(root, model_type, rope_block, model_layers, info->notes);
   ModelRope model(std::move(model_layers));
   const auto first = model.first_rope_layer();
   if (!first) throw Error("config: expected at least one layer with RoPE, got none (every layer is NoPE)");

@@ -1,6 +1,7 @@
 // CPU backend: the plain loop (the formulas are rope_math.hpp's). Per token, the pair coefficients
 // are computed once and reused for every head of q and k; each head row is then rotated in fp32
-// (f64 storage: double) and stored once.
+// (f64 storage: double) and stored once. A query scale folds into q's coefficients (and scales q's
+// pass-through channels).
 #include <cmath>
 #include <cstring>
 #include <vector>
@@ -21,22 +22,24 @@ const float* cos_sin_row(const RopeParams& p, int64_t position, float* scratch) 
   return scratch;
 }
 
-// Coefficients for one token and one operand sign.
-void token_coefficients(const RopeParams& p, int64_t position, float sign, float* c, float* s) {
+// Coefficients for one token, one operand sign and the operand's query scale (1: none).
+void token_coefficients(const RopeParams& p, int64_t position, float sign, float query_scale, float* c, float* s) {
   thread_local std::vector<float> scratch;
   scratch.resize(static_cast<size_t>(2 * p.pairs));
   const float* row = cos_sin_row(p, position, scratch.data());
   const float inv_attention_sq = inverse_attention_sq(p.attention_factor);
   for (int64_t i = 0; i < p.pairs; ++i) {
-    const float x = p.has_xpos ? xpos_scale(static_cast<double>(position), p.xpos_center, p.xpos_log_zeta[i], sign)
-                               : 1.0f;
+    const float x = p.has_xpos ? xpos_scale(static_cast<double>(position), p.xpos_center, p.xpos_log_zeta[i], sign) *
+                                     query_scale
+                               : query_scale;
     pair_coefficients(row[i], row[i + p.pairs], x, p.direction, inv_attention_sq, c[i], s[i]);
   }
 }
 
+// pass_scale: the factor of the channels past rotary_dim (1: copied out of place, left in place).
 template <typename T>
 void rotate_row(const RopeParams& p, const typename T::Storage* in, typename T::Storage* out, bool in_place,
-                const float* c, const float* s) {
+                const float* c, const float* s, double pass_scale) {
   using M = typename T::Math;
   const int64_t n = p.pairs;
   // Pair i: elements (i, i + n) in the half style, (2i, 2i + 1) interleaved.
@@ -48,20 +51,23 @@ void rotate_row(const RopeParams& p, const typename T::Storage* in, typename T::
     out[step * i] = T::store(ya);
     out[step * i + partner] = T::store(yb);
   }
-  if (!in_place && p.rotary_dim < p.head_dim) {
+  if (pass_scale != 1.0) {
+    for (int64_t j = p.rotary_dim; j < p.head_dim; ++j) out[j] = T::store(T::load(in[j]) * static_cast<M>(pass_scale));
+  } else if (!in_place && p.rotary_dim < p.head_dim) {
     std::memcpy(out + p.rotary_dim, in + p.rotary_dim,
                 static_cast<size_t>(p.head_dim - p.rotary_dim) * sizeof(typename T::Storage));
   }
 }
 
 template <typename T>
-void rotate_heads(const RopeParams& p, const Operand& op, int64_t b, int64_t s_idx, const float* c, const float* s) {
+void rotate_heads(const RopeParams& p, const Operand& op, int64_t b, int64_t s_idx, const float* c, const float* s,
+                  double pass_scale = 1.0) {
   using S = typename T::Storage;
   if (op.heads == 0) return;  // an empty q or k beside a non-empty one: its data may be null
   const auto* in = static_cast<const S*>(op.in) + b * op.in_stride[0] + s_idx * op.in_stride[1];
   auto* out = static_cast<S*>(op.out) + b * op.out_stride[0] + s_idx * op.out_stride[1];
   for (int64_t h = 0; h < op.heads; ++h) {
-    rotate_row<T>(p, in + h * op.in_stride[2], out + h * op.out_stride[2], op.in_place, c, s);
+    rotate_row<T>(p, in + h * op.in_stride[2], out + h * op.out_stride[2], op.in_place, c, s, pass_scale);
   }
 }
 
@@ -75,14 +81,15 @@ void run(const RopeParams& p) {
   const TokenPositions positions = token_positions(p);
   const int64_t tokens = p.positions.kind == Positions::Kind::packed ? p.seq : p.batch * p.seq;
   for_each_token(positions, 0, tokens, [&](int64_t b, int64_t s_idx, int64_t position) {
-    token_coefficients(p, position, p.q.xpos_sign, cq, sq);
-    rotate_heads<T>(p, p.q, b, s_idx, cq, sq);
+    const double t = p.has_query_scale ? query_scale_at(p.query_scale, position) : 1.0;
+    token_coefficients(p, position, p.q.xpos_sign, static_cast<float>(t), cq, sq);
+    rotate_heads<T>(p, p.q, b, s_idx, cq, sq, p.has_query_scale ? query_pass_scale(t, p.direction) : 1.0);
     if (!p.has_k) return;
-    if (p.has_xpos) {
-      token_coefficients(p, position, p.k.xpos_sign, ck, sk);
+    if (p.has_xpos || p.has_query_scale) {
+      token_coefficients(p, position, p.k.xpos_sign, 1.0f, ck, sk);
       rotate_heads<T>(p, p.k, b, s_idx, ck, sk);
     } else {
-      rotate_heads<T>(p, p.k, b, s_idx, cq, sq);  // same coefficients without xPos
+      rotate_heads<T>(p, p.k, b, s_idx, cq, sq);  // the same coefficients without xPos or a query scale
     }
   });
 }

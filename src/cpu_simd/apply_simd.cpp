@@ -264,8 +264,10 @@ void XposScales(const SimdPlan& plan, int64_t position, Scratch& w) {
   }
 }
 
-// c, s for one token and one xPos sign, then the interleaved expansion.
-void TokenCoefficients(const SimdPlan& plan, float sign, const float* cos_row, const float* sin_row, Scratch& w) {
+// c, s for one token, one xPos sign and the operand's query scale (1: none), then the interleaved
+// expansion.
+void TokenCoefficients(const SimdPlan& plan, float sign, float query_scale, const float* cos_row, const float* sin_row,
+                       Scratch& w) {
   const RopeParams& p = *plan.p;
   const DF df;
   const auto step = static_cast<int64_t>(hn::Lanes(df));
@@ -287,7 +289,7 @@ void TokenCoefficients(const SimdPlan& plan, float sign, const float* cos_row, c
       ca = hn::Load(df, cbuf);
       sa = hn::Load(df, sbuf);
     }
-    const VF x = p.has_xpos ? hn::LoadU(df, xscale + i) : hn::Set(df, 1.0f);
+    const VF x = p.has_xpos ? hn::Mul(hn::LoadU(df, xscale + i), hn::Set(df, query_scale)) : hn::Set(df, query_scale);
     VF c, s;
     pair_coefficients<VF, VecArith>(ca, sa, x, p.direction, inv_att_sq, c, s);
     hn::StoreU(c, df, w.c.data() + i);
@@ -623,16 +625,38 @@ void RotateRotaryParts<BF16>(const SimdPlan& plan, const uint16_t* in, uint16_t*
 }
 #endif
 
-// Heads [h0, h1) of one operand at token (b, s); out of place, the pass-through channels are copied.
+// n channels times `scale`, rounded once into the storage type (in == out allowed).
+template <class T>
+void ScaleChannels(const typename T::Storage* in, typename T::Storage* out, int64_t n, float scale) {
+  using S = typename T::Storage;
+  const DF d;
+  const auto step = static_cast<int64_t>(hn::Lanes(d));
+  const VF k = hn::Set(d, scale);
+  int64_t j = 0;
+  for (; j + step <= n; j += step) T::store(d, hn::Mul(T::load(d, in + j), k), out + j);
+  if (j == n) return;
+  HWY_ALIGN S buf[hn::MaxLanes(DF())] = {};
+  std::copy(in + j, in + n, buf);
+  T::store(d, hn::Mul(T::load(d, buf), k), buf);
+  std::copy(buf, buf + (n - j), out + j);
+}
+
+// Heads [h0, h1) of one operand at token (b, s); the pass-through channels are scaled by
+// pass_scale, or with 1 copied out of place (left alone in place).
 template <class T>
 void RotateHeads(const SimdPlan& plan, const Operand& op, int64_t b, int64_t s, int64_t h0, int64_t h1,
-                 const Scratch& w) {
+                 const Scratch& w, float pass_scale = 1.0f) {
   using S = typename T::Storage;
   const RopeParams& p = *plan.p;
   const auto* in = static_cast<const S*>(op.in) + b * op.in_stride[0] + s * op.in_stride[1] + h0 * op.in_stride[2];
   auto* out = static_cast<S*>(op.out) + b * op.out_stride[0] + s * op.out_stride[1] + h0 * op.out_stride[2];
   RotateRotaryParts<T>(plan, in, out, op.in_stride[2], op.out_stride[2], h1 - h0, w);
-  if (!op.in_place && p.rotary_dim < p.head_dim) {
+  if (pass_scale != 1.0f) {
+    for (int64_t h = 0; h < h1 - h0; ++h) {
+      ScaleChannels<T>(in + h * op.in_stride[2] + p.rotary_dim, out + h * op.out_stride[2] + p.rotary_dim,
+                       p.head_dim - p.rotary_dim, pass_scale);
+    }
+  } else if (!op.in_place && p.rotary_dim < p.head_dim) {
     for (int64_t h = 0; h < h1 - h0; ++h) {
       std::memcpy(out + h * op.out_stride[2] + p.rotary_dim, in + h * op.in_stride[2] + p.rotary_dim,
                   static_cast<size_t>(p.head_dim - p.rotary_dim) * sizeof(S));
@@ -650,11 +674,12 @@ void RunToken(const SimdPlan& plan, int64_t b, int64_t s, int64_t position, int6
   if (p.has_xpos) XposScales(plan, position, w);
   const int64_t qh = p.q.heads;
   if (g0 < qh) {
-    TokenCoefficients(plan, p.q.xpos_sign, cos_row, sin_row, w);
-    RotateHeads<T>(plan, p.q, b, s, g0, std::min(g1, qh), w);
+    const double t = p.has_query_scale ? query_scale_at(p.query_scale, position) : 1.0;
+    TokenCoefficients(plan, p.q.xpos_sign, static_cast<float>(t), cos_row, sin_row, w);
+    RotateHeads<T>(plan, p.q, b, s, g0, std::min(g1, qh), w, p.has_query_scale ? static_cast<float>(query_pass_scale(t, p.direction)) : 1.0f);
   }
   if (p.has_k && g1 > qh) {
-    if (p.has_xpos || g0 >= qh) TokenCoefficients(plan, p.k.xpos_sign, cos_row, sin_row, w);
+    if (p.has_xpos || p.has_query_scale || g0 >= qh) TokenCoefficients(plan, p.k.xpos_sign, 1.0f, cos_row, sin_row, w);
     RotateHeads<T>(plan, p.k, b, s, std::max(g0, qh) - qh, g1 - qh, w);
   }
 }

@@ -119,6 +119,8 @@ void apply_cuda(const RopeParams& p) {
     // The table's device copy lives as long as the table (positions past its rows are computed).
     table = &device_table(*p.table, state, p.rows_count > 0, capturing);
     set_table(a, p, *table);
+  } else if (p.pairs == 0) {
+    set_table(a, p, DeviceTable{});  // apply_query_scale: no pairs, so no table
   } else {
     require_device_memory(p.rows, device, "cos_sin_cache.data");
     set_caller_rows(a, p);

@@ -51,6 +51,8 @@ inline void set_table(KernelArgs& a, const RopeParams& p, const DeviceTable& tab
   a.inv_attention_sq = inverse_attention_sq(p.attention_factor);
   a.xpos_log_zeta = p.has_xpos ? table.xpos_log_zeta : nullptr;
   a.xpos_center = p.xpos_center;
+  a.query_scale = p.query_scale;
+  a.op[0].scaled = p.has_query_scale;
 }
 
 // A caller-owned fp32 cache on the device (rotary_embedding): its rows as the table (attention
@@ -172,7 +174,7 @@ template <class K>
 LaunchConfig configure_launch(KernelArgs& a, const RopeParams& p, int multiprocessors, int resident_threads_per_multiprocessor,
                               int64_t forced_heads_per_thread) {
   const bool tail = p.rotary_dim < p.head_dim;
-  a.op[0].copy_tail = tail && !p.q.in_place;
+  a.op[0].copy_tail = tail && (!p.q.in_place || p.has_query_scale);
   a.op[1].copy_tail = p.has_k && tail && !p.k.in_place;
   LaunchShape shape;
   shape.batch = p.batch;

@@ -57,7 +57,9 @@ struct KernelOperand {
   int64_t out_stride[3]{};
   int64_t heads = 0;
   float xpos_sign = 1.0f;
-  bool copy_tail = false;   // out of place with partial rotary: copy dims [rotary_dim, head_dim)
+  bool scaled = false;      // q with a query scale: every channel times t(position)
+  bool copy_tail = false;   // partial rotary, out of place or scaled: dims [rotary_dim, head_dim)
+                            // are copied (or scaled)
 };
 
 struct KernelArgs {
@@ -88,6 +90,7 @@ struct KernelArgs {
   float inv_attention_sq = 1.0f;
   const double* xpos_log_zeta = nullptr;  // null without xPos
   double xpos_center = 0.0;
+  QueryScale query_scale;                 // for the scaled operand (q)
 
   // Device-resident positions: where a fault is claimed (device memory) and recorded.
   int32_t* fault_claim = nullptr;
@@ -393,17 +396,20 @@ ROPEKIT_UNROLL
   }
 }
 
-// cos/sin -> the pair coefficients of the direction (and xPos scale).
+// cos/sin -> the pair coefficients of the direction (and xPos scale, and the operand's query scale:
+// 1 for none).
 template <class K>
-ROPEKIT_KERNEL_HD void coefficients(const KernelArgs& a, int64_t position, int p0, float sign, float (&c)[K::P],
-                                    float (&s)[K::P]) {
+ROPEKIT_KERNEL_HD void coefficients(const KernelArgs& a, int64_t position, int p0, float sign, float query_scale,
+                                    float (&c)[K::P], float (&s)[K::P]) {
   constexpr XposMode X = K::xpos;
   const bool xpos = X == XposMode::xpos || (X == XposMode::runtime && a.xpos_log_zeta != nullptr);
 ROPEKIT_UNROLL
   for (int j = 0; j < K::P; ++j) {
     const float x = X != XposMode::none && xpos
-                        ? xpos_scale(static_cast<double>(position), a.xpos_center, a.xpos_log_zeta[p0 + j], sign)
-                        : 1.0f;
+                        ? Arith<float>::mul(xpos_scale(static_cast<double>(position), a.xpos_center,
+                                                       a.xpos_log_zeta[p0 + j], sign),
+                                            query_scale)
+                        : query_scale;
     pair_coefficients(c[j], s[j], x, a.direction, a.inv_attention_sq, c[j], s[j]);
   }
 }
@@ -456,10 +462,19 @@ ROPEKIT_KERNEL_HD void rope_item(const KernelArgs& a, int64_t b, int64_t s, int6
   const S* in = static_cast<const S*>(op.in) + b * op.in_stride[0] + s * op.in_stride[1] + h_begin * in_h;
   S* out = static_cast<S*>(op.out) + b * op.out_stride[0] + s * op.out_stride[1] + h_begin * out_h;
 
-  if (chunk >= a.rotary_chunks) {  // pass-through tail, out of place only
+  const double t = op.scaled ? query_scale_at(a.query_scale, position) : 1.0;
+  if (chunk >= a.rotary_chunks) {  // pass-through tail: copied out of place, scaled with a query scale
     if (!op.copy_tail) return;
     const int e0 = a.rotary_dim + (chunk - a.rotary_chunks) * K::E;
     const bool whole = e0 + K::E <= a.head_dim;
+    if (op.scaled) {
+      using T = typename K::T;
+      const auto pass = static_cast<float>(query_pass_scale(t, a.direction));
+      const int e1 = whole ? e0 + K::E : a.head_dim;
+      for (int h = 0; h < count; ++h, in += in_h, out += out_h)
+        for (int e = e0; e < e1; ++e) out[e] = T::store(Arith<float>::mul(T::load(in[e]), pass));
+      return;
+    }
     for (int h = 0; h < count; ++h, in += in_h, out += out_h) {
       if (whole) {
 ROPEKIT_UNROLL
@@ -497,7 +512,7 @@ ROPEKIT_UNROLL
     compute_row<K::P>(a, position, p0, c, sn);
     load_heads(in, count);
   }
-  coefficients<K>(a, position, p0, op.xpos_sign, c, sn);
+  coefficients<K>(a, position, p0, op.xpos_sign, static_cast<float>(t), c, sn);
 #if defined(__CUDA_ARCH__)
 #pragma unroll 1
 #endif

@@ -208,6 +208,38 @@ TEST(Cli, InfoPerLayer) {
   EXPECT_NE(svg.find("height=\"1640\""), std::string::npos);
 }
 
+// The query scales and softmax-scale factors HF's attention applies beside RoPE, per layer.
+TEST(Cli, InfoQueryScaleAndSoftmaxScale) {
+  const auto text = run({"info", "llama4-scout-17b-16e"});
+  ASSERT_EQ(text.code, 0) << text.err;
+  EXPECT_NE(text.out.find("(full_attention): no RoPE (NoPE)\nquery scale:      q times t(p) = 1 + 0.1 ln(1 + floor((p + 1) / 8192)); "
+                          "t(0) = 1, t(8191) = 1.06931"),
+            std::string::npos)
+      << text.out;
+  const auto j = nlohmann::json::parse(run({"info", "llama4-scout-17b-16e", "--json"}).out);
+  EXPECT_TRUE(j["query_scale"].is_null());  // layer 0 rotates and has no temperature
+  EXPECT_TRUE(j["layers"][0]["query_scale"].is_null());
+  const auto& nope = j["layers"][3];
+  EXPECT_EQ(nope["rope"], false);
+  EXPECT_EQ(nope["query_scale"]["beta"], 0.1);
+  EXPECT_EQ(nope["query_scale"]["length"], 8192);
+  EXPECT_EQ(nope["query_scale"]["shift"], 1);
+  EXPECT_EQ(nope["softmax_scale_factor"], 1.0);
+
+  const auto ministral = nlohmann::json::parse(run({"info", "ministral3-8b", "--json"}).out);
+  EXPECT_EQ(ministral["query_scale"]["description"], "1 + 0.1 ln(1 + floor(p / 16384))");
+  EXPECT_EQ(ministral["query_scale"]["shift"], 0);
+  for (const auto& layer : ministral["layers"]) EXPECT_EQ(layer["query_scale"], ministral["query_scale"]);
+
+  const auto deepseek = nlohmann::json::parse(run({"info", "deepseek-v3", "--layer", "0", "--json"}).out);
+  const double mscale = 0.1 * std::log(40.0) + 1.0;  // mscale_all_dim 1, factor 40
+  EXPECT_NEAR(deepseek["softmax_scale_factor"].get<double>(), mscale * mscale, 1e-15);
+  EXPECT_TRUE(deepseek["query_scale"].is_null());
+  const auto plain = nlohmann::json::parse(run({"info", "llama3-8b", "--json"}).out);
+  EXPECT_TRUE(plain["query_scale"].is_null());
+  EXPECT_EQ(plain["softmax_scale_factor"], 1.0);
+}
+
 TEST(Cli, PlotWritesBothPanels) {
   const auto path = std::filesystem::temp_directory_path() / "ropekit_test_plot.svg";
   const auto r = run({"info", "phi3-mini-128k", "--plot", path.string()});

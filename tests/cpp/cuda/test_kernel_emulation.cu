@@ -65,6 +65,7 @@ struct EmuCase {
   int64_t max_blocks = 3;    // grid cap: the grid-stride loops run several times
   bool attention = false;    // YaRN: attention factor != 1 (inverse divides by its square)
   bool caller_rows = false;  // rotary_embedding: the caller's rows, no frequencies (set_caller_rows)
+  bool query_scale = false;  // q times t(position); rotary_dim 0 with it: apply_query_scale (no pairs)
   // Expected specialisation.
   int n = 0;
   CosSin cos_sin = CosSin::mixed;
@@ -76,7 +77,7 @@ struct EmuCase {
       << " in_place=" << in_place << " D=" << head_dim << " R=" << rotary_dim << " pad=" << pad << " hpt=" << forced_hpt
       << " pos=" << static_cast<int>(positions) << " beyond=" << beyond_rows << " xpos=" << xpos << " sincos=" << sincos
       << " n=" << n << " cos_sin=" << static_cast<int>(cos_sin) << " xpos_mode=" << static_cast<int>(xpos_mode)
-      << " attention=" << attention << " caller_rows=" << caller_rows;
+      << " attention=" << attention << " caller_rows=" << caller_rows << " query_scale=" << query_scale;
     return o.str();
   }
 };
@@ -174,6 +175,10 @@ EmuRun run(const EmuCase& c, uint64_t seed, const HostPos& hp, const HostPos* em
   use_table(p, TableAccess::data(table), c.sincos);
   p.has_xpos = c.xpos;
   p.xpos_center = c.xpos ? 7.0 : 0.0;
+  if (c.query_scale) {
+    p.has_query_scale = true;
+    p.query_scale = QueryScale{1.25, 0.3, 3, 1};  // t changes every 3 positions
+  }
   auto positions_of = [&](const HostPos& h) {
     switch (c.positions) {
       case Pos::offset: return Positions::from_offset(c.beyond_rows ? 9 : 6);
@@ -388,6 +393,34 @@ TEST(CudaKernelEmulation, AttentionFactorOddTailsAndCallerRows) {
   EXPECT_EQ(r.record.index, 3);
   EXPECT_EQ(r.record.value, 64);
   EXPECT_EQ(r.record.bound, 63);
+}
+
+// A query scale on q in every direction and width: with full and partial rotary (the tail is
+// scaled, in place too) and with no pairs at all (apply_query_scale on a NoPE layer).
+TEST(CudaKernelEmulation, QueryScale) {
+  int cases = 0;
+  for (DType t : {DType::f32, DType::f16, DType::bf16})
+    for (Style st : {Style::half, Style::interleaved})
+      for (const Width& w : widths(t, st))
+        for (int64_t R : {int64_t{80}, int64_t{32}, int64_t{0}})
+          for (Direction d : {Direction::forward, Direction::backward, Direction::inverse}) {
+            EmuCase c;
+            c.dtype = t;
+            c.style = st;
+            c.pad = w.pad;
+            c.rotary_dim = R;
+            c.direction = d;
+            c.query_scale = true;
+            c.xpos = R > 0 && cases % 4 == 1;
+            c.in_place = cases % 2 == 0;
+            c.positions = static_cast<Pos>(cases % 4);
+            c.beyond_rows = cases % 3 == 0;
+            c.max_blocks = 1 + cases % 4;
+            check(c, fresh_seed());
+            ++cases;
+            if (HasFailure()) return;
+          }
+  EXPECT_EQ(cases, (2 * 3 + 2 * (3 + 4)) * 3 * 3);  // widths: f32 3 per style; f16, bf16 3 half, 4 interleaved
 }
 
 // Invalid device-resident positions: reported once (kind, index, value), their tokens left as
