@@ -96,15 +96,17 @@ ROPEKIT_HD float xpos_scale(double position, double center, double log_zeta_over
 
 // The query scale (ropekit/spec.hpp QueryScale) at a position >= 0, in double:
 // factor (1 + beta ln(1 + floor((p + shift) / length))). The floor is integer division, exact at
-// every position (HF divides in float32); split so that p + shift cannot overflow.
+// every position (HF divides in float32), written without p + shift (shift <= length: the
+// remainder and the shift carry at most one step).
 ROPEKIT_HD double query_scale_at(const QueryScale& q, int64_t position) {
-  const int64_t steps = position / q.length + (position % q.length + q.shift) / q.length;
+  const int64_t steps = position / q.length + (position % q.length >= q.length - q.shift ? 1 : 0);
   return q.factor * (1.0 + q.beta * std::log1p(static_cast<double>(steps)));
 }
 
 // What a query scale t does to the channels outside the rotated pairs (and, folded into the xPos
 // scale, to the pairs): the forward multiplies by t, so does its VJP; the inverse divides.
-// In double: f64 rows keep it; the other backends round it once to fp32.
+// In double: the f64 pass-through channels keep it, everything else rounds it once to fp32 (the
+// rotated pairs fold fp32 t into their fp32 coefficients).
 ROPEKIT_HD double query_pass_scale(double t, Direction direction) { return direction == Direction::inverse ? 1.0 / t : t; }
 
 #include "rope_formulas.inc"

@@ -204,7 +204,8 @@ std::string RopeSpec::describe() const {
 namespace ropekit {
 
 void QueryScale::validate(const std::string& what) const {
-  detail::require_finite_positive(factor, what + ".factor");
+  // 1e-30 keeps fp32 t and 1 / t (the inverse) finite and normal.
+  detail::require_finite_at_least(factor, 1e-30, what + ".factor");
   detail::require_finite_at_least(beta, 0.0, what + ".beta");
   if (length <= 0) fail(what + ".length", "an integer > 0", length);
   if (shift < 0 || shift > length) fail(what + ".shift", cat("an integer in [0, length (", length, ")]"), shift);

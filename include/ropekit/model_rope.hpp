@@ -18,8 +18,9 @@ struct LayerRope {
   std::string layer_type;       // the config's label ("sliding_attention", "full_attention", ...), "" if none
   std::optional<RopeSpec> spec;  // nullopt: the layer applies no RoPE (NoPE)
   // The query's position-dependent scale, applied after RoPE: Llama 4's attn_temperature_tuning (on
-  // its NoPE layers), Ministral 3 / Mistral 4's llama_4_scaling_beta (every layer). Fuse it with
-  // ApplyOptions::query_scale, or use apply_query_scale on a NoPE layer. nullopt: none.
+  // its NoPE layers), Ministral 3 / Mistral 4's llama_4_scaling_beta (every layer). It scales the
+  // whole query head: fuse it with ApplyOptions::query_scale, and use apply_query_scale on a NoPE
+  // layer or on the channels a call does not see (MLA's q_nope). nullopt: none.
   std::optional<QueryScale> query_scale;
   // What the config does to the attention's softmax scale (1 / sqrt(qk head dim) in most models):
   // DeepSeek-V2/V3-style YaRN multiplies it by mscale(factor, mscale_all_dim)^2. 1: nothing. Pass it

@@ -213,16 +213,9 @@ def apply_rope(q, k=None, *, spec: RopeSpec | None = None, table: RopeTable | No
     if k is not None and _framework(k) != kind:
         raise TypeError(f"k: expected an array of the same framework as q ({kind}), got {_framework(k)}")
     direction = _direction(backward, inverse, direction)
-    if kind == "torch" and query_scale is not None and _needs_grad(q, k):
-        # Autograd: the rotation's own autograd op, then q times t(p) as a torch product.
-        out = _apply_torch(q, k, spec, table, positions, offsets, cu_seqlens, inplace, direction, xpos_center,
-                           compute_sincos, num_threads, q_out, k_out)
-        q_rot = out if k is None else out[0]
-        q_rot = _times_query_scale(q_rot, query_scale, positions, offsets, cu_seqlens, direction)
-        return q_rot if k is None else (q_rot, out[1])
-    if kind == "torch" and query_scale is None:
+    if kind == "torch":
         return _apply_torch(q, k, spec, table, positions, offsets, cu_seqlens, inplace, direction, xpos_center,
-                            compute_sincos, num_threads, q_out, k_out)
+                            compute_sincos, num_threads, q_out, k_out, query_scale)
     if kind == "jax" and str(q.dtype) == "bfloat16" and not inplace and q_out is None and k_out is None:
         # numpy cannot hold a bfloat16 output for us; the kernel's bf16 path is fp32 math rounded once
         # on store, which is exactly fp32 math on the (losslessly widened) input rounded once here.
@@ -279,33 +272,31 @@ def _needs_grad(*tensors) -> bool:
 
 
 def _token_positions_torch(q, positions, offsets, cu_seqlens):
-    """Each token's position as an int64 tensor shaped to broadcast over q's heads and channels."""
+    """Each token's position as an int64 tensor shaped to broadcast over q's heads and channels, by
+    the rules of ropekit.Positions (the arguments as the kernel takes them, checked there)."""
     import torch
 
-    device = q.device
-    as_index = lambda v: torch.as_tensor(v, device=device).to(torch.int64)  # noqa: E731
-    if q.dim() == 4:
-        b, s = q.shape[0], q.shape[1]
-        steps = torch.arange(s, device=device)
-        if offsets is not None:
-            pos = as_index(offsets).view(b, 1) + steps
-        elif positions is None or _args.scalar(positions, "positions") is not None:
-            pos = (0 if positions is None else int(positions)) + steps.expand(b, s)
-        else:
-            pos = as_index(positions).view(b, s)
-        return pos.view(b, s, 1, 1)
-    tokens = torch.arange(q.shape[0], device=device)
+    from . import torch as rt
+
+    start, ids = rt._positions(positions, q)
+    offsets = rt._index(offsets, q, "offsets")
+    cu_seqlens = rt._index(cu_seqlens, q, "cu_seqlens")
+    rank4 = q.dim() == 4
+    batch, seq = (q.shape[0], q.shape[1]) if rank4 else (1, q.shape[0])
+    steps = torch.arange(seq, device=q.device)
     if cu_seqlens is not None:
-        cu = as_index(cu_seqlens)
-        sequence = torch.searchsorted(cu, tokens, right=True) - 1  # the last sequence starting at or before t
-        pos = tokens - cu[sequence]
+        cu = cu_seqlens.to(torch.int64)
+        sequence = torch.searchsorted(cu, steps, right=True) - 1  # the last sequence starting at or before t
+        pos = steps - cu[sequence]
         if offsets is not None:
-            pos = pos + as_index(offsets)[sequence]
-    elif positions is None or _args.scalar(positions, "positions") is not None:
-        pos = (0 if positions is None else int(positions)) + tokens
+            pos = pos + offsets.to(torch.int64)[sequence]
+    elif ids is not None:
+        pos = ids.to(torch.int64).view(batch, seq)
+    elif offsets is not None:
+        pos = offsets.to(torch.int64).view(batch, 1) + steps
     else:
-        pos = as_index(positions).view(-1)
-    return pos.view(-1, 1, 1)
+        pos = start + steps.expand(batch, seq)
+    return pos.reshape(batch, seq, 1, 1) if rank4 else pos.reshape(seq, 1, 1)
 
 
 def _times_query_scale(q, query_scale, positions, offsets, cu_seqlens, direction):
@@ -338,10 +329,16 @@ def apply_query_scale(q, *, query_scale: QueryScale, positions=None, offsets=Non
     inplace). direction: "backward" multiplies as forward, "inverse" divides."""
     kind = _framework(q)
     direction = _direction(False, False, direction)
-    if kind == "torch" and _needs_grad(q):
-        if inplace or q_out is not None:
-            raise ValueError("q: a tensor that requires grad is scaled out of place (no inplace=, no q_out=)")
-        return _times_query_scale(q, query_scale, positions, offsets, cu_seqlens, direction)
+    if kind == "torch":
+        return _query_scale_torch(q, query_scale, positions, offsets, cu_seqlens, inplace, direction, num_threads,
+                                  q_out)
+    if kind == "jax" and str(q.dtype) == "bfloat16" and not inplace and q_out is None:
+        # As apply_rope: fp32 math on the widened input, rounded once to bf16.
+        import jax.numpy as jnp
+
+        return apply_query_scale(q.astype(jnp.float32), query_scale=query_scale, positions=positions,
+                                 offsets=offsets, cu_seqlens=cu_seqlens, direction=direction,
+                                 num_threads=num_threads).astype(q.dtype)
     start, ids, offsets, cu_seqlens = _positions_args(q, kind, positions, offsets, cu_seqlens)
     if inplace:
         if kind == "jax":
@@ -362,13 +359,39 @@ def apply_query_scale(q, *, query_scale: QueryScale, positions=None, offsets=Non
     return q_out
 
 
-def _apply_torch(q, k, spec, table, positions, offsets, cu_seqlens, inplace, direction, xpos_center, compute_sincos,
-                 num_threads, q_out, k_out):
+def _query_scale_torch(q, query_scale, positions, offsets, cu_seqlens, inplace, direction, num_threads, q_out):
     import torch
 
     from . import torch as rt
 
-    if inplace and rt.NATIVE_OPS and q_out is None and k_out is None:
+    if _needs_grad(q):
+        if inplace or q_out is not None:
+            raise ValueError("q: a tensor that requires grad is scaled out of place (no inplace=, no q_out=)")
+        start, ids = rt._positions(positions, q)
+        # The positions' checks of the kernel call, then the scale as a differentiable product.
+        _C.required_table_size(q, start=start, offsets=rt._index(offsets, q, "offsets"), ids=ids,
+                               cu_seqlens=rt._index(cu_seqlens, q, "cu_seqlens"))
+        return _times_query_scale(q, query_scale, positions, offsets, cu_seqlens, direction)
+    if q_out is not None and q_out.requires_grad and torch.is_grad_enabled():
+        raise ValueError("q_out: requires grad; outputs written through DLPack are not recorded by autograd")
+    start, ids = rt._positions(positions, q)
+    if inplace and q_out is not None:
+        raise ValueError("ropekit: apply_query_scale: inplace=True takes no q_out")
+    out = q if inplace else q_out if q_out is not None else _empty_like(q, "torch")
+    _C.apply_query_scale(q, None if inplace else out, query_scale=query_scale, start=start,
+                         offsets=rt._index(offsets, q, "offsets"), ids=ids, cu_seqlens=rt._index(cu_seqlens, q, "cu_seqlens"),
+                         direction=direction, num_threads=num_threads, stream=_stream_of(q, "torch"))
+    torch.autograd.graph.increment_version([out])
+    return out
+
+
+def _apply_torch(q, k, spec, table, positions, offsets, cu_seqlens, inplace, direction, xpos_center, compute_sincos,
+                 num_threads, q_out, k_out, query_scale=None):
+    import torch
+
+    from . import torch as rt
+
+    if inplace and rt.NATIVE_OPS and q_out is None and k_out is None and query_scale is None:
         # The native op refuses tensors that require grad, and bumps the version counters.
         start, ids = rt._positions(positions, q)
         rt._native_rope_(q, k, rt._handle(table if table is not None else spec), start,
@@ -385,9 +408,15 @@ def _apply_torch(q, k, spec, table, positions, offsets, cu_seqlens, inplace, dir
         if q_out is not None or k_out is not None:
             raise ValueError(f"{'q_out' if q_out is not None else 'k_out'}: {name} requires grad, and outputs "
                              f"written through DLPack are not recorded by autograd; leave q_out/k_out unset")
-        return rt.apply_rope(q, k, spec=spec, table=table, positions=positions, offsets=offsets,
-                             cu_seqlens=cu_seqlens, xpos_center=xpos_center, compute_sincos=compute_sincos,
-                             direction=direction, num_threads=num_threads)
+        out = rt.apply_rope(q, k, spec=spec, table=table, positions=positions, offsets=offsets,
+                            cu_seqlens=cu_seqlens, xpos_center=xpos_center, compute_sincos=compute_sincos,
+                            direction=direction, num_threads=num_threads)
+        if query_scale is None:
+            return out
+        # The rotation's autograd op, then q times t(p) as a differentiable product.
+        q_rot = _times_query_scale(out if k is None else out[0], query_scale, positions, offsets, cu_seqlens,
+                                   direction)
+        return q_rot if k is None else (q_rot, out[1])
     for name, t in (("q_out", q_out), ("k_out", k_out)):
         if t is not None and t.requires_grad and grad:
             raise ValueError(f"{name}: requires grad; outputs written through DLPack are not recorded by autograd")
@@ -406,7 +435,8 @@ def _apply_torch(q, k, spec, table, positions, offsets, cu_seqlens, inplace, dir
         written = [t for t in (q_out, k_out) if t is not None]
     _C.apply(q, k, q_out, k_out, table=table, spec=spec, start=start, offsets=offsets, ids=ids,
              cu_seqlens=cu_seqlens, direction=direction, xpos_center=xpos_center,
-             compute_sincos=compute_sincos, num_threads=num_threads, stream=_stream_of(q, "torch"))
+             compute_sincos=compute_sincos, num_threads=num_threads, stream=_stream_of(q, "torch"),
+             query_scale=query_scale)
     # The kernel wrote through DLPack: tell autograd, so a tensor it saved cannot be used stale.
     torch.autograd.graph.increment_version(written)
     if inplace:

@@ -192,7 +192,7 @@ void print_corrections(std::ostream& out, const std::optional<QueryScale>& q, do
     out << "\n";
   }
   if (softmax_scale_factor != 1.0)
-    out << "softmax scale:    times " << softmax_scale_factor << " (on the attention's 1/sqrt(head_dim))\n";
+    out << "softmax scale:    times " << softmax_scale_factor << " (on the attention's softmax scale, 1/sqrt(q.k head size))\n";
 }
 
 void print_block(std::ostream& out, const SpecView& v) {

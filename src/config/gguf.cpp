@@ -728,7 +728,9 @@ GgufRopeInfo read_gguf(Source& source) {
     throw Error(cat(m.key("rope.dimension_count"), ": expected at most the head dimension (", head_dim, "), got ", rotary_dim));
   // Bounded before anything is sized by it: a hostile file could ask for billions of pairs.
   if (head_dim > kMaxHeadDim)
-    throw Error(cat(m.key(m.has("attention.kv_lora_rank") ? "rope.dimension_count" : "attention.key_length"),
+    throw Error(cat(m.has("attention.kv_lora_rank") ? m.key("rope.dimension_count")
+                    : m.has("attention.key_length")   ? m.key("attention.key_length")
+                                                      : m.key("embedding_length") + " / " + m.key("attention.head_count"),
                     ": expected a head dimension of at most ", kMaxHeadDim, ", got ", head_dim));
   if (rotary_dim % 2 != 0) throw Error(cat(m.key("rope.dimension_count"), ": expected an even number, got ", rotary_dim));
   if ((p.arch == "llama" || p.arch == "deci" || p.arch == "falcon" || p.arch == "llama-embed") && rotary_dim != head_dim)

@@ -472,7 +472,6 @@ std::vector<std::string> read_layer_types(const Node& root, const std::string& m
   return std::vector<std::string>(static_cast<size_t>(layers));
 }
 
-// Layers of these types have no RoPE in HF's modeling code whatever the config's rope block says.
 // What HF's attention does to q and to the softmax scale beside RoPE (transformers 5.23), onto
 // the layers read (NoPE already marked):
 //   llama4: attn_temperature_tuning (default true) scales q on NoPE layers by
@@ -503,7 +502,9 @@ void read_attention_corrections(const Node& root, const std::string& model_type,
       q.validate(rope_block->path("llama_4_scaling_beta"));
       for (LayerRope& l : layers) l.query_scale = q;
       notes.push_back(cat("every layer: q (all its channels) times ", q.describe(),
-                          " (llama_4_scaling_beta, original_max_position_embeddings; HF's get_llama_4_attn_scale)"));
+                          " (llama_4_scaling_beta, original_max_position_embeddings; HF's get_llama_4_attn_scale)",
+                          root.has("kv_lora_rank") ? "; MLA: the spec is the rope slice, scale q_nope too (apply_query_scale)"
+                                                   : ""));
     }
   }
   if (one_of(model_type, {"deepseek_v2", "deepseek_v3", "deepseek_v32", "glm4_moe_lite", "glm_moe_dsa", "longcat_flash",
@@ -520,6 +521,7 @@ void read_attention_corrections(const Node& root, const std::string& model_type,
   }
 }
 
+// Layers of these types have no RoPE in HF's modeling code whatever the config's rope block says.
 bool type_without_rope(const std::string& model_type, const std::string& layer_type) {
   // Cohere2Attention rotates only when it has a sliding window.
   if (one_of(model_type, {"cohere2"})) return layer_type != "sliding_attention";

@@ -250,3 +250,33 @@ def test_torch_fused_query_scale_against_float64(dtype):
     inplace = q.clone()
     ropekit.apply_rope(inplace, spec=SPEC, positions=positions, query_scale=QS, inplace=True)
     assert torch.equal(inplace, got)
+
+
+def test_torch_positions_forms_agree_with_the_kernel():
+    """Every way to give positions: the autograd form (torch product) equals the kernel's fused
+    result, and bad positions are refused on both paths."""
+    gen = torch.Generator().manual_seed(11)
+    q4 = torch.randn(2, 4, 2, 16, generator=gen, dtype=torch.float64)
+    q3 = torch.randn(6, 2, 16, generator=gen, dtype=torch.float64)
+    cases = [(q4, dict(positions=torch.tensor(9))), (q4, dict(positions=np.int64(3))),
+             (q4, dict(positions=torch.arange(8) * 5)), (q4, dict(offsets=[1, 30])),
+             (q3, dict(positions=torch.tensor(7))), (q3, dict(offsets=torch.tensor([12]))),
+             (q3, dict(cu_seqlens=[0, 0, 6], offsets=[3, 20]))]
+    for q, kwargs in cases:
+        fused = ropekit.apply_query_scale(q, query_scale=QS, **kwargs)
+        graded = ropekit.apply_query_scale(q.clone().requires_grad_(), query_scale=QS, **kwargs)
+        torch.testing.assert_close(graded.detach(), fused, rtol=1e-15, atol=0, msg=str(kwargs))
+        rot = ropekit.apply_rope(q, spec=SPEC, query_scale=QS, **kwargs)
+        rot_grad = ropekit.apply_rope(q.clone().requires_grad_(), spec=SPEC, query_scale=QS, **kwargs)
+        assert (rot_grad.detach() - rot).abs().max() <= 1e-6 * rot.abs().max(), kwargs
+    for needs_grad in (False, True):
+        with pytest.raises(ValueError, match=r"positions.ids\[1\]: expected in \[0"):
+            ropekit.apply_query_scale(q3.clone().requires_grad_(needs_grad), query_scale=QS,
+                                      positions=torch.tensor([0, -1, 2, 3, 4, 5]))
+        with pytest.raises(ValueError, match="positions.cu_seqlens"):
+            ropekit.apply_query_scale(q3.clone().requires_grad_(needs_grad), query_scale=QS, cu_seqlens=[0, 7, 6])
+    written = q3.clone()
+    version = written._version
+    assert ropekit.apply_query_scale(written, query_scale=QS, inplace=True) is written
+    assert written._version > version
+    torch.testing.assert_close(written, ropekit.apply_query_scale(q3, query_scale=QS), rtol=0, atol=0)

@@ -55,12 +55,17 @@ TEST(QueryScale, ValuesWhereTheStepsTurn) {
 }
 
 TEST(QueryScale, BadFieldsAreNamed) {
-  EXPECT_NE(error_of([] { QueryScale{0.0, 0.1, 8, 0}.validate(); }).find("query_scale.factor: expected a finite number > 0"), std::string::npos);
+  EXPECT_NE(error_of([] { QueryScale{0.0, 0.1, 8, 0}.validate(); }).find("query_scale.factor: expected a finite number >= 1e-30"), std::string::npos);
   EXPECT_NE(error_of([] { QueryScale{1.0, -0.1, 8, 0}.validate(); }).find("query_scale.beta: expected a finite number >= 0"), std::string::npos);
   EXPECT_NE(error_of([] { QueryScale{1.0, NAN, 8, 0}.validate(); }).find("query_scale.beta"), std::string::npos);
   EXPECT_NE(error_of([] { QueryScale{1.0, 0.1, 0, 0}.validate(); }).find("query_scale.length: expected an integer > 0, got 0"), std::string::npos);
   EXPECT_NE(error_of([] { QueryScale{1.0, 0.1, 8, 9}.validate(); }).find("query_scale.shift: expected an integer in [0, length (8)], got 9"), std::string::npos);
   EXPECT_NE(error_of([] { QueryScale{1e30, 1e10, 1, 0}.validate(); }).find("below float32's largest value"), std::string::npos);
+  // Lengths near 2^63 with shift == length: no overflow inside the floor.
+  const int64_t huge = std::numeric_limits<int64_t>::max();
+  EXPECT_DOUBLE_EQ((QueryScale{1.0, 0.5, huge, huge}.at(0)), 1.0 + 0.5 * std::log(2.0));
+  EXPECT_EQ((QueryScale{1.0, 0.5, huge, 0}.at(huge - 1)), 1.0);
+  EXPECT_NE(error_of([] { QueryScale{1e-31, 0.0, 1, 0}.validate(); }).find("query_scale.factor"), std::string::npos);
   EXPECT_NE(error_of([] { (void)QueryScale{}.at(-1); }).find("position: expected >= 0, got -1"), std::string::npos);
 }
 
