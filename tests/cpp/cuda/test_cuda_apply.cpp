@@ -17,6 +17,9 @@ namespace {
 
 enum class PosKind { from_offset, per_sequence, ids32, ids64, packed, packed_offsets };
 
+// t steps every 3 positions, so each case's few positions see several values.
+const QueryScale kQueryScale{1.25, 0.3, 3, 1};
+
 struct Case {
   DType dtype = DType::bf16;
   Style style = Style::half;
@@ -35,6 +38,7 @@ struct Case {
   int64_t start = 3;             // offset positions
   int heads_per_thread = 0;      // 0: automatic launch configuration
   bool short_table = false;      // rows for half the positions: the others computed in the kernel
+  bool query_scale = false;      // ApplyOptions::query_scale (kQueryScale) on q
 
   std::string describe() const {
     std::ostringstream o;
@@ -43,7 +47,7 @@ struct Case {
       << " xpos=" << xpos << " pos=" << static_cast<int>(pos) << " layout=" << static_cast<int>(layout)
       << " pad=" << pad << " in_place=" << in_place << " sincos=" << compute_sincos << " exact=" << exact
       << " k=" << has_k << " B=" << B << " S=" << S << " Hq=" << Hq << " Hk=" << Hk << " start=" << start
-      << " hpt=" << heads_per_thread << " short_table=" << short_table;
+      << " hpt=" << heads_per_thread << " short_table=" << short_table << " query_scale=" << query_scale;
     return o.str();
   }
 };
@@ -182,6 +186,7 @@ void run_case(const Case& c, uint64_t seed) {
   opts.direction = c.direction;
   opts.compute_sincos = c.compute_sincos;
   opts.xpos_center = c.xpos ? 5.0 : 0.0;
+  if (c.query_scale) opts.query_scale = kQueryScale;
 
   // CPU path.
   HostTensor q_cpu = c.in_place ? q : q_out;
@@ -257,7 +262,12 @@ void run_case(const Case& c, uint64_t seed) {
         for (int64_t h = 0; h < in.H; ++h) {
           std::vector<double> x(static_cast<size_t>(in.D));
           for (int64_t d = 0; d < in.D; ++d) x[static_cast<size_t>(d)] = get(in.bytes, in.dtype, in.index(b, s, h, d));
-          const std::vector<double> y = ropekit::ref64::reference_row(ref, x, position, sign, ref_direction(c.direction));
+          std::vector<double> y = ropekit::ref64::reference_row(ref, x, position, sign, ref_direction(c.direction));
+          if (c.query_scale && sign > 0) {
+            const double t = ropekit::ref64::query_scale(kQueryScale.factor, kQueryScale.beta, kQueryScale.length,
+                                                         kQueryScale.shift, position);
+            for (double& v : y) v = c.direction == Direction::inverse ? v / t : v * t;
+          }
           double row_max = 0.0;
           for (double v : y) row_max = std::max(row_max, std::fabs(v));
           for (int64_t d = 0; d < in.D; ++d) {
@@ -317,6 +327,62 @@ TEST(CudaApply, EveryDtypeStyleDirection) {
           c.in_place = in_place;
           run_case(c, fresh_seed());
         }
+}
+
+// The query scale fused on q: every dtype, style and direction, full and partial rotary (the
+// tail is scaled, in place too), device-resident positions.
+TEST(CudaApply, QueryScale) {
+  ROPEKIT_REQUIRE_GPU();
+  int index = 0;
+  for (DType t : kDtypes)
+    for (Style st : kStyles)
+      for (Direction d : kDirections)
+        for (int64_t rotary : {int64_t{0}, int64_t{40}}) {
+          Case c;
+          c.dtype = t;
+          c.style = st;
+          c.direction = d;
+          c.rotary_dim = rotary;
+          c.query_scale = true;
+          c.in_place = index % 2 == 0;
+          c.pos = static_cast<PosKind>(index++ % 4);
+          c.xpos = index % 5 == 0;
+          run_case(c, fresh_seed());
+        }
+}
+
+// apply_query_scale (a NoPE layer: no pairs) on the device equals the CPU, f32 with device ids.
+TEST(CudaApply, QueryScaleWithoutRotation) {
+  ROPEKIT_REQUIRE_GPU();
+  const int64_t T = 37, H = 3, D = 72;
+  std::mt19937_64 rng(fresh_seed());
+  std::uniform_real_distribution<float> u(-2.0f, 2.0f);
+  std::vector<float> q(static_cast<size_t>(T * H * D));
+  for (float& v : q) v = u(rng);
+  std::vector<int64_t> ids(static_cast<size_t>(T));
+  for (int64_t& id : ids) id = static_cast<int64_t>(rng() % 50);
+  for (Direction d : kDirections) {
+    std::vector<float> cpu = q;
+    ApplyOptions opts;
+    opts.direction = d;
+    apply_query_scale(TensorView::thd(cpu.data(), DType::f32, T, H, D), Positions::token_ids(IndexView(ids.data(), T)),
+                      kQueryScale, opts);
+    DeviceBuffer dq(q.size() * sizeof(float));
+    dq.upload(q.data(), q.size() * sizeof(float));
+    DeviceBuffer dids(ids.size() * sizeof(int64_t));
+    dids.upload(ids.data(), ids.size() * sizeof(int64_t));
+    apply_query_scale(TensorView::thd(dq.get(), DType::f32, T, H, D, Device::cuda(0)),
+                      Positions::token_ids(IndexView(static_cast<const int64_t*>(dids.get()), T, Device::cuda(0))),
+                      kQueryScale, opts);
+    ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+    std::vector<float> gpu(q.size());
+    dq.download(gpu.data(), gpu.size() * sizeof(float));
+    // One fp32 rounding each; t from the host's and the device's log1p (equal, or one ulp apart).
+    int failures = 0;
+    for (size_t i = 0; i < gpu.size(); ++i)
+      if (!(std::fabs(gpu[i] - cpu[i]) <= std::ldexp(std::fabs(cpu[i]), -22)) && ++failures <= 3)
+        ADD_FAILURE() << "direction " << static_cast<int>(d) << " element " << i << ": gpu " << gpu[i] << ", cpu " << cpu[i];
+  }
 }
 
 TEST(CudaApply, PositionsAndLayouts) {
