@@ -238,9 +238,7 @@ def apply_rope(q, k=None, *, spec: RopeSpec | None = None, table: RopeTable | No
         offsets = None if offsets is None else _cupy_index(offsets, "offsets")
         cu_seqlens = None if cu_seqlens is None else _cupy_index(cu_seqlens, "cu_seqlens")
     else:
-        start, ids = _args.positions(positions, "positions")
-        offsets = None if offsets is None else _args.index_array(offsets, "offsets")
-        cu_seqlens = None if cu_seqlens is None else _args.index_array(cu_seqlens, "cu_seqlens")
+        start, ids, offsets, cu_seqlens = _host_positions(positions, offsets, cu_seqlens)
     if inplace:
         if kind == "jax":
             raise TypeError("q: JAX arrays are immutable; use inplace=False")
@@ -271,51 +269,27 @@ def _needs_grad(*tensors) -> bool:
     return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
 
 
-def _token_positions_torch(q, positions, offsets, cu_seqlens):
-    """Each token's position as an int64 tensor shaped to broadcast over q's heads and channels, by
-    the rules of ropekit.Positions (the arguments as the kernel takes them, checked there)."""
+def _times_query_scale(q, query_scale, positions, offsets, cu_seqlens, direction):
+    """q times query_scale.at(position) (inverse: divided), differentiable: the torch form of the
+    kernel's fused scale (one more rounding: of the rotation, then of the product). t comes from the
+    kernel itself, scaling ones (one per token), so positions are decoded and checked in one place."""
     import torch
 
     from . import torch as rt
 
+    grid = (q.shape[0], q.shape[1], 1, 1) if q.dim() == 4 else (q.shape[0], 1, 1)
+    # float64 where the kernel has it (the CPU: t exact); CUDA rounds t to fp32 as the fused kernel.
+    t = torch.ones(grid, dtype=torch.float64 if q.device.type == "cpu" else torch.float32, device=q.device)
     start, ids = rt._positions(positions, q)
-    offsets = rt._index(offsets, q, "offsets")
-    cu_seqlens = rt._index(cu_seqlens, q, "cu_seqlens")
-    rank4 = q.dim() == 4
-    batch, seq = (q.shape[0], q.shape[1]) if rank4 else (1, q.shape[0])
-    steps = torch.arange(seq, device=q.device)
-    if cu_seqlens is not None:
-        cu = cu_seqlens.to(torch.int64)
-        sequence = torch.searchsorted(cu, steps, right=True) - 1  # the last sequence starting at or before t
-        pos = steps - cu[sequence]
-        if offsets is not None:
-            pos = pos + offsets.to(torch.int64)[sequence]
-    elif ids is not None:
-        pos = ids.to(torch.int64).view(batch, seq)
-    elif offsets is not None:
-        pos = offsets.to(torch.int64).view(batch, 1) + steps
-    else:
-        pos = start + steps.expand(batch, seq)
-    return pos.reshape(batch, seq, 1, 1) if rank4 else pos.reshape(seq, 1, 1)
-
-
-def _times_query_scale(q, query_scale, positions, offsets, cu_seqlens, direction):
-    """q times query_scale.at(position) (inverse: divided), differentiable: the torch form of the
-    kernel's fused scale (one more rounding: of the rotation, then of the product)."""
-    import torch
-
-    pos = _token_positions_torch(q, positions, offsets, cu_seqlens)
-    steps = torch.div(pos + query_scale.shift, query_scale.length, rounding_mode="floor").to(torch.float64)
-    t = query_scale.factor * (1.0 + query_scale.beta * torch.log1p(steps))
-    if direction == Direction.inverse:
-        t = 1.0 / t
+    _C.apply_query_scale(t, None, query_scale=query_scale, start=start, offsets=rt._index(offsets, q, "offsets"),
+                         ids=ids, cu_seqlens=rt._index(cu_seqlens, q, "cu_seqlens"), direction=direction,
+                         stream=_stream_of(q, "torch"))
     math_dtype = torch.promote_types(q.dtype, torch.float32)
     return (q.to(math_dtype) * t.to(math_dtype)).to(q.dtype)
 
 
-def _positions_args(q, kind, positions, offsets, cu_seqlens):
-    if kind == "cupy":
-        raise TypeError("q: expected a numpy, torch or JAX array for apply_query_scale, got cupy")
+def _host_positions(positions, offsets, cu_seqlens):
+    """(start, ids, offsets, cu_seqlens) of host (numpy-convertible) position arguments."""
     start, ids = _args.positions(positions, "positions")
     offsets = None if offsets is None else _args.index_array(offsets, "offsets")
     cu_seqlens = None if cu_seqlens is None else _args.index_array(cu_seqlens, "cu_seqlens")
@@ -339,7 +313,9 @@ def apply_query_scale(q, *, query_scale: QueryScale, positions=None, offsets=Non
         return apply_query_scale(q.astype(jnp.float32), query_scale=query_scale, positions=positions,
                                  offsets=offsets, cu_seqlens=cu_seqlens, direction=direction,
                                  num_threads=num_threads).astype(q.dtype)
-    start, ids, offsets, cu_seqlens = _positions_args(q, kind, positions, offsets, cu_seqlens)
+    if kind == "cupy":
+        raise TypeError("q: expected a numpy, torch or JAX array for apply_query_scale, got cupy")
+    start, ids, offsets, cu_seqlens = _host_positions(positions, offsets, cu_seqlens)
     if inplace:
         if kind == "jax":
             raise TypeError("q: JAX arrays are immutable; use inplace=False")
@@ -367,10 +343,6 @@ def _query_scale_torch(q, query_scale, positions, offsets, cu_seqlens, inplace, 
     if _needs_grad(q):
         if inplace or q_out is not None:
             raise ValueError("q: a tensor that requires grad is scaled out of place (no inplace=, no q_out=)")
-        start, ids = rt._positions(positions, q)
-        # The positions' checks of the kernel call, then the scale as a differentiable product.
-        _C.required_table_size(q, start=start, offsets=rt._index(offsets, q, "offsets"), ids=ids,
-                               cu_seqlens=rt._index(cu_seqlens, q, "cu_seqlens"))
         return _times_query_scale(q, query_scale, positions, offsets, cu_seqlens, direction)
     if q_out is not None and q_out.requires_grad and torch.is_grad_enabled():
         raise ValueError("q_out: requires grad; outputs written through DLPack are not recorded by autograd")
