@@ -168,9 +168,9 @@ sanitizer=$(command -v compute-sanitizer || true)
 for candidate in /usr/local/cuda/bin/compute-sanitizer /usr/local/cuda/compute-sanitizer/compute-sanitizer; do
   [[ -z "$sanitizer" && -x "$candidate" ]] && sanitizer=$candidate
 done
-memcheck_filter='CudaApply.EveryDtypeStyleDirection:CudaApply.AccessWidthsAndPositionsPastTheRows:CudaErrors.*:CudaGraphs.*:CudaTables.*:CudaEngine.*'
-initcheck_filter='CudaApply.EveryDtypeStyleDirection:CudaErrors.InvalidDevicePositionsAreReportedAndSkipped'
-racecheck_filter='CudaApply.PositionsAndLayouts'
+memcheck_filter='CudaApply.EveryCaseOfTheTableOnEveryDevice:CudaApply.EveryAccessWidth:CudaErrors.*:CudaGraphs.*:CudaTables.*:CudaEngine.*'
+initcheck_filter='CudaApply.EveryAccessWidth:CudaErrors.InvalidDevicePositionsAreReportedAndSkipped'
+racecheck_filter='CudaApply.EveryCaseOfTheTableOnEveryDevice'
 for tool in memcheck initcheck racecheck; do
   filter_var=${tool}_filter
   if [[ $gpu == 0 ]]; then

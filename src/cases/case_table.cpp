@@ -40,7 +40,7 @@ const char* name(CosSin c) {
 }
 const char* name(ScalingFamily f) {
   constexpr const char* names[] = {"none", "linear", "ntk_aware", "dynamic_ntk", "yarn",
-                                   "llama3", "longrope", "truncated", "fixed"};
+                                   "llama3", "longrope", "truncated", "proportional", "fixed"};
   return names[static_cast<int>(f)];
 }
 const char* name(Direction d) {
@@ -52,8 +52,10 @@ std::string Case::describe() const {
   o << to_string(dtype) << ' ' << to_string(style) << ' ' << name(layout) << "->" << name(out_layout) << ' '
     << name(positions) << ' ' << name(family) << (xpos ? " xpos" : "") << ' ' << name(direction)
     << (in_place ? " in_place" : " out_of_place") << (partial_rotary ? " partial" : "") << ' ' << name(cos_sin)
-    << (far_positions ? " far" : "") << (query_scale ? " query_scale(" + query_scale->describe() + ")" : "") << " B=" << batch << " S=" << seq << " Hq=" << q_heads << " Hk=" << k_heads
-    << " D=" << spec.head_dim << " R=" << spec.rotary_dim << " threads=" << num_threads << " seed=" << seed;
+    << (far_positions ? " far(" + std::to_string(far_start) + ")" : "") << (query_scale ? " query_scale(" + query_scale->describe() + ")" : "") << " B=" << batch << " S=" << seq << " Hq=" << q_heads << " Hk=" << k_heads
+    << " D=" << spec.head_dim << " R=" << spec.rotary_dim << " threads=" << num_threads;
+  if (row_padding >= 0) o << " row_padding=" << row_padding;
+  o << " seed=" << seed;
   return o.str();
 }
 
@@ -71,7 +73,7 @@ namespace {
 
 // The dimensions of a case, each a small index range.
 enum Dim { kDtype, kStyle, kLayout, kOutLayout, kPositions, kFamily, kXpos, kDirection, kInPlace, kPartial,
-           kCosSin, kFar, kQueryScale, kDims };
+           kCosSin, kFar, kQueryScale, kThreads, kDims };
 using Point = std::array<int, kDims>;
 
 constexpr DType kDtypes[] = {DType::f32, DType::f16, DType::bf16, DType::f64};
@@ -91,6 +93,7 @@ Case to_case(const Point& x, bool fixed_spec, const SpecParams& given) {
   c.cos_sin = static_cast<CosSin>(x[kCosSin]);
   c.far_positions = x[kFar] == 1;
   if (x[kQueryScale] == 1) c.query_scale = QueryScale{};  // drawn by complete()
+  c.num_threads = x[kThreads] == 1 ? 3 : 1;
   return c;
 }
 
@@ -231,6 +234,7 @@ Scaling scaling_of(ScalingFamily f, int64_t pairs, std::mt19937_64& rng) {
       return l;
     }
     case ScalingFamily::truncated: return sc::Truncated::from_length(64.0);
+    case ScalingFamily::proportional: return sc::Proportional{draw(rng, 0, 1) ? 0.25 : 0.5, draw(rng, 0, 1) ? 1.0 : 2.0};
   }
   return sc::None{};
 }
@@ -281,13 +285,14 @@ std::vector<Case> case_table(const CaseTableOptions& options) {
   sizes[kStyle] = 2;
   sizes[kLayout] = sizes[kOutLayout] = 4;
   sizes[kPositions] = 6;
-  sizes[kFamily] = fixed_spec ? 1 : 8;
+  sizes[kFamily] = fixed_spec ? 1 : static_cast<int>(ScalingFamily::fixed);  // every family but fixed
   sizes[kXpos] = sizes[kPartial] = fixed_spec ? 1 : 2;
   sizes[kDirection] = 3;
   sizes[kInPlace] = 2;
   sizes[kCosSin] = 4;
   sizes[kFar] = fixed_spec && options.spec.xpos ? 1 : 2;
   sizes[kQueryScale] = 2;
+  sizes[kThreads] = 2;
   CoveringBuilder builder(sizes, /*fixed: the same covering every run*/ 1);
   builder.cover(3);
   if (options.f64) builder.cover(4);

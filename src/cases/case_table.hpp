@@ -20,7 +20,7 @@ enum class PositionMode { offset, per_sequence, ids32, ids64, packed, packed_off
 // in the kernel), or computed for all (compute_sincos; exact: angles in double).
 enum class CosSin { rows, past_rows, compute, compute_exact };
 // Scaling families of ropekit/spec.hpp (fixed: the spec a caller gave).
-enum class ScalingFamily { none, linear, ntk_aware, dynamic_ntk, yarn, llama3, longrope, truncated, fixed };
+enum class ScalingFamily { none, linear, ntk_aware, dynamic_ntk, yarn, llama3, longrope, truncated, proportional, fixed };
 
 struct Case {
   DType dtype = DType::f32;
@@ -34,12 +34,16 @@ struct Case {
   bool in_place = true;
   bool partial_rotary = false;
   CosSin cos_sin = CosSin::rows;
-  bool far_positions = false;  // positions near 10^6 (no xPos there: its scales would overflow)
+  bool far_positions = false;  // positions from far_start (no xPos there: its scales would overflow)
+  int64_t far_start = 1000000;
   std::optional<QueryScale> query_scale;  // q times t(position) (ApplyOptions::query_scale)
 
   SpecParams spec;  // head_dim, rotary_dim, style, scaling and xPos as above
   int64_t batch = 2, seq = 5, q_heads = 3, k_heads = 2;  // thd: batch 1, seq = tokens; k_heads 0: q only
-  int num_threads = 1;
+  int num_threads = 1;  // > 1: the CPU backends split even these small calls over that many threads
+  // >= 0: this many elements after every head row of q, k and the outputs (picks a backend's access
+  // width); -1: none, or drawn for the padded layout (and for some thd cases).
+  int64_t row_padding = -1;
   uint64_t seed = 0;  // inputs and positions
 
   std::string describe() const;

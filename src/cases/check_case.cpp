@@ -102,7 +102,7 @@ struct PositionData {
 PositionData make_positions(const Case& c, std::mt19937_64& rng) {
   PositionData pd;
   auto draw = [&](int64_t lo, int64_t hi) { return std::uniform_int_distribution<int64_t>(lo, hi)(rng); };
-  const int64_t low = c.far_positions ? 1000000 : 0, high = low + 60;
+  const int64_t low = c.far_positions ? c.far_start : 0, high = low + 60;
   const int64_t tokens = c.batch * c.seq;
   const bool index32 = c.positions == PositionMode::ids32 || draw(0, 1) == 1;
   auto index_view = [&](std::vector<int64_t>& v64, std::vector<int32_t>& v32) {
@@ -174,8 +174,9 @@ CaseResult check_case(const Case& c, const Backend& backend) {
   const RopeSpec spec(c.spec);
   PositionData pd = make_positions(c, rng);
   const bool rank3 = c.layout == Layout::thd;
-  const int64_t pad = c.layout == Layout::padded || (rank3 && rng() % 2) ? 1 + static_cast<int64_t>(rng() % 4) : 0;
-  const int64_t out_pad = c.out_layout == Layout::padded ? 1 + static_cast<int64_t>(rng() % 4) : pad;
+  int64_t pad = c.layout == Layout::padded || (rank3 && rng() % 2) ? 1 + static_cast<int64_t>(rng() % 4) : 0;
+  int64_t out_pad = c.out_layout == Layout::padded ? 1 + static_cast<int64_t>(rng() % 4) : pad;
+  if (c.row_padding >= 0) pad = out_pad = c.row_padding;
   auto make = [&](int64_t heads, Layout layout, int64_t p) {
     return Tensor(c.dtype, layout, c.batch, c.seq, heads, c.spec.head_dim, p);
   };
@@ -224,6 +225,15 @@ CaseResult check_case(const Case& c, const Backend& backend) {
     if (!v->empty()) regions.push_back({v->data(), v->size() * 8, false});
   for (auto* v : {&pd.values32, &pd.cu32})
     if (!v->empty()) regions.push_back({v->data(), v->size() * 4, false});
+  // The scalar loop's outputs first (then the inputs back as they were), to compare with.
+  std::optional<Tensor> q_scalar, k_scalar;
+  if (backend.agrees_with_scalar) {
+    detail::apply_cpu_scalar(params);
+    Tensor& q_written = c.in_place ? q : *q_out;
+    Tensor& k_written = c.in_place ? k : *k_out;
+    q_scalar = q_written, k_scalar = k_written;
+    q_written.bytes = q_out_before.bytes, k_written.bytes = k_out_before.bytes;
+  }
   try {
     backend.run(params, regions);
   } catch (const std::exception& e) {
@@ -252,7 +262,10 @@ CaseResult check_case(const Case& c, const Backend& backend) {
   auto fail = [&](const std::string& what) {
     if (result.failures++ == 0) result.first_failure = what;
   };
-  auto check_operand = [&](const Tensor& in, const Tensor& out, const Tensor& out_initial, double sign, const char* name) {
+  // One unit in the last place of the storage format, relative (and absolute near zero).
+  const double ulp = c.dtype == DType::f64 ? 0x1p-52 : c.dtype == DType::f32 ? 0x1p-23 : c.dtype == DType::f16 ? 0x1p-10 : 0x1p-7;
+  auto check_operand = [&](const Tensor& in, const Tensor& out, const Tensor& out_initial, const std::optional<Tensor>& scalar,
+                           double sign, const char* name) {
     std::vector<char> visited(out.bytes.size() / es, 0);
     std::vector<double> x(static_cast<size_t>(in.dim));
     for (int64_t b = 0; b < in.batch; ++b)
@@ -270,17 +283,24 @@ CaseResult check_case(const Case& c, const Backend& backend) {
           for (int64_t d = 0; d < in.dim; ++d) {
             const int64_t e = out.offset(b, s, h) + d;
             visited[static_cast<size_t>(e)] = 1;
-            std::ostringstream where;
-            where << name << "[b=" << b << " s=" << s << " h=" << h << " d=" << d << "] position " << position << ": ";
+            auto where = [&] {  // built only for a failure: formatting every element costs more than checking it
+              std::ostringstream o;
+              o << name << "[b=" << b << " s=" << s << " h=" << h << " d=" << d << "] position " << position << ": ";
+              return o.str();
+            };
+            if (scalar) {
+              const double got = decode(out.at(e), c.dtype), loop = decode(scalar->at(e), c.dtype);
+              if (!(std::fabs(got - loop) <= ulp * (std::fabs(loop) + 1e-3)))
+                fail(where() + "got " + std::to_string(got) + ", the scalar loop " + std::to_string(loop));
+            }
             if (d >= ref.rotary_dim) {
               if (scaled) {  // the pass-through channels are scaled too: one rounding of x t
                 const double got = decode(out.at(e), c.dtype), want = y[static_cast<size_t>(d)];
                 if (!(std::fabs(got - want) <= tol * std::fabs(want))) {
-                  where << "pass-through got " << got << ", reference " << want;
-                  fail(where.str());
+                  fail(where() + "pass-through got " + std::to_string(got) + ", reference " + std::to_string(want));
                 }
               } else if (std::memcmp(out.at(e), in.at(in.offset(b, s, h) + d), es) != 0) {
-                fail(where.str() + "pass-through element changed");
+                fail(where() + "pass-through element changed");
               }
               continue;
             }
@@ -290,8 +310,9 @@ CaseResult check_case(const Case& c, const Backend& backend) {
             const double got = decode(out.at(e), c.dtype), want = y[static_cast<size_t>(d)];
             const double ratio = std::fabs(got - want) / (tol * std::hypot(y[ia], y[ib]));
             if (!(ratio <= 1.0)) {  // NaN fails
-              where << "got " << got << ", reference " << want << " (" << ratio << " x tolerance)";
-              fail(where.str());
+              std::ostringstream what;
+              what << where() << "got " << got << ", reference " << want << " (" << ratio << " x tolerance)";
+              fail(what.str());
             }
             result.worst_error = std::isnan(ratio) || std::isnan(result.worst_error) ? NAN : std::max(result.worst_error, ratio);
           }
@@ -300,9 +321,9 @@ CaseResult check_case(const Case& c, const Backend& backend) {
       if (!visited[e] && std::memcmp(out.at(static_cast<int64_t>(e)), out_initial.at(static_cast<int64_t>(e)), es) != 0)
         fail(std::string(name) + ": element " + std::to_string(e) + " outside the view written");
   };
-  check_operand(q_before, c.in_place ? q : *q_out, q_out_before, 1.0, "q");
+  check_operand(q_before, c.in_place ? q : *q_out, q_out_before, q_scalar, 1.0, "q");
   if (c.k_heads > 0) {
-    check_operand(k_before, c.in_place ? k : *k_out, k_out_before, -1.0, "k");
+    check_operand(k_before, c.in_place ? k : *k_out, k_out_before, k_scalar, -1.0, "k");
   } else if ((c.in_place ? k.bytes : k_out->bytes) != k_out_before.bytes) {
     fail("k written without k in the call");
   }
@@ -332,6 +353,55 @@ TableResult run_table(const std::vector<Case>& table, const Backend& backend) {
     }
   }
   return r;
+}
+
+Backend relocated(std::string name, bool f64, Memory memory, std::function<void(const detail::RopeParams&)> run) {
+  auto body = [memory = std::move(memory), run = std::move(run)](const detail::RopeParams& host,
+                                                                 std::span<const HostRegion> regions) {
+    struct Copy {
+      void* data = nullptr;
+      const Memory* memory = nullptr;
+      ~Copy() {
+        if (data) memory->release(data);
+      }
+    };
+    std::vector<Copy> copies(regions.size());
+    for (size_t i = 0; i < regions.size(); ++i) {
+      copies[i].memory = &memory;
+      copies[i].data = memory.allocate(std::max<size_t>(regions[i].bytes, 1));
+      memory.upload(copies[i].data, regions[i].data, regions[i].bytes);
+    }
+    auto move = [&](const void* ptr) -> void* {
+      const auto* p = static_cast<const unsigned char*>(ptr);
+      for (size_t i = 0; i < regions.size(); ++i) {
+        const auto* begin = static_cast<const unsigned char*>(regions[i].data);
+        if (p >= begin && p < begin + regions[i].bytes) return static_cast<unsigned char*>(copies[i].data) + (p - begin);
+      }
+      return const_cast<void*>(ptr);  // not the checker's memory (null, the table's)
+    };
+    detail::RopeParams p = host;
+    p.device = memory.device;
+    for (detail::Operand* op : {&p.q, &p.k}) {
+      op->in = move(op->in);
+      op->out = move(op->out);
+    }
+    for (IndexView* v : {&p.positions.values, &p.positions.cu_seqlens}) {
+      v->data = move(v->data);
+      v->device = memory.device;
+    }
+    std::vector<std::vector<unsigned char>> saved;
+    for (const HostRegion& r : regions) {
+      auto* bytes = static_cast<unsigned char*>(r.data);
+      saved.emplace_back(bytes, bytes + r.bytes);
+      std::fill(bytes, bytes + r.bytes, 0xff);
+    }
+    run(p);
+    for (size_t i = 0; i < regions.size(); ++i) {
+      if (regions[i].written) memory.download(regions[i].data, copies[i].data, regions[i].bytes);
+      else std::memcpy(regions[i].data, saved[i].data(), regions[i].bytes);
+    }
+  };
+  return {std::move(name), f64, std::move(body)};
 }
 
 }  // namespace ropekit::cases

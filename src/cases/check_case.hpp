@@ -26,6 +26,9 @@ struct Backend {
   bool f64 = true;  // runs f64 cases
   // Runs the checked params (host pointers into `regions`) and leaves the results in the regions.
   std::function<void(const detail::RopeParams&, std::span<const HostRegion> regions)> run;
+  // Also within one storage ulp of the scalar loop, element by element: for backends that share its
+  // arithmetic (the CUDA kernels), where the reference's tolerance would hide a small systematic error.
+  bool agrees_with_scalar = false;
 };
 
 struct CaseResult {
@@ -51,5 +54,24 @@ TableResult run_table(const std::vector<Case>& table, const Backend& backend);
 // The scalar loop and each Highway target this build has and this CPU runs (names "scalar",
 // "simd:<target>").
 std::vector<Backend> cpu_backends();
+
+// Memory other than the host's (a device's), as a relocated backend uses it.
+struct Memory {
+  Device device;
+  std::function<void*(size_t bytes)> allocate;
+  std::function<void(void*)> release;
+  std::function<void(void* to, const void* host, size_t bytes)> upload;
+  std::function<void(void* host, const void* from, size_t bytes)> download;
+};
+
+// A backend that runs `run` on copies of the checker's regions in `memory`: every pointer of the
+// params into a region (q, k, the outputs, the position arrays) is moved to its copy and the views
+// to memory.device; the written regions come back. While `run` runs, the host regions hold NaN,
+// so a pointer left on the host cannot pass.
+Backend relocated(std::string name, bool f64, Memory memory, std::function<void(const detail::RopeParams&)> run);
+
+// The CUDA kernels on each CUDA device present ("cuda:<index>"); empty without the CUDA backend or
+// a device.
+std::vector<Backend> cuda_backends();
 
 }  // namespace ropekit::cases

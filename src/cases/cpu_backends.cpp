@@ -1,6 +1,7 @@
 #include "check_case.hpp"
 #if defined(ROPEKIT_HAS_CPU_SIMD)
 #include "cpu_simd/simd.hpp"
+#include "cpu_simd/thread_pool.hpp"
 #endif
 
 namespace ropekit::cases {
@@ -17,7 +18,10 @@ std::vector<Backend> cpu_backends() {
     detail::simd_pin_target(0);
     out.push_back({name, false, [target](const detail::RopeParams& p, std::span<const HostRegion>) {
                      detail::simd_pin_target(target);
+                     // A case's few bytes would stay on one thread: split them as a large call is.
+                     if (p.num_threads > 1) detail::set_cpu_min_bytes_per_thread(1);
                      detail::apply_cpu_simd(p);
+                     detail::set_cpu_min_bytes_per_thread(detail::kCpuMinBytesPerThread);
                      detail::simd_pin_target(0);
                    }});
   }

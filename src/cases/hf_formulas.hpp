@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "ropekit/spec.hpp"
+#include "../visit.hpp"
 
 namespace hf {
 
@@ -128,6 +129,15 @@ inline std::vector<double> truncated_inv_freq(const ropekit::scaling::Truncated&
   return out;
 }
 
+// Proportional (Gemma 4's full attention): int(partial_rotary_factor * head_dim // 2) pairs at the
+// default frequencies over the whole dimension, divided by factor; the rest frequency 0.
+inline std::vector<double> proportional_inv_freq(const ropekit::scaling::Proportional& s, int64_t dim, double base) {
+  auto out = default_inv_freq(dim, base);
+  const auto rotated = static_cast<size_t>(std::floor(s.fraction * static_cast<double>(dim) / 2.0));
+  for (size_t i = 0; i < out.size(); ++i) out[i] = i < rotated ? out[i] / s.factor : 0.0;
+  return out;
+}
+
 inline std::vector<double> xpos_zeta(int64_t dim, double gamma) {
   std::vector<double> out;
   for (int64_t i = 0; i < dim / 2; ++i)
@@ -173,33 +183,43 @@ inline std::vector<float> llama3(const ropekit::scaling::Llama3& s, int64_t dim,
 
 }  // namespace torch_f32
 
-// The frequencies of a spec by the formulas above (seq_len for the length-dependent schemes).
+// The frequencies of a spec by the formulas above (seq_len for the length-dependent schemes). One
+// overload per family: a new family does not compile here until its formula is written.
 inline std::vector<double> inv_freq(const ropekit::RopeSpec& spec, int64_t seq_len) {
   namespace sc = ropekit::scaling;
   const int64_t dim = spec.rotary_dim();
   const double base = spec.base();
-  const auto& v = spec.scaling();
-  if (std::holds_alternative<sc::None>(v)) return default_inv_freq(dim, base);
-  if (const auto* s = std::get_if<sc::Linear>(&v)) {
-    auto out = default_inv_freq(dim, base);
-    for (double& f : out) f /= s->factor;
-    return out;
-  }
-  if (const auto* s = std::get_if<sc::NtkAware>(&v)) {
-    const double d = static_cast<double>(dim);
-    return default_inv_freq(dim, base * std::pow(s->alpha, d / (d - 2.0)));
-  }
-  if (const auto* s = std::get_if<sc::DynamicNtk>(&v)) return dynamic_inv_freq(*s, dim, base, seq_len);
-  if (const auto* s = std::get_if<sc::Yarn>(&v)) return yarn_inv_freq(*s, dim, base);
-  if (const auto* s = std::get_if<sc::Llama3>(&v)) return llama3_inv_freq(*s, dim, base);
-  if (const auto* s = std::get_if<sc::LongRope>(&v)) return longrope_inv_freq(*s, dim, base, seq_len);
-  return truncated_inv_freq(std::get<sc::Truncated>(v), dim, base);
+  return std::visit(
+      ropekit::detail::Overloaded{
+          [&](const sc::None&) { return default_inv_freq(dim, base); },
+          [&](const sc::Linear& s) {
+            auto out = default_inv_freq(dim, base);
+            for (double& f : out) f /= s.factor;
+            return out;
+          },
+          [&](const sc::NtkAware& s) {
+            const double d = static_cast<double>(dim);
+            return default_inv_freq(dim, base * std::pow(s.alpha, d / (d - 2.0)));
+          },
+          [&](const sc::DynamicNtk& s) { return dynamic_inv_freq(s, dim, base, seq_len); },
+          [&](const sc::Yarn& s) { return yarn_inv_freq(s, dim, base); },
+          [&](const sc::Llama3& s) { return llama3_inv_freq(s, dim, base); },
+          [&](const sc::LongRope& s) { return longrope_inv_freq(s, dim, base, seq_len); },
+          [&](const sc::Truncated& s) { return truncated_inv_freq(s, dim, base); },
+          [&](const sc::Proportional& s) { return proportional_inv_freq(s, dim, base); },
+      },
+      spec.scaling());
 }
 
 inline double attention(const ropekit::RopeSpec& spec) {
-  if (const auto* s = std::get_if<ropekit::scaling::Yarn>(&spec.scaling())) return yarn_attention(*s);
-  if (const auto* s = std::get_if<ropekit::scaling::LongRope>(&spec.scaling())) return longrope_attention(*s);
-  return 1.0;
+  namespace sc = ropekit::scaling;
+  return std::visit(ropekit::detail::Overloaded{
+                        [](const sc::Yarn& s) { return yarn_attention(s); },
+                        [](const sc::LongRope& s) { return longrope_attention(s); },
+                        [](const ropekit::detail::one_of<sc::None, sc::Linear, sc::NtkAware, sc::DynamicNtk, sc::Llama3,
+                                                         sc::Truncated, sc::Proportional> auto&) { return 1.0; },
+                    },
+                    spec.scaling());
 }
 
 }  // namespace hf

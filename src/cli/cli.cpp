@@ -118,15 +118,19 @@ scaling, context and head counts. Each preset is also a config.json in tests/dat
 
 const char* const kVerifyHelp = R"(usage: ropekit verify [preset | config.json | spec flags] [--tokens N] [--seed S]
 
-Runs every CPU kernel path of this build -- f32 / f16 / bf16 x half / interleaved x forward /
-backward / inverse x cos-sin from the table / computed in the kernel -- on random inputs at random
-positions, and compares with a float64 reference that ships in this binary. Prints PASS/FAIL and
-the worst relative error per path: each element's error over the norm of its rotated pair
-(tolerances f32 1e-5, f16 1e-3, bf16 8e-3; NaN fails); exit status 1 when any path fails. The
+Runs the shared case table (f32 / f16 / bf16 / f64 x half / interleaved x layouts x position kinds
+x forward / backward / inverse x in / out of place x cos-sin from the table, past its rows or
+computed in the kernel x query scale) on every kernel path of this build: the scalar loop, each
+vector instruction set this CPU runs and, on each CUDA device present, the CUDA kernels (f64 runs
+on the CPU only). Inputs and positions are random; every element is compared with a float64
+reference that ships in this binary: its error over the norm of its rotated pair (tolerances f32
+1e-5, f16 1e-3, bf16 8e-3; NaN fails), pass-through channels bit for bit, bytes outside the views
+untouched; the CUDA kernels also within one storage ulp of the scalar loop. Prints PASS/FAIL and
+the cases passed per path, then each failed case; exit status 1 when any path fails. The
 frequencies are the spec's; both pair styles are checked. With xPos the positions lie around a
 center (options.xpos_center) that keeps every scale within e^+-2.
   (no argument)   uses llama3.1-8b, e.g. ropekit verify
-  --tokens N      tokens per sequence (2 sequences, 1 to 4096), default 16, e.g. --tokens 64
+  --tokens N      tokens per sequence (1 to 4096), default 16, e.g. --tokens 64
   --seed S        random seed (default: fresh each run), e.g. --seed 7
 Spec flags are as for ropekit info, e.g. ropekit verify --head-dim 64 --base 10000
 )";

@@ -1,4 +1,5 @@
-// `ropekit verify`: every kernel path this build has, against the float64 reference, random inputs.
+// `ropekit verify`: every kernel path this build has (CPU, each CUDA device present), against the
+// float64 reference, random inputs.
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -54,15 +55,17 @@ int cmd_verify(const std::vector<std::string>& tokens, std::ostream& out) {
   out << "; seed " << seed << "; reference: float64 (src/cases/reference64.hpp)\n";
   const auto table = cases::case_table({.seed = seed, .random_draws = 16, .spec = r.spec.params(), .tokens = seq});
   int passed = 0, total = 0;
-  for (const cases::Backend& backend : cases::cpu_backends()) {
+  std::vector<cases::Backend> backends = cases::cpu_backends();
+  for (cases::Backend& b : cases::cuda_backends()) backends.push_back(std::move(b));
+  for (const cases::Backend& backend : backends) {
     const cases::TableResult result = cases::run_table(table, backend);
     total += static_cast<int>(result.ran);
     passed += static_cast<int>(result.ran - result.failed);
-    out << (result.failed == 0 ? "PASS" : "FAIL") << "  cpu  " << backend.name << "  " << result.ran - result.failed << "/"
-        << result.ran << " cases\n";
+    out << (result.failed == 0 ? "PASS" : "FAIL") << "  " << backend.name << "  " << result.ran - result.failed << "/"
+        << result.ran << " cases" << (backend.agrees_with_scalar ? " (and within one ulp of the scalar loop)" : "") << "\n";
     for (const std::string& f : result.failures) out << "  " << f << "\n";
   }
-  out << passed << "/" << total << " paths passed\n";
+  out << passed << "/" << total << " cases passed on " << backends.size() << " paths\n";
   return passed == total ? 0 : 1;
 }
 

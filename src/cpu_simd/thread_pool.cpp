@@ -84,9 +84,7 @@ void ThreadPool::worker(int index) {
 }
 
 namespace {
-// Below this much traffic per thread, waking a worker costs more than it saves (a decode batch of
-// 32 Llama-3-8B tokens, 0.3-0.7 MB, is faster on one thread, more so on a busy machine).
-std::atomic<int64_t> min_bytes_per_thread{int64_t{1} << 20};
+std::atomic<int64_t> min_bytes_per_thread{kCpuMinBytesPerThread};
 }  // namespace
 
 void set_cpu_min_bytes_per_thread(int64_t bytes) { min_bytes_per_thread = std::max<int64_t>(bytes, 1); }

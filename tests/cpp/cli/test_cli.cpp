@@ -283,7 +283,7 @@ TEST(Cli, VerifyPassesEveryPath) {
   for (const char* preset : {"gpt-neox-20b", "deepseek-v2-lite"}) {
     const auto r = run({"verify", preset, "--tokens", "4"});
     EXPECT_EQ(r.code, 0) << r.out << r.err;
-    EXPECT_NE(r.out.find(" paths passed"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find(" cases passed on "), std::string::npos) << r.out;
     EXPECT_EQ(r.out.find("FAIL"), std::string::npos);
     EXPECT_NE(r.out.find(", 4 tokens per sequence"), std::string::npos) << r.out;
   }
@@ -530,7 +530,7 @@ TEST(Cli, VerifyXposCentersItsPositions) {
   for (const char* seed : {"1", "2", "3", "4", "5", "6", "7", "8"}) {
     const auto r = run({"verify", "--head-dim", "64", "--xpos-scale-base", "512", "--seed", seed});
     EXPECT_EQ(r.code, 0) << "seed " << seed << ": " << r.out << r.err;
-    EXPECT_NE(r.out.find(" paths passed"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find(" cases passed on "), std::string::npos) << r.out;
     EXPECT_NE(r.out.find("xPos center"), std::string::npos) << r.out;
   }
   const auto small = run({"verify", "--head-dim", "64", "--rotary-dim", "32", "--xpos-scale-base", "8", "--tokens", "20"});

@@ -1,6 +1,5 @@
 #pragma once
-// Shared helpers of the CUDA tests: device detection, device buffers, host tensors in any dtype,
-// random positions, and the comparison against the CPU path and the float64 reference.
+// Shared helpers of the CUDA tests: device detection, device buffers and host tensors in any dtype.
 #include <cuda_runtime.h>
 #include <gtest/gtest.h>
 
@@ -12,7 +11,6 @@
 #include <vector>
 
 #include "half_float.hpp"
-#include "reference64.hpp"
 #include "ropekit/ropekit.hpp"
 
 namespace ropekit_cuda_test {
@@ -96,13 +94,6 @@ inline void put(std::vector<unsigned char>& buf, DType t, int64_t i, float v) {
   std::memcpy(p, &h, 2);
 }
 
-// Storage precision: one unit in the last place relative to the value.
-inline double storage_eps(DType t) {
-  return t == DType::f32 ? std::ldexp(1.0, -23) : t == DType::f16 ? std::ldexp(1.0, -10) : std::ldexp(1.0, -7);
-}
-// Allowed error against the float64 reference (relative to the row's largest value).
-inline double reference_tol(DType t) { return t == DType::f32 ? 1e-5 : t == DType::f16 ? 1e-3 : 8e-3; }
-
 enum class Layout { bshd, bhsd, thd, padded };
 
 // A host tensor of logical shape (B, S, H, D) (rank 3 for thd: (S, H, D) with B = 1), strides per
@@ -152,7 +143,6 @@ struct HostTensor {
       put(bytes, dtype, i, v);
     }
   }
-  void poison() { std::memset(bytes.data(), 0xff, bytes.size()); }  // NaN in f32, f16 and bf16
 };
 
 }  // namespace ropekit_cuda_test

@@ -11,13 +11,17 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <random>
+#include <span>
+#include <stdexcept>
 #include <set>
 #include <sstream>
 #include <string>
 #include <vector>
 
 #include "backend.hpp"
+#include "case_test_util.hpp"
 #include "cuda/kernel_args.hpp"
 #include "half_float.hpp"
 #include "ropekit/ropekit.hpp"
@@ -84,11 +88,11 @@ struct EmuCase {
 
 // Every block and thread of the capped grid, in order, as the kernel runs them.
 template <class K>
-void emulate_grid(KernelArgs& a, const RopeParams& p, const EmuCase& c) {
-  LaunchConfig config = configure_launch<K>(a, p, 132, 1024, c.forced_hpt);
-  if (c.forced_hpt > 0) ASSERT_EQ(a.heads_per_thread, c.forced_hpt);
-  cap_grid(config, c.max_blocks);
-  ASSERT_LE(config.blocks(), c.max_blocks);
+void emulate_grid(KernelArgs& a, const RopeParams& p, int64_t forced_hpt, int64_t max_blocks) {
+  LaunchConfig config = configure_launch<K>(a, p, 132, 1024, forced_hpt);
+  if (forced_hpt > 0) ASSERT_EQ(a.heads_per_thread, forced_hpt);
+  cap_grid(config, max_blocks);
+  ASSERT_LE(config.blocks(), max_blocks);
   const int64_t threads = config.threads();
   const int64_t total = threads * config.blocks();
   int64_t block_index = 0;
@@ -233,7 +237,7 @@ EmuRun run(const EmuCase& c, uint64_t seed, const HostPos& hp, const HostPos* em
   }
   auto go = [&]<typename T>() {
     r.choice = choose_kernel<T>(emu, a);
-    with_kernel<T>(r.choice, [&]<class K>() { emulate_grid<K>(a, emu, c); });
+    with_kernel<T>(r.choice, [&]<class K>() { emulate_grid<K>(a, emu, c.forced_hpt, c.max_blocks); });
   };
   switch (c.dtype) {
     case DType::f32: go.template operator()<F32>(); break;
@@ -287,6 +291,47 @@ uint64_t fresh_seed() {
   if (const char* seed = std::getenv("ROPEKIT_TEST_SEED")) return std::strtoull(seed, nullptr, 10);
   static std::random_device rd;
   return (static_cast<uint64_t>(rd()) << 32) ^ rd();
+}
+
+// The emulated kernel as a backend of the shared case table: the launch apply_cuda would make,
+// with the grid capped and heads per thread forced in turn (case by case), so that the grid-stride
+// loops and the head groups run. A reported position fault fails the case (its positions are valid).
+cases::Backend emulation_backend() {
+  auto turn = std::make_shared<int>(0);
+  auto run = [turn](const RopeParams& p, std::span<const cases::HostRegion>) {
+    const int i = (*turn)++;
+    const int64_t forced_hpt = std::vector<int64_t>{0, 1, 2, 3, 8}[static_cast<size_t>(i % 5)];
+    const int64_t max_blocks = i % 4 == 0 ? 1000 : 1 + i % 3;
+    KernelArgs a = kernel_args(p);
+    FaultRecord record{};
+    int32_t claim = 0;
+    if (a.pos.kind != Positions::Kind::from_offset) {
+      a.fault_claim = &claim;
+      a.fault_record = &record;
+    }
+    set_table(a, p, DeviceTable{p.rows, p.rows_count, p.inv_freq, p.inv_freq_f32, p.xpos_log_zeta});
+    auto go = [&]<typename T>() {
+      with_kernel<T>(choose_kernel<T>(p, a), [&]<class K>() { emulate_grid<K>(a, p, forced_hpt, max_blocks); });
+    };
+    switch (p.dtype) {
+      case DType::f32: go.template operator()<F32>(); break;
+      case DType::f16: go.template operator()<F16>(); break;
+      case DType::bf16: go.template operator()<BF16>(); break;
+      case DType::f64: throw std::runtime_error("the CUDA kernels have no f64");
+    }
+    if (record.ready)
+      throw std::runtime_error("position fault kind " + std::to_string(record.kind) + " at " +
+                               std::to_string(record.index) + ", value " + std::to_string(record.value));
+  };
+  return {"cuda-emulation", false, run, /*agrees_with_scalar=*/true};
+}
+
+// The shared case table (src/cases) on the emulated kernel, against the float64 reference and
+// the scalar loop.
+TEST(CudaKernelEmulation, CaseTable) {
+  const uint64_t seed = cases::test_seed();
+  SCOPED_TRACE(cases::replay_note(seed));
+  cases::expect_table_passes(cases::test_table(seed), emulation_backend());
 }
 
 // Hot width per dtype and style, then each narrower width (padding that breaks the wider one).
