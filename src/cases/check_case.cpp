@@ -235,7 +235,18 @@ CaseResult check_case(const Case& c, const Backend& backend) {
     q_written.bytes = q_out_before.bytes, k_written.bytes = k_out_before.bytes;
   }
   try {
-    backend.run(params, regions);
+    if (backend.entry == Backend::Entry::params) {
+      backend.run(params, regions);
+    } else {
+      ApplyOptions options;
+      options.direction = c.direction;
+      options.num_threads = c.num_threads;
+      options.compute_sincos = compute;
+      options.xpos_center = params.xpos_center;
+      options.query_scale = c.query_scale;
+      if (backend.entry == Backend::Entry::apply_rope_table) apply_rope(tensors, pd.positions, table, options);
+      else apply_rope(tensors, pd.positions, spec, options);
+    }
   } catch (const std::exception& e) {
     result.failures = 1;
     result.first_failure = std::string("threw: ") + e.what();
@@ -246,7 +257,8 @@ CaseResult check_case(const Case& c, const Backend& backend) {
   ref.head_dim = spec.head_dim();
   ref.rotary_dim = spec.rotary_dim();
   ref.style = c.style == Style::half ? ref64::RefStyle::half : ref64::RefStyle::interleaved;
-  ref.inv_freq = hf::inv_freq(spec, table.seq_len());
+  const bool spec_call = backend.entry == Backend::Entry::apply_rope_spec;
+  ref.inv_freq = hf::inv_freq(spec, spec_call ? needed : table.seq_len());
   ref.attention = hf::attention(spec);
   if (spec.xpos()) {
     ref.xpos = true;
@@ -254,7 +266,7 @@ CaseResult check_case(const Case& c, const Backend& backend) {
     ref.xpos_scale_base = spec.xpos()->scale_base;
     ref.xpos_center = params.xpos_center;
   }
-  ref.float32_angles = c.cos_sin != CosSin::compute_exact;
+  ref.float32_angles = c.cos_sin != CosSin::compute_exact || spec_call;  // the spec call's table is not exact
 
   const double tol = tolerance(c.dtype);
   const int64_t pairs = ref.rotary_dim / 2;
@@ -353,6 +365,12 @@ TableResult run_table(const std::vector<Case>& table, const Backend& backend) {
     }
   }
   return r;
+}
+
+Backend public_api(Backend::Entry entry) {
+  Backend b{entry == Backend::Entry::apply_rope_table ? "apply_rope(table)" : "apply_rope(spec)", true, {}};
+  b.entry = entry;
+  return b;
 }
 
 Backend relocated(std::string name, bool f64, Memory memory, std::function<void(const detail::RopeParams&)> run) {

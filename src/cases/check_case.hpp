@@ -29,7 +29,15 @@ struct Backend {
   // Also within one storage ulp of the scalar loop, element by element: for backends that share its
   // arithmetic (the CUDA kernels), where the reference's tolerance would hide a small systematic error.
   bool agrees_with_scalar = false;
+  // Instead of `run` (params): the public entry point, which checks the call and picks the backend
+  // itself: ropekit::apply_rope with the case's table, or with its spec (a table prepared for the
+  // largest position + 1, as the length-dependent schemes need).
+  enum class Entry { params, apply_rope_table, apply_rope_spec };
+  Entry entry = Entry::params;
 };
+
+// apply_rope through the table or the spec (names "apply_rope(table)", "apply_rope(spec)").
+Backend public_api(Backend::Entry entry);
 
 struct CaseResult {
   bool ran = false;           // false: the backend skips this dtype

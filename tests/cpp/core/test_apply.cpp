@@ -1,171 +1,119 @@
-// apply_rope against the float64 reference over the whole option matrix: every dtype x style x layout
-// (one test per triple), and inside each every position mode x in/out of place x direction x xPos x
-// partial rotary x GQA / no k x compute_sincos x exact angles x attention factor (none / YaRN).
-// Sizes are drawn per case from a fresh seed; a few odd and large sizes get their own tests.
+// apply_rope, the public entry point, on the shared case table (src/cases) with a table and with a
+// spec, against the float64 reference; then what the table leaves to its draws: the head sizes
+// engines ship, a long prefill, positions far past the training length, every scaling family below
+// and above its original length, a length-dependent spec, empty tensors and fused qkv slices.
 #include <gtest/gtest.h>
 
 #include <tuple>
 
-#include "apply_harness.hpp"
+#include "case_test_util.hpp"
+#include "hf_formulas.hpp"
+#include "reference64.hpp"
+#include "test_support.hpp"
 
 namespace {
 
 using namespace rt;
+using ropekit::Direction;
 using ropekit::DType;
+using ropekit::Style;
+using ropekit::TensorView;
+namespace cases = ropekit::cases;
 namespace sc = ropekit::scaling;
+using Entry = cases::Backend::Entry;
 
-enum class Heads { same, grouped, no_k };
+const Entry kEntries[] = {Entry::apply_rope_table, Entry::apply_rope_spec};
 
-using MatrixParam = std::tuple<DType, Style, Layout>;
+TEST(ApplyRope, EveryCaseOfTheTableThroughTheTableAndTheSpec) {
+  const uint64_t seed = cases::test_seed();
+  SCOPED_TRACE(cases::replay_note(seed));
+  const auto table = cases::test_table(seed);
+  for (Entry entry : kEntries) cases::expect_table_passes(table, cases::public_api(entry));
+}
 
-class ApplyMatrix : public ::testing::TestWithParam<MatrixParam> {};
-
-TEST_P(ApplyMatrix, MatchesFloat64Reference) {
-  const auto [dtype, style, layout] = GetParam();
-  RT_SEEDED_RNG(rng);
-  std::vector<PosMode> modes{PosMode::offset, PosMode::per_sequence, PosMode::ids32, PosMode::ids64};
-  if (layout == Layout::thd) {
-    modes.push_back(PosMode::packed);
-    modes.push_back(PosMode::packed_offsets);
+// `c` completed from `seed`, then `adjust`, through apply_rope with a table and with the spec.
+template <class Adjust>
+void expect_passes(cases::Case c, uint64_t seed, Adjust adjust, std::initializer_list<Entry> entries = {Entry::apply_rope_table, Entry::apply_rope_spec}) {
+  c = cases::complete(c, seed);
+  adjust(c);
+  for (Entry entry : entries) {
+    const cases::Backend backend = cases::public_api(entry);
+    const cases::CaseResult r = cases::check_case(c, backend);
+    EXPECT_TRUE(r.ran && r.passed) << backend.name << ": " << c.describe() << ": " << r.failures
+                                   << " failures; first: " << r.first_failure;
   }
-  const std::vector<ropekit::Scaling> scalings{sc::None{}, sc::Yarn{.factor = 4.0, .original_max = 64}};
-  int64_t cases = 0;
-  for (PosMode pos : modes)
-    for (bool in_place : {true, false})
-      for (Direction dir : {Direction::forward, Direction::backward, Direction::inverse})
-        for (bool xpos : {false, true})
-          for (bool partial : {false, true})
-            for (Heads heads : {Heads::same, Heads::grouped, Heads::no_k})
-              for (bool sincos : {false, true})
-                for (bool exact : {false, true})
-                  for (const auto& scaling : scalings) {
-                    Case c;
-                    c.dtype = dtype;
-                    c.style = style;
-                    c.layout = layout;
-                    // Out of place, write into the other rank-4 layout half the time.
-                    c.out_layout = layout == Layout::thd ? Layout::thd
-                                   : rng.coin()          ? layout
-                                                         : (layout == Layout::bshd ? Layout::bhsd : Layout::bshd);
-                    c.pos = pos;
-                    c.in_place = in_place;
-                    c.direction = dir;
-                    if (xpos) {
-                      c.xpos = ropekit::Xpos{.scale_base = rng.coin() ? 512.0 : 64.0, .gamma = 0.4};
-                      c.xpos_center = rng.coin() ? 0.0 : rng.uniform(-4.0, 24.0);
-                    }
-                    c.scaling = scaling;
-                    c.base = rng.coin() ? 10000.0 : 500000.0;
-                    c.compute_sincos = sincos;
-                    c.exact = exact;
-                    c.num_threads = static_cast<int>(rng.integer(0, 2));
-                    c.batch = layout == Layout::thd ? 1 : rng.integer(1, 3);
-                    c.seq = layout == Layout::thd ? rng.integer(1, 9) : rng.integer(1, 5);
-                    c.head_dim = rng.pick<int64_t>({4, 8, 12, 16, 32});
-                    c.rotary_dim = partial ? 2 * rng.integer(1, c.head_dim / 2 - 1) : c.head_dim;
-                    c.q_heads = heads == Heads::grouped ? rng.integer(2, 4) : rng.integer(1, 3);
-                    c.k_heads = heads == Heads::same ? c.q_heads : heads == Heads::grouped ? rng.integer(1, c.q_heads - 1) : 0;
-                    run_case(c, rng);
-                    ++cases;
-                    if (HasFailure()) return;  // the first failing case says enough
-                  }
-  EXPECT_GT(cases, 500);
 }
 
-std::string matrix_name(const ::testing::TestParamInfo<MatrixParam>& info) {
-  const auto [dtype, style, layout] = info.param;
-  return ropekit::to_string(dtype) + "_" + ropekit::to_string(style) + "_" + name(layout);
+void head_dims(cases::Case& c, int64_t head_dim, int64_t rotary_dim = 0) {
+  c.spec.head_dim = head_dim;
+  c.spec.rotary_dim = rotary_dim ? rotary_dim : head_dim;
 }
 
-INSTANTIATE_TEST_SUITE_P(AllDtypesStylesLayouts, ApplyMatrix,
-                         ::testing::Combine(::testing::Values(DType::f32, DType::f16, DType::bf16, DType::f64),
-                                            ::testing::Values(Style::half, Style::interleaved),
-                                            ::testing::Values(Layout::bshd, Layout::bhsd, Layout::thd)),
-                         matrix_name);
-
-// Head sizes engines ship (64, 80, 96, 128, 256), a single token, and one long prefill.
+// Head sizes engines ship (64, 80, 96, 128, 256), one and three tokens, every dtype and style.
 TEST(ApplyShapes, CommonHeadSizesAndSingleToken) {
-  RT_SEEDED_RNG(rng);
+  uint64_t seed = cases::test_seed();
+  SCOPED_TRACE(cases::replay_note(seed));
   for (DType dtype : {DType::f32, DType::f16, DType::bf16, DType::f64})
     for (Style style : {Style::half, Style::interleaved})
       for (int64_t head_dim : {64, 80, 96, 128, 256})
-        for (int64_t seq : {1, 3}) {
-          Case c;
-          c.dtype = dtype;
-          c.style = style;
-          c.layout = rng.pick<Layout>({Layout::bshd, Layout::bhsd});
-          c.out_layout = c.layout;
-          c.pos = PosMode::offset;
-          c.in_place = rng.coin();
-          c.batch = 1;
-          c.seq = seq;
-          c.q_heads = 4;
-          c.k_heads = 2;
-          c.head_dim = head_dim;
-          c.rotary_dim = head_dim == 80 ? 40 : head_dim;  // one partial case
-          c.base = 500000.0;
-          run_case(c, rng);
-          if (HasFailure()) return;
-        }
+        for (int64_t seq : {1, 3})
+          expect_passes(cases::Case{.dtype = dtype, .style = style, .layout = seed % 2 ? cases::Layout::bshd : cases::Layout::bhsd,
+                                    .out_layout = seed % 2 ? cases::Layout::bshd : cases::Layout::bhsd, .in_place = seed % 3 != 0},
+                        seed++, [&](cases::Case& c) {
+                          c.batch = 1;
+                          c.seq = seq;
+                          c.q_heads = 4;
+                          c.k_heads = 2;
+                          head_dims(c, head_dim, head_dim == 80 ? 40 : 0);  // one partial case
+                          c.spec.base = 500000.0;
+                        });
 }
 
+// One 4097-token prefill from an offset and one of packed sequences, Llama 3 scaling.
 TEST(ApplyShapes, LongPrefill4097Tokens) {
-  RT_SEEDED_RNG(rng);
-  for (auto [dtype, style, pos] : {std::tuple{DType::f32, Style::half, PosMode::offset},
-                                   std::tuple{DType::bf16, Style::interleaved, PosMode::packed_offsets}}) {
-    Case c;
-    c.dtype = dtype;
-    c.style = style;
-    c.layout = Layout::thd;
-    c.out_layout = Layout::thd;
-    c.pos = pos;
-    c.in_place = style == Style::half;
-    c.seq = 4097;
-    c.q_heads = 2;
-    c.k_heads = 1;
-    c.head_dim = 128;
-    c.rotary_dim = 128;
-    c.max_position = 8192;
-    c.scaling = sc::Llama3{.factor = 8.0, .low_freq_factor = 1.0, .high_freq_factor = 4.0, .original_max = 1024};
-    c.base = 500000.0;
-    run_case(c, rng);
-  }
+  uint64_t seed = cases::test_seed();
+  SCOPED_TRACE(cases::replay_note(seed));
+  for (auto [dtype, style, pos] : {std::tuple{DType::f32, Style::half, cases::PositionMode::offset},
+                                   std::tuple{DType::bf16, Style::interleaved, cases::PositionMode::packed_offsets}})
+    expect_passes(cases::Case{.dtype = dtype, .style = style, .layout = cases::Layout::thd, .out_layout = cases::Layout::thd,
+                              .positions = pos, .family = cases::ScalingFamily::fixed, .in_place = style == Style::half},
+                  seed++, [](cases::Case& c) {
+                    c.seq = 4097;
+                    c.q_heads = 2;
+                    c.k_heads = 1;
+                    head_dims(c, 128);
+                    c.spec.base = 500000.0;
+                    c.spec.scaling = sc::Llama3{.factor = 8.0, .low_freq_factor = 1.0, .high_freq_factor = 4.0, .original_max = 1024};
+                  });
 }
 
-// Positions far past the training length: float32 angles (default) and exact ones, from the table
-// and computed in the kernel.
+// Positions near 2 x 10^5, past the training length: float32 angles and exact ones, rows for some
+// positions (the others computed in the kernel) or none.
 TEST(ApplyShapes, LargePositionIds) {
-  RT_SEEDED_RNG(rng);
-  for (bool exact : {false, true})
-    for (bool sincos : {false, true}) {
-      Case c;
-      c.dtype = rng.pick<DType>({DType::f32, DType::f16, DType::bf16, DType::f64});
-      c.style = rng.coin() ? Style::half : Style::interleaved;
-      c.layout = Layout::thd;
-      c.out_layout = Layout::thd;
-      c.pos = PosMode::ids64;
-      c.max_position = 200000;
-      c.exact = exact;
-      c.compute_sincos = sincos;
-      c.in_place = rng.coin();
-      c.seq = 16;
-      c.q_heads = 2;
-      c.k_heads = 1;
-      c.head_dim = 16;
-      c.rotary_dim = 16;
-      run_case(c, rng);
-    }
+  uint64_t seed = cases::test_seed();
+  SCOPED_TRACE(cases::replay_note(seed));
+  for (cases::CosSin cos_sin : {cases::CosSin::past_rows, cases::CosSin::compute, cases::CosSin::compute_exact})
+    for (DType dtype : {DType::f32, DType::f16, DType::bf16, DType::f64})
+      expect_passes(cases::Case{.dtype = dtype, .style = seed % 2 ? Style::half : Style::interleaved, .layout = cases::Layout::thd,
+                                .out_layout = cases::Layout::thd, .positions = cases::PositionMode::ids64,
+                                .in_place = seed % 3 != 0, .cos_sin = cos_sin, .far_positions = true, .far_start = 199940},
+                    seed++, [](cases::Case& c) {
+                      c.seq = 16;
+                      c.q_heads = 2;
+                      c.k_heads = 1;
+                      head_dims(c, 16);
+                    });
 }
 
-// Every scaling family through the table and through apply_rope(spec), which prepares the table for
-// the largest position (dynamic NTK and LongRoPE depend on it).
+// Every scaling family with its own parameters, positions below and above original_max = 64.
 TEST(ApplyScalings, EveryFamilyAgainstReference) {
-  RT_SEEDED_RNG(rng);
+  uint64_t seed = cases::test_seed();
+  SCOPED_TRACE(cases::replay_note(seed));
   const int64_t head_dim = 32;
   std::vector<double> short_f, long_f;
   for (int i = 0; i < head_dim / 2; ++i) {
-    short_f.push_back(rng.uniform(1.0, 1.5));
-    long_f.push_back(rng.uniform(1.0, 40.0));
+    short_f.push_back(1.0 + 0.03 * i);
+    long_f.push_back(1.0 + 2.5 * i);
   }
   const std::vector<ropekit::Scaling> scalings{
       sc::None{},
@@ -177,26 +125,19 @@ TEST(ApplyScalings, EveryFamilyAgainstReference) {
       sc::Llama3{.factor = 8.0, .low_freq_factor = 1.0, .high_freq_factor = 4.0, .original_max = 64},
       sc::LongRope{.short_factor = short_f, .long_factor = long_f, .original_max = 64, .factor = 32.0},
       sc::Truncated::from_length(32.0),
+      sc::Proportional{.fraction = 0.25, .factor = 8.0},
   };
+  const Direction directions[] = {Direction::forward, Direction::backward, Direction::inverse};
   for (const auto& scaling : scalings)
-    for (bool spec_overload : {false, true})
-      for (int64_t max_position : {40, 200}) {  // below and above original_max = 64
-        Case c;
-        c.scaling = scaling;
-        c.spec_overload = spec_overload;
-        c.dtype = DType::f32;
-        c.style = rng.coin() ? Style::half : Style::interleaved;
-        c.layout = Layout::bshd;
-        c.pos = PosMode::ids64;
-        c.max_position = max_position;
-        c.in_place = rng.coin();
-        c.head_dim = head_dim;
-        c.rotary_dim = head_dim;
-        c.xpos = rng.coin() ? std::optional<ropekit::Xpos>(ropekit::Xpos{}) : std::nullopt;
-        c.direction = rng.pick<Direction>({Direction::forward, Direction::backward, Direction::inverse});
-        run_case(c, rng);
-        if (HasFailure()) return;
-      }
+    for (int64_t start : {0, 150})  // the largest position below and above original_max
+      expect_passes(cases::Case{.style = seed % 2 ? Style::half : Style::interleaved, .positions = cases::PositionMode::ids64,
+                                .family = cases::ScalingFamily::fixed, .xpos = seed % 3 == 0, .direction = directions[seed % 3],
+                                .in_place = seed % 4 < 2, .far_positions = start > 0, .far_start = start},
+                    seed++, [&](cases::Case& c) {
+                      head_dims(c, head_dim);
+                      c.spec.scaling = scaling;
+                      c.spec.xpos = c.xpos ? std::optional<ropekit::Xpos>(ropekit::Xpos{}) : std::nullopt;
+                    });
 }
 
 // The long-context schemes through apply_rope(spec) use the largest position + 1 as the length.

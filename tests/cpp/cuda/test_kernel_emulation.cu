@@ -1,10 +1,11 @@
 // Runs the CUDA kernel's code on the CPU: every block and thread of the launch grid apply_cuda
 // would use (kernel_args, set_table, choose_kernel, configure_launch, cap_grid), through the same
 // grid loop (for_each_item), position decoding (token_position, check_cu_seqlens) and item body
-// (rope_item), then compares with the CPU scalar backend. It covers every kernel specialisation
-// (each dtype, style, access width, rows / mixed cos/sin, xPos mode), the pass-through tail,
-// head groups, grid-stride loops, positions past the table's rows, packed positions and the
-// reports of invalid device-resident positions, on machines without a GPU. It does not replace
+// (rope_item). The shared case table (src/cases) runs on it against the float64 reference and the
+// scalar loop (CaseTable). The EmuCase tests compare with the scalar loop and cover what the table
+// leaves to its draws: every kernel specialisation (each dtype, style, access width, rows / mixed
+// cos/sin, xPos mode), the caller's rows of rotary_embedding, apply_query_scale without pairs and
+// the reports of invalid device-resident positions, on machines without a GPU. It does not replace
 // the GPU tests (device code generation, memory, streams).
 #include <gtest/gtest.h>
 
