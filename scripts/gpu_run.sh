@@ -10,10 +10,10 @@
 #                 (sm_90, GoogleTest from source)
 #   gpu_tests     bin/ropekit_cuda_tests, all of it (the GPU tests must run, not skip)
 #   bench_cpp     bin/ropekit_gpu_bench (vs a device copy; decode as graphs and host time per call)
-#   memcheck      compute-sanitizer memcheck on a subset (every dtype/style/direction, access widths,
-#                 positions past the rows, invalid device positions, graphs, queued table frees)
+#   memcheck      compute-sanitizer memcheck on a subset (every access width with rows and positions
+#                 past them, packed sequences, invalid device positions, graphs, queued table frees)
 #   initcheck     compute-sanitizer initcheck on a smaller subset
-#   racecheck     compute-sanitizer racecheck on the packed-positions test (shared memory)
+#   racecheck     compute-sanitizer racecheck on the packed-sequences test (shared memory)
 #   resources     cuobjdump --dump-resource-usage of the test binary (registers per kernel)
 #   python_ext    builds ropekit._C for the machine's python3
 #   bench_python  bench/gpu_bench.py: ropekit's Python call and every peer present (torch eager,
@@ -168,9 +168,9 @@ sanitizer=$(command -v compute-sanitizer || true)
 for candidate in /usr/local/cuda/bin/compute-sanitizer /usr/local/cuda/compute-sanitizer/compute-sanitizer; do
   [[ -z "$sanitizer" && -x "$candidate" ]] && sanitizer=$candidate
 done
-memcheck_filter='CudaApply.EveryCaseOfTheTableOnEveryDevice:CudaApply.EveryAccessWidth:CudaErrors.*:CudaGraphs.*:CudaTables.*:CudaEngine.*'
+memcheck_filter='CudaApply.EveryAccessWidth:CudaApply.PackedSequences:CudaErrors.*:CudaGraphs.*:CudaTables.*:CudaEngine.*'
 initcheck_filter='CudaApply.EveryAccessWidth:CudaErrors.InvalidDevicePositionsAreReportedAndSkipped'
-racecheck_filter='CudaApply.EveryCaseOfTheTableOnEveryDevice'
+racecheck_filter='CudaApply.PackedSequences'
 for tool in memcheck initcheck racecheck; do
   filter_var=${tool}_filter
   if [[ $gpu == 0 ]]; then

@@ -52,6 +52,7 @@ std::string Case::describe() const {
   o << to_string(dtype) << ' ' << to_string(style) << ' ' << name(layout) << "->" << name(out_layout) << ' '
     << name(positions) << ' ' << name(family) << (xpos ? " xpos" : "") << ' ' << name(direction)
     << (in_place ? " in_place" : " out_of_place") << (partial_rotary ? " partial" : "") << ' ' << name(cos_sin)
+    << (exact_rows ? " exact" : "") << (xpos_center_shift != 0.0 ? " xpos_center_shift=" + std::to_string(xpos_center_shift) : "")
     << (far_positions ? " far(" + std::to_string(far_start) + ")" : "") << (query_scale ? " query_scale(" + query_scale->describe() + ")" : "") << " B=" << batch << " S=" << seq << " Hq=" << q_heads << " Hk=" << k_heads
     << " D=" << spec.head_dim << " R=" << spec.rotary_dim << " threads=" << num_threads;
   if (row_padding >= 0) o << " row_padding=" << row_padding;
@@ -93,7 +94,8 @@ Case to_case(const Point& x, bool fixed_spec, const SpecParams& given) {
   c.cos_sin = static_cast<CosSin>(x[kCosSin]);
   c.far_positions = x[kFar] == 1;
   if (x[kQueryScale] == 1) c.query_scale = QueryScale{};  // drawn by complete()
-  c.num_threads = x[kThreads] == 1 ? 3 : 1;
+  constexpr int threads[] = {1, 3, 0};
+  c.num_threads = threads[x[kThreads]];
   return c;
 }
 
@@ -249,14 +251,21 @@ Case complete(Case c, uint64_t seed, const SpecParams& given, int64_t tokens) {
     if (c.spec.rotary_dim == 0) c.spec.rotary_dim = c.spec.head_dim;
   } else {
     c.spec = SpecParams{};
-    constexpr int64_t head_dims[] = {16, 36, 64, 80, 128};
-    c.spec.head_dim = head_dims[draw(rng, 0, 4)];
-    c.spec.rotary_dim = c.partial_rotary ? 2 * draw(rng, 2, c.spec.head_dim / 2 - 1) : c.spec.head_dim;
+    constexpr int64_t head_dims[] = {4, 8, 12, 16, 36, 64, 80, 128};
+    c.spec.head_dim = head_dims[draw(rng, 0, 7)];
+    // From one pair (the NTK exponent d / (d - 2) needs two).
+    const int64_t fewest = c.family == ScalingFamily::ntk_aware || c.family == ScalingFamily::dynamic_ntk ? 2 : 1;
+    c.spec.rotary_dim = c.partial_rotary && c.spec.head_dim / 2 - 1 >= fewest ? 2 * draw(rng, fewest, c.spec.head_dim / 2 - 1)
+                                                                             : c.spec.head_dim;
     c.spec.base = draw(rng, 0, 1) ? 10000.0 : 500000.0;
     c.spec.scaling = scaling_of(c.family, c.spec.rotary_dim / 2, rng);
-    if (c.xpos) c.spec.xpos = Xpos{512.0, 0.4};
+    if (c.xpos) {
+      c.spec.xpos = Xpos{draw(rng, 0, 1) ? 512.0 : 64.0, 0.4};
+      c.xpos_center_shift = static_cast<double>(draw(rng, -8, 8));  // 0 (the middle) among them
+    }
   }
   c.spec.style = c.style;
+  c.exact_rows = (c.cos_sin == CosSin::rows || c.cos_sin == CosSin::past_rows) && draw(rng, 0, 2) == 0;
   if (c.layout == Layout::thd) {
     c.batch = 1;
     c.seq = draw(rng, 1, 23);
@@ -292,7 +301,7 @@ std::vector<Case> case_table(const CaseTableOptions& options) {
   sizes[kCosSin] = 4;
   sizes[kFar] = fixed_spec && options.spec.xpos ? 1 : 2;
   sizes[kQueryScale] = 2;
-  sizes[kThreads] = 2;
+  sizes[kThreads] = 3;
   CoveringBuilder builder(sizes, /*fixed: the same covering every run*/ 1);
   builder.cover(3);
   if (options.f64) builder.cover(4);

@@ -34,13 +34,15 @@ struct Case {
   bool in_place = true;
   bool partial_rotary = false;
   CosSin cos_sin = CosSin::rows;
+  bool exact_rows = false;  // rows / past_rows: a table of double-precision angles (TableOptions::exact)
   bool far_positions = false;  // positions from far_start (no xPos there: its scales would overflow)
   int64_t far_start = 1000000;
   std::optional<QueryScale> query_scale;  // q times t(position) (ApplyOptions::query_scale)
 
   SpecParams spec;  // head_dim, rotary_dim, style, scaling and xPos as above
   int64_t batch = 2, seq = 5, q_heads = 3, k_heads = 2;  // thd: batch 1, seq = tokens; k_heads 0: q only
-  int num_threads = 1;  // > 1: the CPU backends split even these small calls over that many threads
+  double xpos_center_shift = 0.0;  // xPos: the center this far from the middle of the positions
+  int num_threads = 1;  // > 1 or 0 (every core): the CPU backends split even these small calls
   // >= 0: this many elements after every head row of q, k and the outputs (picks a backend's access
   // width); -1: none, or drawn for the padded layout (and for some thd cases).
   int64_t row_padding = -1;

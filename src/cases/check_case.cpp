@@ -205,26 +205,33 @@ CaseResult check_case(const Case& c, const Backend& backend) {
   detail::RopeParams& params = call.params;
   params.direction = c.direction;
   params.num_threads = c.num_threads;
-  params.xpos_center = c.xpos && !pd.per_token.empty() ? static_cast<double>(lowest + needed - 1) / 2.0 : 0.0;
+  params.xpos_center =
+      c.xpos && !pd.per_token.empty() ? static_cast<double>(lowest + needed - 1) / 2.0 + c.xpos_center_shift : 0.0;
   if (c.query_scale) {
     params.has_query_scale = true;
     params.query_scale = *c.query_scale;
   }
   const bool compute = c.cos_sin == CosSin::compute || c.cos_sin == CosSin::compute_exact;
-  const int64_t rows = c.far_positions ? 1 : c.cos_sin == CosSin::past_rows ? std::max<int64_t>(needed / 2, 1) : needed;
-  const RopeTable table(spec, rows, ropekit::TableOptions{c.cos_sin == CosSin::compute_exact});
+  // Rows up to the largest position, or to the middle of the positions (past_rows); one row past
+  // kMaxCaseRows (positions near 10^6 read no rows).
+  constexpr int64_t kMaxCaseRows = int64_t{1} << 18;
+  const int64_t rows = needed > kMaxCaseRows            ? 1
+                       : c.cos_sin == CosSin::past_rows ? std::max<int64_t>(lowest + (needed - lowest) / 2, 1)
+                                                        : needed;
+  const bool exact = c.cos_sin == CosSin::compute_exact || c.exact_rows;
+  const RopeTable table(spec, rows, ropekit::TableOptions{exact});
   detail::use_table(params, detail::TableAccess::data(table), compute);
 
-  std::vector<HostRegion> regions = {{q.bytes.data(), q.bytes.size(), c.in_place},
-                                     {k.bytes.data(), k.bytes.size(), c.in_place}};
+  std::vector<HostRegion> regions = {{q.bytes.data(), q.bytes.size()},
+                                     {k.bytes.data(), k.bytes.size()}};
   if (!c.in_place) {
-    regions.push_back({q_out->bytes.data(), q_out->bytes.size(), true});
-    regions.push_back({k_out->bytes.data(), k_out->bytes.size(), true});
+    regions.push_back({q_out->bytes.data(), q_out->bytes.size()});
+    regions.push_back({k_out->bytes.data(), k_out->bytes.size()});
   }
   for (auto* v : {&pd.values64, &pd.cu64})
-    if (!v->empty()) regions.push_back({v->data(), v->size() * 8, false});
+    if (!v->empty()) regions.push_back({v->data(), v->size() * 8});
   for (auto* v : {&pd.values32, &pd.cu32})
-    if (!v->empty()) regions.push_back({v->data(), v->size() * 4, false});
+    if (!v->empty()) regions.push_back({v->data(), v->size() * 4});
   // The scalar loop's outputs first (then the inputs back as they were), to compare with.
   std::optional<Tensor> q_scalar, k_scalar;
   if (backend.agrees_with_scalar) {
@@ -266,7 +273,7 @@ CaseResult check_case(const Case& c, const Backend& backend) {
     ref.xpos_scale_base = spec.xpos()->scale_base;
     ref.xpos_center = params.xpos_center;
   }
-  ref.float32_angles = c.cos_sin != CosSin::compute_exact || spec_call;  // the spec call's table is not exact
+  ref.float32_angles = !exact || spec_call;  // the spec call's table is not exact
 
   const double tol = tolerance(c.dtype);
   const int64_t pairs = ref.rotary_dim / 2;
@@ -407,17 +414,10 @@ Backend relocated(std::string name, bool f64, Memory memory, std::function<void(
       v->data = move(v->data);
       v->device = memory.device;
     }
-    std::vector<std::vector<unsigned char>> saved;
-    for (const HostRegion& r : regions) {
-      auto* bytes = static_cast<unsigned char*>(r.data);
-      saved.emplace_back(bytes, bytes + r.bytes);
-      std::fill(bytes, bytes + r.bytes, 0xff);
-    }
+    for (const HostRegion& r : regions) std::fill_n(static_cast<unsigned char*>(r.data), r.bytes, 0xff);
     run(p);
-    for (size_t i = 0; i < regions.size(); ++i) {
-      if (regions[i].written) memory.download(regions[i].data, copies[i].data, regions[i].bytes);
-      else std::memcpy(regions[i].data, saved[i].data(), regions[i].bytes);
-    }
+    // Every region comes back, inputs too: an out-of-place call that wrote its inputs fails.
+    for (size_t i = 0; i < regions.size(); ++i) memory.download(regions[i].data, copies[i].data, regions[i].bytes);
   };
   return {std::move(name), f64, std::move(body)};
 }

@@ -14,11 +14,10 @@
 
 namespace ropekit::cases {
 
-// A host buffer the params point into; `written` ones are the backend's outputs.
+// A host buffer the params point into: q, k, the outputs, the position arrays.
 struct HostRegion {
   void* data = nullptr;
   size_t bytes = 0;
-  bool written = false;
 };
 
 struct Backend {
@@ -74,7 +73,7 @@ struct Memory {
 
 // A backend that runs `run` on copies of the checker's regions in `memory`: every pointer of the
 // params into a region (q, k, the outputs, the position arrays) is moved to its copy and the views
-// to memory.device; the written regions come back. While `run` runs, the host regions hold NaN,
+// to memory.device; every region comes back (inputs too). While `run` runs, the host regions hold NaN,
 // so a pointer left on the host cannot pass.
 Backend relocated(std::string name, bool f64, Memory memory, std::function<void(const detail::RopeParams&)> run);
 

@@ -17,12 +17,18 @@ std::vector<Backend> cpu_backends() {
     const std::string name = "simd:" + detail::simd_target_name();
     detail::simd_pin_target(0);
     out.push_back({name, false, [target](const detail::RopeParams& p, std::span<const HostRegion>) {
-                     detail::simd_pin_target(target);
                      // A case's few bytes would stay on one thread: split them as a large call is.
-                     if (p.num_threads > 1) detail::set_cpu_min_bytes_per_thread(1);
+                     struct Pinned {
+                       Pinned(int64_t target, bool split) {
+                         detail::simd_pin_target(target);
+                         if (split) detail::set_cpu_min_bytes_per_thread(1);
+                       }
+                       ~Pinned() {
+                         detail::set_cpu_min_bytes_per_thread(detail::kCpuMinBytesPerThread);
+                         detail::simd_pin_target(0);
+                       }
+                     } pinned(target, p.num_threads != 1);
                      detail::apply_cpu_simd(p);
-                     detail::set_cpu_min_bytes_per_thread(detail::kCpuMinBytesPerThread);
-                     detail::simd_pin_target(0);
                    }});
   }
 #endif

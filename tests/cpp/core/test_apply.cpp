@@ -56,10 +56,11 @@ TEST(ApplyShapes, CommonHeadSizesAndSingleToken) {
   for (DType dtype : {DType::f32, DType::f16, DType::bf16, DType::f64})
     for (Style style : {Style::half, Style::interleaved})
       for (int64_t head_dim : {64, 80, 96, 128, 256})
-        for (int64_t seq : {1, 3})
-          expect_passes(cases::Case{.dtype = dtype, .style = style, .layout = seed % 2 ? cases::Layout::bshd : cases::Layout::bhsd,
-                                    .out_layout = seed % 2 ? cases::Layout::bshd : cases::Layout::bhsd, .in_place = seed % 3 != 0},
-                        seed++, [&](cases::Case& c) {
+        for (int64_t seq : {1, 3}) {
+          const uint64_t n = seed++;
+          const cases::Layout layout = n % 2 ? cases::Layout::bshd : cases::Layout::bhsd;
+          expect_passes(cases::Case{.dtype = dtype, .style = style, .layout = layout, .out_layout = layout, .in_place = n % 3 != 0},
+                        n, [&](cases::Case& c) {
                           c.batch = 1;
                           c.seq = seq;
                           c.q_heads = 4;
@@ -67,6 +68,7 @@ TEST(ApplyShapes, CommonHeadSizesAndSingleToken) {
                           head_dims(c, head_dim, head_dim == 80 ? 40 : 0);  // one partial case
                           c.spec.base = 500000.0;
                         });
+        }
 }
 
 // One 4097-token prefill from an offset and one of packed sequences, Llama 3 scaling.
@@ -87,22 +89,24 @@ TEST(ApplyShapes, LongPrefill4097Tokens) {
                   });
 }
 
-// Positions near 2 x 10^5, past the training length: float32 angles and exact ones, rows for some
-// positions (the others computed in the kernel) or none.
+// Positions near 2 x 10^5, past the training length: a 2 x 10^5-row table (float32 and exact
+// angles), rows for the lower half of the positions (the others computed in the kernel), none.
 TEST(ApplyShapes, LargePositionIds) {
   uint64_t seed = cases::test_seed();
   SCOPED_TRACE(cases::replay_note(seed));
-  for (cases::CosSin cos_sin : {cases::CosSin::past_rows, cases::CosSin::compute, cases::CosSin::compute_exact})
-    for (DType dtype : {DType::f32, DType::f16, DType::bf16, DType::f64})
-      expect_passes(cases::Case{.dtype = dtype, .style = seed % 2 ? Style::half : Style::interleaved, .layout = cases::Layout::thd,
+  for (cases::CosSin cos_sin : {cases::CosSin::rows, cases::CosSin::past_rows, cases::CosSin::compute, cases::CosSin::compute_exact})
+    for (DType dtype : {DType::f32, DType::f16, DType::bf16, DType::f64}) {
+      const uint64_t n = seed++;
+      expect_passes(cases::Case{.dtype = dtype, .style = n % 2 ? Style::half : Style::interleaved, .layout = cases::Layout::thd,
                                 .out_layout = cases::Layout::thd, .positions = cases::PositionMode::ids64,
-                                .in_place = seed % 3 != 0, .cos_sin = cos_sin, .far_positions = true, .far_start = 199940},
-                    seed++, [](cases::Case& c) {
+                                .in_place = n / 2 % 2 != 0, .cos_sin = cos_sin, .far_positions = true, .far_start = 199940},
+                    n, [](cases::Case& c) {
                       c.seq = 16;
                       c.q_heads = 2;
                       c.k_heads = 1;
                       head_dims(c, 16);
                     });
+    }
 }
 
 // Every scaling family with its own parameters, positions below and above original_max = 64.
@@ -129,15 +133,17 @@ TEST(ApplyScalings, EveryFamilyAgainstReference) {
   };
   const Direction directions[] = {Direction::forward, Direction::backward, Direction::inverse};
   for (const auto& scaling : scalings)
-    for (int64_t start : {0, 150})  // the largest position below and above original_max
-      expect_passes(cases::Case{.style = seed % 2 ? Style::half : Style::interleaved, .positions = cases::PositionMode::ids64,
-                                .family = cases::ScalingFamily::fixed, .xpos = seed % 3 == 0, .direction = directions[seed % 3],
-                                .in_place = seed % 4 < 2, .far_positions = start > 0, .far_start = start},
-                    seed++, [&](cases::Case& c) {
+    for (int64_t start : {0, 150}) {  // the largest position below and above original_max
+      const uint64_t n = seed++;
+      expect_passes(cases::Case{.style = n % 2 ? Style::half : Style::interleaved, .positions = cases::PositionMode::ids64,
+                                .family = cases::ScalingFamily::fixed, .xpos = n / 2 % 2 == 0, .direction = directions[n % 3],
+                                .in_place = n / 4 % 2 == 0, .far_positions = start > 0, .far_start = start},
+                    n, [&](cases::Case& c) {
                       head_dims(c, head_dim);
                       c.spec.scaling = scaling;
                       c.spec.xpos = c.xpos ? std::optional<ropekit::Xpos>(ropekit::Xpos{}) : std::nullopt;
                     });
+    }
 }
 
 // The long-context schemes through apply_rope(spec) use the largest position + 1 as the length.

@@ -1,8 +1,8 @@
 // The CUDA kernels on the device: the shared case table (src/cases) against the float64 reference
 // and the scalar loop, then what the table leaves to its draws: every access width (row padding)
-// with rows and with positions past them, today's head counts with forced head groups, a long
-// prefill, single tokens of every common head size, and apply_query_scale without pairs. Every test
-// skips without a GPU.
+// with rows and with positions past them, today's head counts with forced head groups, packed
+// sequences, a long prefill, single tokens of every common head size, and apply_query_scale without
+// pairs. Every test skips without a GPU.
 #include <cstdint>
 #include <vector>
 
@@ -48,20 +48,21 @@ void head_dim(cases::Case& c, int64_t d) { c.spec.head_dim = c.spec.rotary_dim =
 // covering every position and rows for only some (the others computed in the kernel).
 TEST(CudaApply, EveryAccessWidth) {
   ROPEKIT_REQUIRE_GPU();
-  uint64_t seed = cases::test_seed();
+  const uint64_t seed = cases::test_seed();
   SCOPED_TRACE(cases::replay_note(seed));
   int index = 0;
   for (DType t : {DType::f32, DType::f16, DType::bf16})
     for (Style st : {Style::half, Style::interleaved})
       for (int64_t pad : {0, 1, 2, 3, 4, 8})
         for (cases::CosSin cs : {cases::CosSin::rows, cases::CosSin::past_rows}) {
+          // Position kind, in/out of place, xPos and direction vary independently across the widths.
           cases::Case c{.dtype = t, .style = st, .cos_sin = cs};
           c.positions = static_cast<cases::PositionMode>(index % 4);
-          c.xpos = index % 4 == 3;
+          c.in_place = index / 4 % 2 == 0;
+          c.xpos = index / 8 % 2 == 1;
           c.direction = kDirections[index % 3];
-          c.in_place = index++ % 2 == 0;
           c.row_padding = pad;
-          expect_passes(c, seed++, [](cases::Case& x) { head_dim(x, 128); });
+          expect_passes(c, seed + static_cast<uint64_t>(index++), [](cases::Case& x) { head_dim(x, 128); });
         }
 }
 
@@ -81,6 +82,21 @@ TEST(CudaApply, GqaHeadCountsAndForcedHeadGroups) {
                       head_dim(x, 128);
                     },
                     hpt);
+}
+
+// Packed sequences (cu_seqlens through shared memory) of 301 tokens, with and without offsets, in
+// and out of place: the subset compute-sanitizer's racecheck runs (scripts/gpu_run.sh).
+TEST(CudaApply, PackedSequences) {
+  ROPEKIT_REQUIRE_GPU();
+  const uint64_t seed = cases::test_seed();
+  SCOPED_TRACE(cases::replay_note(seed));
+  uint64_t n = 0;
+  for (DType t : {DType::f32, DType::f16, DType::bf16})
+    for (cases::PositionMode pos : {cases::PositionMode::packed, cases::PositionMode::packed_offsets})
+      for (bool in_place : {true, false})
+        expect_passes(cases::Case{.dtype = t, .layout = cases::Layout::thd, .out_layout = cases::Layout::thd, .positions = pos,
+                                  .in_place = in_place},
+                      seed + n++, [](cases::Case& x) { x.seq = 301; });
 }
 
 // A 4097-token prefill and single tokens of every common head size, each dtype.

@@ -214,6 +214,7 @@ TEST(CpuSimd, InKernelSinCosAtLongPositions) {
 // further, on every target.
 TEST(CpuSimd, NanInputsStayNan) {
   const int64_t seq = 2, heads = 1, head_dim = 80, nan_at = 78;  // in the vector tail for both styles
+  detail::set_cpu_kernel(detail::CpuKernel::simd);  // apply_rope through the vector kernels
   for (int64_t target : detail::simd_targets()) {
     detail::simd_pin_target(target);
     for (DType dtype : kDTypes)
