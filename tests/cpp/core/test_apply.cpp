@@ -33,20 +33,8 @@ TEST(ApplyRope, EveryCaseOfTheTableThroughTheTableAndTheSpec) {
 
 // `c` completed from `seed`, then `adjust`, through apply_rope with a table and with the spec.
 template <class Adjust>
-void expect_passes(cases::Case c, uint64_t seed, Adjust adjust, std::initializer_list<Entry> entries = {Entry::apply_rope_table, Entry::apply_rope_spec}) {
-  c = cases::complete(c, seed);
-  adjust(c);
-  for (Entry entry : entries) {
-    const cases::Backend backend = cases::public_api(entry);
-    const cases::CaseResult r = cases::check_case(c, backend);
-    EXPECT_TRUE(r.ran && r.passed) << backend.name << ": " << c.describe() << ": " << r.failures
-                                   << " failures; first: " << r.first_failure;
-  }
-}
-
-void head_dims(cases::Case& c, int64_t head_dim, int64_t rotary_dim = 0) {
-  c.spec.head_dim = head_dim;
-  c.spec.rotary_dim = rotary_dim ? rotary_dim : head_dim;
+void expect_passes(cases::Case c, uint64_t seed, Adjust adjust) {
+  cases::expect_case_passes(c, seed, adjust, {cases::public_api(Entry::apply_rope_table), cases::public_api(Entry::apply_rope_spec)});
 }
 
 // Head sizes engines ship (64, 80, 96, 128, 256), one and three tokens, every dtype and style.
@@ -65,7 +53,7 @@ TEST(ApplyShapes, CommonHeadSizesAndSingleToken) {
                           c.seq = seq;
                           c.q_heads = 4;
                           c.k_heads = 2;
-                          head_dims(c, head_dim, head_dim == 80 ? 40 : 0);  // one partial case
+                          cases::set_head_dim(c, head_dim, head_dim == 80 ? 40 : 0);  // one partial case
                           c.spec.base = 500000.0;
                         });
         }
@@ -83,7 +71,7 @@ TEST(ApplyShapes, LongPrefill4097Tokens) {
                     c.seq = 4097;
                     c.q_heads = 2;
                     c.k_heads = 1;
-                    head_dims(c, 128);
+                    cases::set_head_dim(c, 128);
                     c.spec.base = 500000.0;
                     c.spec.scaling = sc::Llama3{.factor = 8.0, .low_freq_factor = 1.0, .high_freq_factor = 4.0, .original_max = 1024};
                   });
@@ -104,7 +92,7 @@ TEST(ApplyShapes, LargePositionIds) {
                       c.seq = 16;
                       c.q_heads = 2;
                       c.k_heads = 1;
-                      head_dims(c, 16);
+                      cases::set_head_dim(c, 16);
                     });
     }
 }
@@ -139,7 +127,7 @@ TEST(ApplyScalings, EveryFamilyAgainstReference) {
                                 .family = cases::ScalingFamily::fixed, .xpos = n / 2 % 2 == 0, .direction = directions[n % 3],
                                 .in_place = n / 4 % 2 == 0, .far_positions = start > 0, .far_start = start},
                     n, [&](cases::Case& c) {
-                      head_dims(c, head_dim);
+                      cases::set_head_dim(c, head_dim);
                       c.spec.scaling = scaling;
                       c.spec.xpos = c.xpos ? std::optional<ropekit::Xpos>(ropekit::Xpos{}) : std::nullopt;
                     });

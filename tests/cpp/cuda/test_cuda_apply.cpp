@@ -29,20 +29,14 @@ TEST(CudaApply, EveryCaseOfTheTableOnEveryDevice) {
   for (const cases::Backend& backend : backends) cases::expect_table_passes(table, backend);
 }
 
-// `c` completed from `seed`, then `adjust` (shapes the table does not draw), on cuda:0 with
-// `heads_per_thread` forced (0: the automatic split).
+// cases::expect_case_passes on cuda:0 with `heads_per_thread` forced (0: the automatic split).
 template <class Adjust>
 void expect_passes(cases::Case c, uint64_t seed, Adjust adjust, int heads_per_thread = 0) {
-  c = cases::complete(c, seed);
-  adjust(c);
-  SCOPED_TRACE(c.describe() + " heads_per_thread=" + std::to_string(heads_per_thread));
+  SCOPED_TRACE("heads_per_thread=" + std::to_string(heads_per_thread));
   ropekit::detail::cuda::set_heads_per_thread_override(heads_per_thread);
-  const cases::CaseResult r = cases::check_case(c, cases::cuda_backends().front());
+  cases::expect_case_passes(c, seed, adjust, {cases::cuda_backends().front()});
   ropekit::detail::cuda::set_heads_per_thread_override(0);
-  EXPECT_TRUE(r.ran && r.passed) << r.failures << " failures; first: " << r.first_failure;
 }
-
-void head_dim(cases::Case& c, int64_t d) { c.spec.head_dim = c.spec.rotary_dim = d; }
 
 // Row padding picks the access width (16, 8, 4, 2 bytes, one element): each, both styles, rows
 // covering every position and rows for only some (the others computed in the kernel).
@@ -62,7 +56,7 @@ TEST(CudaApply, EveryAccessWidth) {
           c.xpos = index / 8 % 2 == 1;
           c.direction = kDirections[index % 3];
           c.row_padding = pad;
-          expect_passes(c, seed + static_cast<uint64_t>(index++), [](cases::Case& x) { head_dim(x, 128); });
+          expect_passes(c, seed + static_cast<uint64_t>(index++), [](cases::Case& x) { cases::set_head_dim(x, 128); });
         }
 }
 
@@ -79,7 +73,7 @@ TEST(CudaApply, GqaHeadCountsAndForcedHeadGroups) {
                     [&](cases::Case& x) {
                       x.q_heads = hk[0];
                       x.k_heads = hk[1];
-                      head_dim(x, 128);
+                      cases::set_head_dim(x, 128);
                     },
                     hpt);
 }
@@ -110,13 +104,13 @@ TEST(CudaApply, LongPrefillAndSingleTokens) {
       x.seq = 4097;
       x.q_heads = 2;
       x.k_heads = 1;
-      head_dim(x, 128);
+      cases::set_head_dim(x, 128);
     });
     for (int64_t d : {64, 80, 128, 256})
       expect_passes(cases::Case{.dtype = t, .style = d == 80 ? Style::interleaved : Style::half}, seed++,
                     [d](cases::Case& x) {
                       x.batch = x.seq = 1;
-                      head_dim(x, d);
+                      cases::set_head_dim(x, d);
                     });
   }
 }

@@ -38,21 +38,9 @@ std::vector<cases::Backend> simd_backends() {
 // float64 reference takes seconds).
 template <class Adjust>
 void expect_passes_everywhere(cases::Case c, uint64_t seed, Adjust adjust, bool best_target_only = false) {
-  c = cases::complete(c, seed);
-  adjust(c);
   auto backends = simd_backends();
-  ASSERT_FALSE(backends.empty());
-  if (best_target_only) backends.resize(1);
-  for (const cases::Backend& backend : backends) {
-    const cases::CaseResult r = cases::check_case(c, backend);
-    EXPECT_TRUE(r.ran && r.passed) << backend.name << ": " << c.describe() << ": " << r.failures
-                                   << " failures; first: " << r.first_failure;
-  }
-}
-
-void head_dims(cases::Case& c, int64_t head_dim, int64_t rotary_dim) {
-  c.spec.head_dim = head_dim;
-  c.spec.rotary_dim = rotary_dim ? rotary_dim : head_dim;
+  if (best_target_only && !backends.empty()) backends.resize(1);
+  cases::expect_case_passes(c, seed, adjust, backends);
 }
 
 constexpr DType kDTypes[] = {DType::f32, DType::f16, DType::bf16};
@@ -122,7 +110,7 @@ TEST(CpuSimd, HeadSizesAndVectorTailsOnEveryTarget) {
                                         {128, 40}, {256, 0}, {36, 18}})
           expect_passes_everywhere(cases::Case{.dtype = dtype, .style = style, .direction = dir,
                                                .in_place = (head_dim / 16) % 2 == 0},
-                                   seed++, [&](cases::Case& c) { head_dims(c, head_dim, rotary); });
+                                   seed++, [&](cases::Case& c) { cases::set_head_dim(c, head_dim, rotary); });
 }
 
 // Threads over tokens (4097 tokens) and over heads (1 and 3 tokens), 1, 2 and 7 threads (the CPU
@@ -142,7 +130,7 @@ TEST(CpuSimd, ThreadsOverTokensAndHeads) {
                                    c.seq = seq;
                                    c.q_heads = 4;
                                    c.k_heads = 2;
-                                   head_dims(c, seq > 1 ? 64 : 128, 0);
+                                   cases::set_head_dim(c, seq > 1 ? 64 : 128, 0);
                                  },
                                  /*best_target_only=*/seq > 1);
     expect_passes_everywhere(cases::Case{.dtype = DType::f16, .layout = cases::Layout::thd, .out_layout = cases::Layout::thd,
