@@ -15,7 +15,6 @@ namespace ropekit {
 namespace {
 
 using detail::cat;
-using detail::check_aligned;
 using detail::fail;
 
 // Token grid of a view: rank 4 is (B, S), rank 3 is (1, T).
@@ -50,7 +49,8 @@ void check_view(const TensorView& v, const std::string& name, int64_t head_dim) 
     if (v.strides[static_cast<size_t>(v.rank - 1)] != 1)
       fail(name + ".strides[-1]", "1 (last dimension contiguous)", v.strides[static_cast<size_t>(v.rank - 1)]);
     if (v.data == nullptr) fail(name + ".data", "a non-null pointer", "nullptr");
-    check_aligned(v.data, dtype_size(v.dtype), name + ".data", to_string(v.dtype));
+    if (!detail::aligned_to(v.data, dtype_size(v.dtype)))
+      detail::fail_misaligned(v.data, dtype_size(v.dtype), name + ".data", to_string(v.dtype));
   }
 }
 
@@ -64,20 +64,23 @@ void check_same_shape(const TensorView& out, const std::string& out_name, const 
     fail(out_name + ".device", cat(to_string(in.device), " (as ", in_name, ")"), to_string(out.device));
 }
 
-void check_index_device(const IndexView& v, const std::string& name, const Device& device) {
-  if (!(v.device == device)) fail(name + ".device", cat(to_string(device), " (as q)"), to_string(v.device));
-  if (v.size > 0 && v.data == nullptr) fail(name + ".data", "a non-null pointer", "nullptr");
-  if (v.type != IndexType::i32 && v.type != IndexType::i64) fail(name + ".type", "i32 or i64", static_cast<int>(v.type));
-  if (v.size > 0) check_aligned(v.data, v.type == IndexType::i32 ? 4 : 8, name + ".data", v.type == IndexType::i32 ? "i32" : "i64");
+void check_index_device(const IndexView& v, const char* name, const Device& device) {
+  if (!(v.device == device)) fail(cat(name, ".device"), cat(to_string(device), " (as q)"), to_string(v.device));
+  if (v.size > 0 && v.data == nullptr) fail(cat(name, ".data"), "a non-null pointer", "nullptr");
+  if (v.type != IndexType::i32 && v.type != IndexType::i64) fail(cat(name, ".type"), "i32 or i64", static_cast<int>(v.type));
+  const int64_t size = v.type == IndexType::i32 ? 4 : 8;
+  if (v.size > 0 && !detail::aligned_to(v.data, size))
+    detail::fail_misaligned(v.data, size, cat(name, ".data"), v.type == IndexType::i32 ? "i32" : "i64");
 }
 
 // The largest position any token may have: the largest plus one (a table size) must fit in int64.
 constexpr int64_t kMaxPosition = std::numeric_limits<int64_t>::max() - 1;
 
-// The first position of a run of `count` tokens, such that the last, first + count - 1, is valid.
-void check_run_start(int64_t first, int64_t count, const std::string& what) {
-  if (count > 0 && first > kMaxPosition - (count - 1))
-    fail(what, cat("<= ", kMaxPosition - (count - 1), " (its last position + ", count - 1, " must be < 2^63 - 1)"), first);
+// Whether a run of `count` tokens from `first` has a valid last position, first + count - 1.
+bool run_start_fits(int64_t first, int64_t count) { return count <= 0 || first <= kMaxPosition - (count - 1); }
+
+[[noreturn]] void fail_run_start(const std::string& what, int64_t first, int64_t count) {
+  fail(what, cat("<= ", kMaxPosition - (count - 1), " (its last position + ", count - 1, " must be < 2^63 - 1)"), first);
 }
 
 // Checks the structure of `positions` against the token grid; returns the largest position + 1.
@@ -96,7 +99,7 @@ int64_t check_positions(const Positions& pos, const TensorView& q, int64_t& num_
   switch (pos.kind) {
     case Positions::Kind::from_offset:
       if (pos.start < 0) fail("positions.start", ">= 0", pos.start);
-      check_run_start(pos.start, tokens > 0 ? g.seq : 0, "positions.start");
+      if (!run_start_fits(pos.start, tokens > 0 ? g.seq : 0)) fail_run_start("positions.start", pos.start, g.seq);
       if (tokens > 0) {
         see(pos.start);
         see(pos.start + g.seq - 1);
@@ -109,7 +112,7 @@ int64_t check_positions(const Positions& pos, const TensorView& q, int64_t& num_
       for (int64_t b = 0; b < g.batch; ++b) {
         const int64_t off = pos.values[b];
         if (off < 0) fail(cat("positions.offsets[", b, "]"), ">= 0", off);
-        check_run_start(off, g.seq, cat("positions.offsets[", b, "]"));
+        if (!run_start_fits(off, g.seq)) fail_run_start(cat("positions.offsets[", b, "]"), off, g.seq);
         if (g.seq > 0) {
           see(off);
           see(off + g.seq - 1);
@@ -146,7 +149,7 @@ int64_t check_positions(const Positions& pos, const TensorView& q, int64_t& num_
         if (end > g.seq) fail(cat("positions.cu_seqlens[", b + 1, "]"), cat("<= ", g.seq, " (the number of tokens in q)"), end);
         const int64_t off = pos.values.empty() ? 0 : pos.values[b];
         if (off < 0) fail(cat("positions.offsets[", b, "]"), ">= 0", off);
-        check_run_start(off, end - begin, cat("positions.offsets[", b, "]"));
+        if (!run_start_fits(off, end - begin)) fail_run_start(cat("positions.offsets[", b, "]"), off, end - begin);
         if (end > begin) {
           see(off);
           see(off + (end - begin - 1));  // off + end alone may overflow

@@ -59,14 +59,17 @@ inline void require_finite(double value, const std::string& what) {
   if (!std::isfinite(value)) fail(what, "a finite number", value);
 }
 
-// Every element read or written as its own type: the address a multiple of its size.
-inline void check_aligned(const void* data, int64_t element_size, const std::string& what, const std::string& type) {
-  const auto address = reinterpret_cast<uintptr_t>(data);
-  if (address % static_cast<uintptr_t>(element_size) != 0) {
-    char hex[32];
-    std::snprintf(hex, sizeof hex, "%#jx", static_cast<uintmax_t>(address));
-    fail(what, cat("an address aligned to ", element_size, " bytes (the ", type, " element size)"), hex);
-  }
+// Every element read or written as its own type: the address a multiple of its size. The check and
+// the failure are apart so that callers build the names of what they check only when it fails.
+inline bool aligned_to(const void* data, int64_t element_size) {
+  return reinterpret_cast<uintptr_t>(data) % static_cast<uintptr_t>(element_size) == 0;
+}
+
+[[noreturn]] inline void fail_misaligned(const void* data, int64_t element_size, const std::string& what,
+                                         const std::string& type) {
+  char hex[32];
+  std::snprintf(hex, sizeof hex, "%#jx", static_cast<uintmax_t>(reinterpret_cast<uintptr_t>(data)));
+  fail(what, cat("an address aligned to ", element_size, " bytes (the ", type, " element size)"), hex);
 }
 
 }  // namespace ropekit::detail

@@ -11,7 +11,6 @@ namespace ropekit {
 namespace {
 
 using detail::cat;
-using detail::check_aligned;
 using detail::fail;
 
 // query/key as (tokens, heads, head_size) or (batch, seq, heads, head_size) views.
@@ -74,7 +73,8 @@ void check_cache(const CosSinCacheView& c, const TensorView& query, int64_t head
   if (c.max_position > 0 && c.data == nullptr) fail("cos_sin_cache.data", "a non-null pointer", "nullptr");
   if (c.dtype != DType::f32 && c.dtype != DType::f16 && c.dtype != DType::bf16)
     fail("cos_sin_cache.dtype", "f32, f16 or bf16", to_string(c.dtype));
-  if (c.max_position > 0) check_aligned(c.data, dtype_size(c.dtype), "cos_sin_cache.data", to_string(c.dtype));
+  if (c.max_position > 0 && !detail::aligned_to(c.data, dtype_size(c.dtype)))
+    detail::fail_misaligned(c.data, dtype_size(c.dtype), "cos_sin_cache.data", to_string(c.dtype));
   if (!(c.device == query.device))
     fail("cos_sin_cache.device", cat(to_string(query.device), " (as query)"), to_string(c.device));
   if (c.device.type != DeviceType::cpu && c.dtype != DType::f32)
@@ -121,7 +121,7 @@ void rotary_embedding(const IndexView& positions, const TensorView& query, const
   if (positions.size > 0 && positions.data == nullptr) fail("positions.data", "a non-null pointer", "nullptr");
   if (positions.size > 0) {
     const bool i32 = positions.type == IndexType::i32;
-    check_aligned(positions.data, i32 ? 4 : 8, "positions.data", i32 ? "i32" : "i64");
+    if (!detail::aligned_to(positions.data, i32 ? 4 : 8)) detail::fail_misaligned(positions.data, i32 ? 4 : 8, "positions.data", i32 ? "i32" : "i64");
   }
   if (!(positions.device == query.device))
     fail("positions.device", cat(to_string(query.device), " (as query)"), to_string(positions.device));

@@ -12,7 +12,6 @@ namespace ropekit {
 namespace {
 
 using detail::cat;
-using detail::check_aligned;
 using detail::fail;
 
 void check_x(const TensorView& v, const std::string& name, int64_t width) {
@@ -33,7 +32,8 @@ void check_x(const TensorView& v, const std::string& name, int64_t width) {
     if (v.strides[static_cast<size_t>(v.rank - 1)] != 1)
       fail(name + ".strides[-1]", "1 (last dimension contiguous)", v.strides[static_cast<size_t>(v.rank - 1)]);
     if (v.data == nullptr) fail(name + ".data", "a non-null pointer", "nullptr");
-    check_aligned(v.data, dtype_size(v.dtype), name + ".data", to_string(v.dtype));
+    if (!detail::aligned_to(v.data, dtype_size(v.dtype)))
+      detail::fail_misaligned(v.data, dtype_size(v.dtype), name + ".data", to_string(v.dtype));
   }
 }
 

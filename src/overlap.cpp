@@ -3,8 +3,8 @@
 #include "check.hpp"
 
 #include <algorithm>
+#include <array>
 #include <cstdint>
-#include <vector>
 
 namespace ropekit::detail {
 namespace {
@@ -15,8 +15,18 @@ struct Dim {
 };
 
 // A view as base + {sum i_k * stride_k} + [0, block) bytes, dims sorted by stride, outermost first.
+// At most rank - 1 dims (the last is the block), held inline: every apply_rope call, decode
+// included, takes this path, and an allocation here cost more than a decode step's rotation.
+struct Dims {
+  std::array<Dim, std::tuple_size_v<decltype(TensorView::shape)> - 1> items{};
+  size_t count = 0;
+  size_t size() const { return count; }
+  const Dim& operator[](size_t k) const { return items[k]; }
+  void push_back(Dim d) { items[count++] = d; }
+};
+
 struct Layout {
-  std::vector<Dim> dims;
+  Dims dims;
   int64_t block = 0;       // bytes of the contiguous last dimension
   bool broadcast = false;  // a dim of extent > 1 and stride 0 (adds no addresses)
 };
@@ -32,11 +42,14 @@ Layout layout_of(const TensorView& v) {
     if (stride == 0) out.broadcast = true;
     if (stride != 0) out.dims.push_back({n, stride});
   }
-  std::sort(out.dims.begin(), out.dims.end(), [](const Dim& x, const Dim& y) { return x.stride > y.stride; });
+  // Largest stride first; an insertion sort, for at most three dims.
+  auto& d = out.dims.items;
+  for (size_t i = 1; i < out.dims.count; ++i)
+    for (size_t j = i; j > 0 && d[j - 1].stride < d[j].stride; --j) std::swap(d[j - 1], d[j]);
   return out;
 }
 
-int64_t span(const std::vector<Dim>& dims, size_t from, int64_t block) {
+int64_t span(const Dims& dims, size_t from, int64_t block) {
   int64_t s = block;
   for (size_t k = from; k < dims.size(); ++k) s += (dims[k].extent - 1) * dims[k].stride;
   return s;

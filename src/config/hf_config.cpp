@@ -663,7 +663,7 @@ HfConfigInfo hf_config_info_json(std::string_view text) {
       if (!info) info = typed;
       specs.emplace(type, typed.spec);
     }
-    for (const auto& label : labels) model_layers.push_back(LayerRope{label, specs.at(label)});
+    for (const auto& label : labels) model_layers.push_back(LayerRope{label, specs.at(label), std::nullopt});
   } else {
     // transformers: `rope_parameters = rope_scaling or rope_parameters` (an empty rope_scaling loses).
     const bool scaling_wins = scaling_block && (!scaling_block->value().empty() || !parameters_block);
@@ -682,7 +682,7 @@ HfConfigInfo hf_config_info_json(std::string_view text) {
         info->notes.push_back("rope_scaling and rope_parameters disagree: read rope_scaling, as transformers does "
                              "(rope_parameters " + other + ")");
     }
-    for (const auto& label : labels) model_layers.push_back(LayerRope{label, info->spec});
+    for (const auto& label : labels) model_layers.push_back(LayerRope{label, info->spec, std::nullopt});
   }
   for (size_t i = 0; i < model_layers.size(); ++i) {
     if ((uses_rope && !(*uses_rope)[i]) || type_without_rope(model_type, model_layers[i].layer_type))

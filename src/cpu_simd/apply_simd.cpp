@@ -29,9 +29,9 @@ struct SimdPlan {
   int64_t heads = 0;   // q heads + k heads
   float inv_attention_sq = 1.0f;
   bool bf16_convert = false;  // bf16 rows through AVX512-BF16 (RotateHalfBf16Convert and the interleaved one)
-  std::vector<double> inv_freq;      // padded with zeros
-  std::vector<float> inv_freq_f32;   // padded with zeros
-  std::vector<double> log_zeta;      // xPos ln(zeta) / scale_base, padded with zeros
+  const double* inv_freq = nullptr;     // padded with zeros
+  const float* inv_freq_f32 = nullptr;  // padded with zeros
+  const double* log_zeta = nullptr;     // xPos ln(zeta) / scale_base, padded with zeros
 };
 
 }  // namespace ropekit::detail
@@ -239,8 +239,8 @@ void CosSinRow(const SimdPlan& plan, int64_t position, Scratch& w, const float*&
   const VD pos_d = hn::Set(d, static_cast<double>(position));
   const auto pos_f = hn::Set(dfh, static_cast<float>(position));
   for (int64_t i = 0; i < p.pairs; i += step) {  // tables are padded: whole vectors only
-    const VD angle = exact ? hn::Mul(pos_d, hn::LoadU(d, plan.inv_freq.data() + i))
-                           : hn::PromoteTo(d, hn::Mul(pos_f, hn::LoadU(dfh, plan.inv_freq_f32.data() + i)));
+    const VD angle = exact ? hn::Mul(pos_d, hn::LoadU(d, plan.inv_freq + i))
+                           : hn::PromoteTo(d, hn::Mul(pos_f, hn::LoadU(dfh, plan.inv_freq_f32 + i)));
     SinCosStore(d, angle, p.attention_factor, w.cos.data() + i, w.sin.data() + i);
   }
   cos_row = w.cos.data();
@@ -257,7 +257,7 @@ void XposScales(const SimdPlan& plan, int64_t position, Scratch& w) {
   const VD distance = hn::Set(dd, static_cast<double>(position) - plan.p->xpos_center);
   const VD one = hn::Set(dd, 1.0);
   for (int64_t i = 0; i < plan.p->pairs; i += half_step) {
-    const VD arg = hn::Min(hn::Mul(distance, hn::LoadU(dd, plan.log_zeta.data() + i)), hn::Set(dd, 700.0));
+    const VD arg = hn::Min(hn::Mul(distance, hn::LoadU(dd, plan.log_zeta + i)), hn::Set(dd, 700.0));
     const VD up = hn::Exp(dd, arg);
     hn::StoreU(hn::DemoteTo(dfh, up), dfh, w.x_up.data() + i);
     hn::StoreU(hn::DemoteTo(dfh, hn::Div(one, up)), dfh, w.x_down.data() + i);
@@ -733,12 +733,13 @@ std::atomic<CpuKernel>& kernel_choice() {
   return choice;
 }
 
-// The first n values of v, padded with zeros to `padded` entries.
+// The first n values of v, padded with zeros to `padded` entries, in `out`: the calling thread's
+// buffer, whose capacity outlives the call, so that decode steps allocate nothing.
 template <typename T>
-std::vector<T> padded(const T* v, int64_t n, int64_t padded) {
-  std::vector<T> out(static_cast<size_t>(padded), T{0});
+const T* padded(const T* v, int64_t n, int64_t padded, std::vector<T>& out) {
+  out.assign(static_cast<size_t>(padded), T{0});
   std::copy(v, v + n, out.begin());
-  return out;
+  return out.data();
 }
 }  // namespace
 
@@ -771,9 +772,11 @@ void apply_cpu_simd(const RopeParams& params) {
   plan.inv_attention_sq = inverse_attention_sq(p.attention_factor);
   plan.bf16_convert = p.dtype == DType::bf16 && p.pairs % (p.style == Style::half ? 32 : 16) == 0 &&
                       cpu_has_bf16_convert();
-  plan.inv_freq = padded(p.inv_freq, p.pairs, plan.padded_pairs);
-  plan.inv_freq_f32 = padded(p.inv_freq_f32, p.pairs, plan.padded_pairs);
-  if (p.has_xpos) plan.log_zeta = padded(p.xpos_log_zeta, p.pairs, plan.padded_pairs);
+  thread_local std::vector<double> inv_freq, log_zeta;  // read by the workers while this call waits
+  thread_local std::vector<float> inv_freq_f32;
+  plan.inv_freq = padded(p.inv_freq, p.pairs, plan.padded_pairs, inv_freq);
+  plan.inv_freq_f32 = padded(p.inv_freq_f32, p.pairs, plan.padded_pairs, inv_freq_f32);
+  if (p.has_xpos) plan.log_zeta = padded(p.xpos_log_zeta, p.pairs, plan.padded_pairs, log_zeta);
   if (plan.tokens == 0 || plan.heads == 0) return;
 
   const int64_t element = p.dtype == DType::f32 ? 4 : 2;
