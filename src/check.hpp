@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <sstream>
 #include <string>
+#include <string_view>
 #include <type_traits>
 
 #include "ropekit/error.hpp"
@@ -43,20 +44,22 @@ template <typename Value>
   throw Error(cat(what, ": expected ", expected, ", got ", got));
 }
 
-inline void require(bool ok, const std::string& what, const std::string& expected, const std::string& got) {
-  if (!ok) fail(what, expected, got);
+// The require_* checks take `what` as a view: a literal name longer than the short-string buffer
+// would otherwise allocate on every call, failing or not.
+inline void require(bool ok, std::string_view what, const std::string& expected, const std::string& got) {
+  if (!ok) fail(std::string(what), expected, got);
 }
 
-inline void require_finite_positive(double value, const std::string& what) {
-  if (!std::isfinite(value) || value <= 0) fail(what, "a finite number > 0", value);
+inline void require_finite_positive(double value, std::string_view what) {
+  if (!std::isfinite(value) || value <= 0) fail(std::string(what), "a finite number > 0", value);
 }
 
-inline void require_finite_at_least(double value, double least, const std::string& what) {
-  if (!std::isfinite(value) || value < least) fail(what, cat("a finite number >= ", least), value);
+inline void require_finite_at_least(double value, double least, std::string_view what) {
+  if (!std::isfinite(value) || value < least) fail(std::string(what), cat("a finite number >= ", least), value);
 }
 
-inline void require_finite(double value, const std::string& what) {
-  if (!std::isfinite(value)) fail(what, "a finite number", value);
+inline void require_finite(double value, std::string_view what) {
+  if (!std::isfinite(value)) fail(std::string(what), "a finite number", value);
 }
 
 // Every element read or written as its own type: the address a multiple of its size. The check and
