@@ -96,6 +96,8 @@ int64_t check_positions(const Positions& pos, const TensorView& q, int64_t& num_
     highest = std::max(highest, p);
   };
   num_sequences = 0;
+  if (pos.kind != Positions::Kind::token_ids && pos.axes != 1)
+    fail("positions.axes", "1 for offsets and packed positions (several axes come as token ids)", pos.axes);
   switch (pos.kind) {
     case Positions::Kind::from_offset:
       if (pos.start < 0) fail("positions.start", ">= 0", pos.start);
@@ -119,17 +121,24 @@ int64_t check_positions(const Positions& pos, const TensorView& q, int64_t& num_
         }
       }
       break;
-    case Positions::Kind::token_ids:
+    case Positions::Kind::token_ids: {
+      if (pos.axes != 1 && pos.axes != 3) fail("positions.axes", "1, or 3 (M-RoPE's time, height, width)", pos.axes);
       check_index_device(pos.values, "positions.ids", q.device);
-      if (pos.values.size != tokens)
-        fail("positions.ids.size", cat(tokens, " (one per token of ", q.shape_string(), ")"), pos.values.size);
+      int64_t ids = 0;
+      if (__builtin_mul_overflow(tokens, pos.axes, &ids)) fail("q.shape", "3 * batch * seq that fits in int64", q.shape_string());
+      if (pos.values.size != ids)
+        fail("positions.ids.size",
+             pos.axes == 1 ? cat(tokens, " (one per token of ", q.shape_string(), ")")
+                           : cat(ids, " (3 axes x ", tokens, " tokens of ", q.shape_string(), ")"),
+             pos.values.size);
       if (pos.values.device.type != DeviceType::cpu) return -1;
-      for (int64_t t = 0; t < tokens; ++t) {
+      for (int64_t t = 0; t < ids; ++t) {
         const int64_t id = pos.values[t];
         if (id < 0 || id > kMaxPosition) fail(cat("positions.ids[", t, "]"), cat("in [0, ", kMaxPosition, "]"), id);
         see(id);
       }
       break;
+    }
     case Positions::Kind::packed: {
       if (q.rank != 3) fail("positions", "packed positions (cu_seqlens) with rank-3 (tokens, heads, head_dim) views", cat("q of rank ", q.rank));
       check_index_device(pos.cu_seqlens, "positions.cu_seqlens", q.device);
@@ -266,6 +275,11 @@ detail::CheckedCall check(const RopeTensors& t, const Positions& positions, cons
   p.rotary_dim = spec.rotary_dim();
   p.pairs = spec.pairs();
   p.has_xpos = spec.xpos().has_value();
+  if (positions.axes == 3) {
+    const auto& m = spec.mrope();
+    if (!m) fail("positions.axes", "1 for a spec without mrope (3 axes are M-RoPE's time, height, width)", positions.axes);
+    p.pair_axes = {m->sections[0], m->sections[1], m->sections[2], m->interleaved};
+  }
   return c;
 }
 
@@ -356,6 +370,8 @@ void apply_rope(const RopeTensors& tensors, const Positions& positions, const Ro
   detail::CheckedCall c = check(tensors, positions, table.spec());
   detail::require_finite(options.xpos_center, "options.xpos_center");
   check_common_options(options);
+  if (options.query_scale && positions.axes != 1)
+    fail("options.query_scale", "absent with 3-axis (M-RoPE) positions (the scale needs one position a token)", "a query scale");
   if (c.needed >= 0) check_xpos_range(table, positions, tensors.q.dtype, c.lowest, c.needed - 1, options.xpos_center);
   if (empty(tensors)) return;
   auto& p = c.params;
@@ -382,6 +398,7 @@ void apply_query_scale(const TensorView& q, const Positions& positions, const Qu
   tensors.q = q;
   tensors.q_out = q_out;
   detail::CheckedCall c = check_views(tensors, positions, head_dim, {});
+  if (positions.axes != 1) fail("positions.axes", "1 for a query scale (one position a token)", positions.axes);
   scale.validate("query_scale");
   if (options.query_scale) fail("options.query_scale", "absent (the scale is the query_scale argument)", "a query scale");
   if (options.xpos_center != 0.0) fail("options.xpos_center", "0 (no rotation here)", options.xpos_center);

@@ -44,6 +44,9 @@ struct RopeParams {
   // when rows_only. Device arrays are checked by the backend.
   Positions positions;
   int64_t num_sequences = 0;  // packed: cu_seqlens.size - 1
+  // positions.axes == 3: the spec's M-RoPE map; pair j turns at the position of axis
+  // pair_axes.of(j) (at most 3 rows a token).
+  PairAxes pair_axes;
 
   // The table's plain data. Positions below `rows_count` read their row (pairs cos, then pairs
   // sin); the others (and all of them with compute_sincos) compute cos/sin from the frequencies.
@@ -84,6 +87,8 @@ inline TokenPositions token_positions(const RopeParams& p) {
     t.num_sequences = p.num_sequences;
   }
   t.seq = p.seq;
+  t.axes = pos.kind == Positions::Kind::token_ids ? pos.axes : 1;
+  t.axis_stride = p.batch * p.seq;
   return t;
 }
 

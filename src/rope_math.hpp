@@ -118,6 +118,19 @@ ROPEKIT_HD int64_t read_index(const void* data, bool i64, int64_t i) {
   return i64 ? static_cast<const int64_t*>(data)[i] : static_cast<int64_t>(static_cast<const int32_t*>(data)[i]);
 }
 
+// M-RoPE (ropekit/spec.hpp MRope) as plain data: the position axis (0 time, 1 height, 2 width)
+// of pair j.
+struct PairAxes {
+  int64_t t = 0;  // the sections' pair counts
+  int64_t h = 0;
+  int64_t w = 0;
+  bool interleaved = false;
+  ROPEKIT_HD int of(int64_t j) const {
+    if (interleaved) return j % 3 == 1 && j < 3 * h ? 1 : j % 3 == 2 && j < 3 * w ? 2 : 0;
+    return j < t ? 0 : j < t + h ? 1 : 2;
+  }
+};
+
 // Positions (ropekit/apply.hpp) as plain data a kernel can take. Tokens are numbered on the grid:
 // batch row b, token s of the row (packed: b = 0 and s is the token).
 struct TokenPositions {
@@ -129,6 +142,8 @@ struct TokenPositions {
   bool cu_i64 = true;
   int64_t num_sequences = 0;      // packed
   int64_t seq = 0;                // tokens per batch row
+  int64_t axes = 1;               // token_ids: 3 for M-RoPE, axis-major
+  int64_t axis_stride = 0;        // token_ids with 3 axes: ids per axis (the grid's tokens)
 
   ROPEKIT_HD int64_t value(int64_t i) const { return read_index(values, values_i64, i); }
   ROPEKIT_HD int64_t boundary(int64_t i) const { return read_index(cu_seqlens, cu_i64, i); }
@@ -139,6 +154,10 @@ struct TokenPositions {
       case Positions::Kind::token_ids: return value(b * seq + s);
       default: return start + s;
     }
+  }
+  // Axis a (M-RoPE) of token (b, s); with one axis every axis is at(b, s).
+  ROPEKIT_HD int64_t at_axis(int64_t b, int64_t s, int a) const {
+    return axes == 1 ? at(b, s) : value(a * axis_stride + b * seq + s);
   }
   // packed: the offset of a sequence's first token.
   ROPEKIT_HD int64_t sequence_offset(int64_t sequence) const { return values != nullptr ? value(sequence) : 0; }

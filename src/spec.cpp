@@ -80,6 +80,23 @@ void validate(const scaling::Proportional& s, const SpecParams&) {
   detail::require_finite_positive(s.factor, "scaling.proportional.factor");
 }
 
+// The sections must cover the pairs exactly, each pair on one axis (ropekit/spec.hpp MRope).
+void validate_mrope(const MRope& m, const SpecParams& p) {
+  const int64_t pairs = p.rotary_dim / 2;
+  int64_t sum = 0;
+  for (size_t a = 0; a < 3; ++a) {
+    if (m.sections[a] < 0 || m.sections[a] > pairs) fail(cat("mrope.sections[", a, "]"), cat("in [0, ", pairs, "]"), m.sections[a]);
+    sum += m.sections[a];
+  }
+  const auto listed = cat("[", m.sections[0], ", ", m.sections[1], ", ", m.sections[2], "]");
+  if (sum != pairs) fail("mrope.sections", cat("pair counts summing to rotary_dim / 2 (", pairs, ")"), listed);
+  // Interleaved: height takes pairs 1, 4, ... below 3h and width 2, 5, ... below 3w; both lists
+  // must fit in the pairs for the counts to be h and w.
+  if (m.interleaved && (3 * m.sections[1] > pairs + 1 || 3 * m.sections[2] > pairs))
+    fail("mrope.sections", cat("interleaved sections with 3 h <= ", pairs + 1, " and 3 w <= ", pairs, " (", pairs, " pairs)"), listed);
+  if (p.xpos) fail("xpos", "absent with mrope (no model combines them)", "an xpos scale");
+}
+
 std::string describe_scaling(const Scaling& scaling) {
   struct Visitor {
     std::string operator()(const scaling::None&) const { return "none"; }
@@ -172,6 +189,7 @@ RopeSpec::RopeSpec(SpecParams params) {
     detail::require_finite_positive(p.xpos->scale_base, "xpos.scale_base");
     detail::require_finite_positive(p.xpos->gamma, "xpos.gamma");
   }
+  if (p.mrope) validate_mrope(*p.mrope, p);
   params_ = std::move(owned);
   validate_results(*this);
 }
@@ -196,6 +214,9 @@ std::string RopeSpec::describe() const {
   std::string out = cat("head_dim=", head_dim(), " rotary_dim=", rotary_dim(), " base=", base(),
                         " style=", style_name(), " scaling=", describe_scaling(params_->scaling));
   if (params_->xpos) out += cat(" xpos(scale_base=", params_->xpos->scale_base, ", gamma=", params_->xpos->gamma, ")");
+  if (const auto& m = params_->mrope)
+    out += cat(" mrope(sections=", m->sections[0], ",", m->sections[1], ",", m->sections[2],
+               m->interleaved ? ", interleaved" : "", ")");
   return out;
 }
 

@@ -15,19 +15,22 @@ struct Positions {
   enum class Kind { from_offset, per_sequence, token_ids, packed };
   Kind kind = Kind::from_offset;
   int64_t start = 0;       // from_offset: every sequence starts at `start`
-  IndexView values;        // per_sequence: one offset per sequence; token_ids: one per token; packed: optional offsets
+  IndexView values;        // per_sequence: one offset per sequence; token_ids: one per token and axis; packed: optional offsets
   IndexView cu_seqlens;    // packed: B+1 increasing boundaries, cu[0] = 0, cu[B] = tokens
+  int64_t axes = 1;        // token_ids: 1, or 3 for M-RoPE's (time, height, width)
 
   // Token s of every sequence is at start + s (prefill: 0; decode: the cache length).
-  static Positions from_offset(int64_t start = 0) { return {Kind::from_offset, start, {}, {}}; }
+  static Positions from_offset(int64_t start = 0) { return {Kind::from_offset, start, {}, {}, 1}; }
   // Token s of sequence b is at offsets[b] + s.
-  static Positions per_sequence(IndexView offsets) { return {Kind::per_sequence, 0, offsets, {}}; }
-  // One id per token: B*S ids (b-major) for rank-4 views, T ids for rank 3.
-  static Positions token_ids(IndexView ids) { return {Kind::token_ids, 0, ids, {}}; }
+  static Positions per_sequence(IndexView offsets) { return {Kind::per_sequence, 0, offsets, {}, 1}; }
+  // One id per token: B*S ids (b-major) for rank-4 views, T ids for rank 3. With 3 axes (an M-RoPE
+  // spec, ropekit/spec.hpp MRope), axis-major as HF's position_ids (3, B, S) and vLLM's (3, T):
+  // 3 B S ids, axis a of token (b, s) at a B S + b S + s.
+  static Positions token_ids(IndexView ids, int64_t axes = 1) { return {Kind::token_ids, 0, ids, {}, axes}; }
   // Rank-3 (T, H, D) views holding several sequences back to back: token t of sequence b is at
   // t - cu_seqlens[b] + offsets[b] (offsets optional: 0).
   static Positions packed(IndexView cu_seqlens, IndexView offsets = {}) {
-    return {Kind::packed, 0, offsets, cu_seqlens};
+    return {Kind::packed, 0, offsets, cu_seqlens, 1};
   }
 };
 

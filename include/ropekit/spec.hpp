@@ -1,5 +1,6 @@
 #pragma once
 // Layer 1: what rotation to apply. A RopeSpec is validated when it is built: a bad spec never exists.
+#include <array>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -111,6 +112,20 @@ struct Xpos {
   bool operator==(const Xpos&) const = default;
 };
 
+// Multimodal RoPE (M-RoPE): each frequency pair turns with one of three position coordinates,
+// time, height and width (axes 0, 1, 2 of Positions::token_ids with 3 axes, ropekit/apply.hpp).
+// sections = {t, h, w} pair counts, summing to rotary_dim / 2.
+//   chunked (Qwen2-VL, Qwen2.5-VL; GLM-4V with the interleaved style and partial rotary): the first t
+//     pairs use time, the next h height, the last w width;
+//   interleaved (Qwen3-VL, Qwen3.5): pair j uses height when j % 3 == 1 and j < 3h, width when
+//     j % 3 == 2 and j < 3w, time otherwise.
+// Where the three coordinates are equal (text tokens, or positions with one axis) it is plain RoPE.
+struct MRope {
+  std::array<int64_t, 3> sections{};
+  bool interleaved = false;
+  bool operator==(const MRope&) const = default;
+};
+
 // 65536 is far past any model (512 today) and keeps per-pair vectors and table rows small.
 inline constexpr int64_t kMaxHeadDim = int64_t{1} << 16;
 
@@ -121,6 +136,7 @@ struct SpecParams {
   Style style = Style::half;
   Scaling scaling = scaling::None{};
   std::optional<Xpos> xpos;
+  std::optional<MRope> mrope;  // not with xpos
   bool operator==(const SpecParams&) const = default;
 };
 
@@ -140,6 +156,7 @@ class ROPEKIT_API RopeSpec {
   Style style() const { return params_->style; }
   const Scaling& scaling() const { return params_->scaling; }
   const std::optional<Xpos>& xpos() const { return params_->xpos; }
+  const std::optional<MRope>& mrope() const { return params_->mrope; }
   // Every parameter equal (LongRoPE's factor lists included).
   bool operator==(const RopeSpec& other) const { return params_ == other.params_ || *params_ == *other.params_; }
 

@@ -310,6 +310,14 @@ ropekit::IndexView index_arg(Operands& ops, nb::handle h, const char* name) {
   return index_of(ops.held_in.back(), name);
 }
 
+// M-RoPE ids, (3, B, S) for rank-4 q or (3, T) for rank 3, have one dimension more than one id
+// a token: their first extent is the axis count (the core accepts 1 or 3).
+int64_t ids_axes(nb::handle ids, int64_t q_rank) {
+  const nb::tuple shape = nb::borrow<nb::tuple>(ids.attr("shape"));
+  const auto ndim = static_cast<int64_t>(nb::len(shape));
+  return ndim > 1 && ndim == q_rank - 1 ? nb::cast<int64_t>(shape[0]) : 1;
+}
+
 Operands gather(nb::handle q, nb::handle k, nb::handle q_out, nb::handle k_out, int64_t start, nb::handle offsets,
                 nb::handle ids, nb::handle cu_seqlens) {
   Operands ops;
@@ -326,7 +334,7 @@ Operands gather(nb::handle q, nb::handle k, nb::handle q_out, nb::handle k_out, 
     ops.positions = ropekit::Positions::packed(index_arg(ops, cu_seqlens, "cu_seqlens"), off);
   } else if (!ids.is_none()) {
     if (!offsets.is_none()) throw nb::value_error("ropekit: positions: give ids or offsets, not both");
-    ops.positions = ropekit::Positions::token_ids(index_arg(ops, ids, "ids"));
+    ops.positions = ropekit::Positions::token_ids(index_arg(ops, ids, "ids"), ids_axes(ids, ops.tensors.q.rank));
   } else if (!offsets.is_none()) {
     ops.positions = ropekit::Positions::per_sequence(index_arg(ops, offsets, "offsets"));
   } else {

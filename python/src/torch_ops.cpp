@@ -161,8 +161,10 @@ void* stream_of(const Tensor& t) {
   return c10::impl::getDeviceGuardImpl(c10::DeviceType::CUDA)->getStream(t.device()).native_handle();
 }
 
+// M-RoPE ids ((3, B, S) for rank-4 q, (3, T) for rank 3) have one dimension more than one id a
+// token: their first extent is the axis count.
 ropekit::Positions positions_of(int64_t start, const OptTensor& offsets, const OptTensor& ids,
-                                const OptTensor& cu_seqlens) {
+                                const OptTensor& cu_seqlens, int64_t q_rank) {
   ropekit::Positions p;
   if (cu_seqlens) {
     TORCH_CHECK_VALUE(!ids, "ropekit: positions: give cu_seqlens or ids, not both");
@@ -171,7 +173,7 @@ ropekit::Positions positions_of(int64_t start, const OptTensor& offsets, const O
     p = ropekit::Positions::packed(index_of(*cu_seqlens, "cu_seqlens"), off);
   } else if (ids) {
     TORCH_CHECK_VALUE(!offsets, "ropekit: positions: give ids or offsets, not both");
-    p = ropekit::Positions::token_ids(index_of(*ids, "ids"));
+    p = ropekit::Positions::token_ids(index_of(*ids, "ids"), ids->dim() > 1 && ids->dim() == q_rank - 1 ? ids->size(0) : 1);
   } else if (offsets) {
     p = ropekit::Positions::per_sequence(index_of(*offsets, "offsets"));
   } else {
@@ -198,7 +200,7 @@ void run(const Tensor& q, const OptTensor& k, const OptTensor& q_out, const OptT
   if (k) t.k = view_of(*k, "k", !k_out);
   if (q_out) t.q_out = view_of(*q_out, "q_out", true);
   if (k_out) t.k_out = view_of(*k_out, "k_out", true);
-  const ropekit::Positions positions = positions_of(start, offsets, ids, cu_seqlens);
+  const ropekit::Positions positions = positions_of(start, offsets, ids, cu_seqlens, q.dim());
   const ropekit::ApplyOptions options{direction, xpos_center, compute_sincos, num_threads, stream_of(q)};
   // A dynamic table picks its frequencies from the largest position: read it from host copies.
   const auto on_device = [](const OptTensor& x) { return x && !x->is_cpu(); };
@@ -208,7 +210,7 @@ void run(const Tensor& q, const OptTensor& k, const OptTensor& q_out, const OptT
     const OptTensor* args[3] = {&offsets, &ids, &cu_seqlens};
     for (int i = 0; i < 3; ++i)
       if (*args[i]) host[i] = (*args[i])->cpu();
-    host_positions = positions_of(start, host[0], host[1], host[2]);
+    host_positions = positions_of(start, host[0], host[1], host[2], q.dim());
   }
   std::string message;
   check(a.apply(table, t, positions, host_positions ? &*host_positions : nullptr, options, &message), message);

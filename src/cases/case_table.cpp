@@ -55,6 +55,9 @@ std::string Case::describe() const {
     << (exact_rows ? " exact" : "") << (xpos_center_shift != 0.0 ? " xpos_center_shift=" + std::to_string(xpos_center_shift) : "")
     << (far_positions ? " far(" + std::to_string(far_start) + ")" : "") << (query_scale ? " query_scale(" + query_scale->describe() + ")" : "") << " B=" << batch << " S=" << seq << " Hq=" << q_heads << " Hk=" << k_heads
     << " D=" << spec.head_dim << " R=" << spec.rotary_dim << " threads=" << num_threads;
+  if (spec.mrope)
+    o << " mrope(" << spec.mrope->sections[0] << ',' << spec.mrope->sections[1] << ',' << spec.mrope->sections[2]
+      << (spec.mrope->interleaved ? " interleaved" : "") << ')';
   if (row_padding >= 0) o << " row_padding=" << row_padding;
   o << " seed=" << seed;
   return o.str();
@@ -74,7 +77,7 @@ namespace {
 
 // The dimensions of a case, each a small index range.
 enum Dim { kDtype, kStyle, kLayout, kOutLayout, kPositions, kFamily, kXpos, kDirection, kInPlace, kPartial,
-           kCosSin, kFar, kQueryScale, kThreads, kDims };
+           kCosSin, kFar, kQueryScale, kThreads, kMRope, kDims };
 using Point = std::array<int, kDims>;
 
 constexpr DType kDtypes[] = {DType::f32, DType::f16, DType::bf16, DType::f64};
@@ -96,6 +99,9 @@ Case to_case(const Point& x, bool fixed_spec, const SpecParams& given) {
   if (x[kQueryScale] == 1) c.query_scale = QueryScale{};  // drawn by complete()
   constexpr int threads[] = {1, 3, 0};
   c.num_threads = threads[x[kThreads]];
+  c.mrope = fixed_spec ? (given.mrope ? 1 + given.mrope->interleaved : 0) : x[kMRope];
+  const bool ids = c.positions == PositionMode::ids32 || c.positions == PositionMode::ids64;
+  if (c.mrope > 0 && ids) c.query_scale.reset();  // one position a token (a given spec's cases)
   return c;
 }
 
@@ -112,6 +118,9 @@ int violations(const Point& x) {
   v += x[kInPlace] == 1 && out != layout;                   // in place: the output is the input
   v += x[kFar] == 1 && x[kXpos] == 1;                       // xPos scales overflow far from the center
   v += x[kFar] == 1 && static_cast<CosSin>(x[kCosSin]) == CosSin::rows;  // no 10^6-row tables
+  const bool ids = pos == PositionMode::ids32 || pos == PositionMode::ids64;
+  v += x[kMRope] > 0 && x[kXpos] == 1;                      // no model combines them (RopeSpec refuses)
+  v += x[kMRope] > 0 && ids && x[kQueryScale] == 1;         // a query scale needs one position a token
   return v;
 }
 
@@ -263,6 +272,12 @@ Case complete(Case c, uint64_t seed, const SpecParams& given, int64_t tokens) {
       c.spec.xpos = Xpos{draw(rng, 0, 1) ? 512.0 : 64.0, 0.4};
       c.xpos_center_shift = static_cast<double>(draw(rng, -8, 8));  // 0 (the middle) among them
     }
+    if (c.mrope > 0) {  // sections that fit either mapping: 3h <= pairs + 1, 3w <= pairs
+      const int64_t pairs = c.spec.rotary_dim / 2;
+      const int64_t h = draw(rng, 0, (pairs + 1) / 3);
+      const int64_t w = draw(rng, 0, pairs / 3);
+      c.spec.mrope = MRope{{pairs - h - w, h, w}, c.mrope == 2};
+    }
   }
   c.spec.style = c.style;
   c.exact_rows = (c.cos_sin == CosSin::rows || c.cos_sin == CosSin::past_rows) && draw(rng, 0, 2) == 0;
@@ -302,6 +317,7 @@ std::vector<Case> case_table(const CaseTableOptions& options) {
   sizes[kFar] = fixed_spec && options.spec.xpos ? 1 : 2;
   sizes[kQueryScale] = 2;
   sizes[kThreads] = 3;
+  sizes[kMRope] = fixed_spec ? 1 : 3;
   CoveringBuilder builder(sizes, /*fixed: the same covering every run*/ 1);
   builder.cover(3);
   if (options.f64) builder.cover(4);

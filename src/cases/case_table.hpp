@@ -38,6 +38,9 @@ struct Case {
   bool far_positions = false;  // positions from far_start (no xPos there: its scales would overflow)
   int64_t far_start = 1000000;
   std::optional<QueryScale> query_scale;  // q times t(position) (ApplyOptions::query_scale)
+  // 1 chunked, 2 interleaved: the spec has M-RoPE sections (drawn) and ids positions have 3 axes;
+  // the other position modes give one axis.
+  int mrope = 0;
 
   SpecParams spec;  // head_dim, rotary_dim, style, scaling and xPos as above
   int64_t batch = 2, seq = 5, q_heads = 3, k_heads = 2;  // thd: batch 1, seq = tokens; k_heads 0: q only

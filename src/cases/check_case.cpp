@@ -94,7 +94,8 @@ struct Tensor {
 
 // The positions of every token (b-major) and the arrays the call reads.
 struct PositionData {
-  std::vector<int64_t> values64, cu64, per_token;
+  std::vector<int64_t> values64, cu64, per_token;  // per_token: axis 0
+  std::vector<int64_t> per_token_axis[3];          // 3-axis ids (M-RoPE)
   std::vector<int32_t> values32, cu32;
   Positions positions;
 };
@@ -124,6 +125,19 @@ PositionData make_positions(const Case& c, std::mt19937_64& rng) {
       break;
     case PositionMode::ids32:
     case PositionMode::ids64:
+      if (c.spec.mrope) {  // axis-major t, h, w; about a third of the tokens text (three equal ids)
+        for (auto& axis : pd.per_token_axis) axis.resize(static_cast<size_t>(tokens));
+        for (size_t t = 0; t < static_cast<size_t>(tokens); ++t) {
+          const bool text = draw(0, 2) == 0;
+          const int64_t time = draw(low, high);
+          pd.per_token_axis[0][t] = time;
+          for (size_t a = 1; a < 3; ++a) pd.per_token_axis[a][t] = text ? time : draw(low, high);
+        }
+        for (const auto& axis : pd.per_token_axis) pd.values64.insert(pd.values64.end(), axis.begin(), axis.end());
+        pd.positions = Positions::token_ids(index_view(pd.values64, pd.values32), 3);
+        pd.per_token = pd.per_token_axis[0];
+        break;
+      }
       for (int64_t t = 0; t < tokens; ++t) pd.values64.push_back(draw(low, high));
       pd.positions = Positions::token_ids(index_view(pd.values64, pd.values32));
       pd.per_token = pd.values64;
@@ -201,6 +215,8 @@ CaseResult check_case(const Case& c, const Backend& backend) {
   }
   int64_t lowest = INT64_MAX, needed = 0;
   for (int64_t p : pd.per_token) lowest = std::min(lowest, p), needed = std::max(needed, p + 1);
+  for (const auto& axis : pd.per_token_axis)
+    for (int64_t p : axis) lowest = std::min(lowest, p), needed = std::max(needed, p + 1);
   detail::CheckedCall call = detail::check_call(tensors, pd.positions, spec, {});
   detail::RopeParams& params = call.params;
   params.direction = c.direction;
@@ -274,6 +290,7 @@ CaseResult check_case(const Case& c, const Backend& backend) {
     ref.xpos_center = params.xpos_center;
   }
   ref.float32_angles = !exact || spec_call;  // the spec call's table is not exact
+  if (spec.mrope() && pd.positions.axes == 3) ref.pair_axis = hf::mrope_pair_axis(*spec.mrope(), spec.pairs());
 
   const double tol = tolerance(c.dtype);
   const int64_t pairs = ref.rotary_dim / 2;
@@ -290,9 +307,13 @@ CaseResult check_case(const Case& c, const Backend& backend) {
     for (int64_t b = 0; b < in.batch; ++b)
       for (int64_t s = 0; s < in.seq; ++s)
         for (int64_t h = 0; h < in.heads; ++h) {
-          const int64_t position = pd.per_token[static_cast<size_t>(b * in.seq + s)];
+          const auto token = static_cast<size_t>(b * in.seq + s);
+          const int64_t position = pd.per_token[token];
+          int64_t at[3] = {position, position, position};
+          if (pd.positions.axes == 3)
+            for (int a = 0; a < 3; ++a) at[a] = pd.per_token_axis[a][token];
           for (int64_t d = 0; d < in.dim; ++d) x[static_cast<size_t>(d)] = decode(in.at(in.offset(b, s, h) + d), c.dtype);
-          auto y = ref64::reference_row(ref, x, position, sign, ref_direction(c.direction));
+          auto y = ref64::reference_row(ref, x, at, sign, ref_direction(c.direction));
           const bool scaled = sign > 0 && c.query_scale;
           if (scaled) {
             const double t = ref64::query_scale(c.query_scale->factor, c.query_scale->beta, c.query_scale->length,
@@ -304,7 +325,9 @@ CaseResult check_case(const Case& c, const Backend& backend) {
             visited[static_cast<size_t>(e)] = 1;
             auto where = [&] {  // built only for a failure: formatting every element costs more than checking it
               std::ostringstream o;
-              o << name << "[b=" << b << " s=" << s << " h=" << h << " d=" << d << "] position " << position << ": ";
+              o << name << "[b=" << b << " s=" << s << " h=" << h << " d=" << d << "] position " << position;
+              if (pd.positions.axes == 3) o << " (h " << at[1] << ", w " << at[2] << ")";
+              o << ": ";
               return o.str();
             };
             if (scalar) {

@@ -138,6 +138,22 @@ inline std::vector<double> proportional_inv_freq(const ropekit::scaling::Proport
   return out;
 }
 
+// M-RoPE's axis (0 t, 1 h, 2 w) of each frequency pair, as HF builds it. Chunked (Qwen2-VL's
+// apply_multimodal_rotary_pos_emb): the pairs split into consecutive sections, section i taken
+// from axis i. Interleaved (Qwen3-VL's apply_interleaved_mrope): everything from t, then the
+// slices [1 : 3h : 3] from h and [2 : 3w : 3] from w.
+inline std::vector<int> mrope_pair_axis(const ropekit::MRope& m, int64_t pairs) {
+  std::vector<int> axis;
+  if (!m.interleaved) {
+    for (int a = 0; a < 3; ++a) axis.insert(axis.end(), static_cast<size_t>(m.sections[static_cast<size_t>(a)]), a);
+    return axis;
+  }
+  axis.assign(static_cast<size_t>(pairs), 0);
+  for (int a = 1; a < 3; ++a)
+    for (int64_t j = a; j < std::min(3 * m.sections[static_cast<size_t>(a)], pairs); j += 3) axis[static_cast<size_t>(j)] = a;
+  return axis;
+}
+
 inline std::vector<double> xpos_zeta(int64_t dim, double gamma) {
   std::vector<double> out;
   for (int64_t i = 0; i < dim / 2; ++i)

@@ -21,15 +21,17 @@ struct RefRope {
   double xpos_scale_base = 512.0;
   double xpos_center = 0.0;
   bool float32_angles = true;     // angle = float(p) * float(inv_freq), as torch computes it
+  std::vector<int> pair_axis;     // M-RoPE: the position axis of each pair (empty: axis 0)
 };
 
-// Rotates one head row x (head_dim values) for a token at `position`.
-// sign = +1 for q, -1 for k (the xPos exponent's sign).
-inline std::vector<double> reference_row(const RefRope& r, const std::vector<double>& x, int64_t position,
-                                         double sign, RefDirection dir) {
+// Rotates one head row x (head_dim values) for a token at `axis_positions` (M-RoPE's t, h, w;
+// without M-RoPE only the first is read). sign = +1 for q, -1 for k (the xPos exponent's sign).
+inline std::vector<double> reference_row(const RefRope& r, const std::vector<double>& x,
+                                         const int64_t (&axis_positions)[3], double sign, RefDirection dir) {
   std::vector<double> y = x;
   const int64_t pairs = r.rotary_dim / 2;
   for (int64_t i = 0; i < pairs; ++i) {
+    const int64_t position = axis_positions[r.pair_axis.empty() ? 0 : r.pair_axis[static_cast<size_t>(i)]];
     const double f = r.inv_freq[static_cast<size_t>(i)];
     const double angle = r.float32_angles
                              ? static_cast<double>(static_cast<float>(position) * static_cast<float>(f))
@@ -61,6 +63,12 @@ inline std::vector<double> reference_row(const RefRope& r, const std::vector<dou
     y[static_cast<size_t>(ib)] = b * c + a * s;
   }
   return y;
+}
+
+inline std::vector<double> reference_row(const RefRope& r, const std::vector<double>& x, int64_t position,
+                                         double sign, RefDirection dir) {
+  const int64_t at[3] = {position, position, position};
+  return reference_row(r, x, at, sign, dir);
 }
 
 // A query scale at a position, from its definition: factor (1 + beta ln(1 + floor((p + shift) / length))).

@@ -3,6 +3,7 @@
 #include "ropekit/hf_config.hpp"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <deque>
 #include <map>
@@ -171,10 +172,50 @@ json parse(std::string_view text) {
 // Models whose attention rotates interleaved pairs (2i, 2i+1): GPT-J's and CodeGen's
 // rotate_every_two, DeepSeek-V2/V3's complex multiplication on the rope slice, Llama 4's
 // view_as_complex over (..., -1, 2), Cohere's rotate_half over x[..., ::2] / x[..., 1::2].
+// GLM-4V's text model, rotate_half_llm over x[..., 0::2] / x[..., 1::2] (GLM-4V-MoE's is rotate_half).
 bool interleaved_by_default(const std::string& model_type) {
   return model_type == "gptj" || model_type == "codegen" || model_type == "deepseek_v2" ||
          model_type == "deepseek_v3" || model_type == "llama4" || model_type == "llama4_text" ||
-         model_type == "cohere" || model_type == "cohere2";
+         model_type == "cohere" || model_type == "cohere2" || model_type == "glm4v" || model_type == "glm4v_text";
+}
+
+// M-RoPE: rope_parameters.mrope_section, three pair counts (t, h, w). As in transformers, the
+// models' code fixes how the sections map to pairs (chunked: Qwen2-VL, Qwen2.5-VL, GLM-4V and
+// GLM-4V-MoE; interleaved: Qwen3-VL, Qwen3.5 and their MoE versions) and gives the sections a
+// block without the key; any other model says it with mrope_interleaved (vLLM's reading).
+std::optional<MRope> read_mrope(const Node* block, const std::string& model_type) {
+  struct Known {
+    const char* model_type;
+    bool interleaved;
+    std::array<int64_t, 3> sections;
+  };
+  static constexpr Known known[] = {
+      {"qwen2_vl", false, {16, 24, 24}}, {"qwen2_5_vl", false, {16, 24, 24}}, {"glm4v", false, {8, 12, 12}},
+      {"glm4v_moe", false, {8, 12, 12}}, {"qwen3_vl", true, {24, 20, 20}},   {"qwen3_vl_moe", true, {24, 20, 20}},
+      {"qwen3_5", true, {11, 11, 10}},   {"qwen3_5_moe", true, {11, 11, 10}}};
+  const std::string text = "_text";
+  const bool sub = model_type.size() > text.size() && model_type.ends_with(text);
+  const std::string family = sub ? model_type.substr(0, model_type.size() - text.size()) : model_type;
+  const Known* model = nullptr;
+  for (const Known& k : known)
+    if (family == k.model_type) model = &k;
+  const json* v = block ? block->find("mrope_section") : nullptr;
+  if (!v && !model) return std::nullopt;
+  MRope m;
+  if (v) {
+    const std::string expected = "a list of 3 pair counts (time, height, width)";
+    if (!v->is_array() || v->size() != 3) bad(block->path("mrope_section"), expected, *v);
+    for (size_t i = 0; i < 3; ++i) {
+      const json& e = (*v)[i];
+      if (!e.is_number_integer() || e.get<int64_t>() < 0) bad(cat(block->path("mrope_section"), "[", i, "]"), "an integer >= 0", e);
+      m.sections[i] = e.get<int64_t>();
+    }
+  } else {
+    m.sections = model->sections;
+  }
+  const std::optional<bool> flag = block ? block->boolean("mrope_interleaved") : std::nullopt;
+  m.interleaved = model ? model->interleaved : flag.value_or(false);
+  return m;
 }
 
 struct Dims {
@@ -245,7 +286,8 @@ Scaling read_scaling(const Node& block, const Node& root, int64_t rotary_dim,
     bool only_plain = true;
     for (const auto& item : block.value().items()) {
       const std::string& key = item.key();
-      if (key != "rope_theta" && key != "partial_rotary_factor") only_plain = false;
+      if (key != "rope_theta" && key != "partial_rotary_factor" && key != "mrope_section" && key != "mrope_interleaved")
+        only_plain = false;
     }
     if (only_plain) return scaling::None{};
     block.missing("rope_type", "one of default, linear, dynamic, yarn, longrope, llama3, proportional");
@@ -383,6 +425,7 @@ HfConfigInfo read_info(const Node& root, const Node* block) {
   if (auto interleave = root.boolean("rope_interleave")) params.style = *interleave ? Style::interleaved : Style::half;
   if (block) params.scaling = read_scaling(*block, root, dims.rotary_dim, max_position_embeddings);
   if (std::holds_alternative<scaling::Proportional>(params.scaling)) params.rotary_dim = dims.head_dim;
+  params.mrope = read_mrope(block, model_type);
 
   try {
     return HfConfigInfo{RopeSpec(std::move(params)), max_position_embeddings, model_type, num_attention_heads,

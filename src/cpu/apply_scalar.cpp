@@ -22,11 +22,31 @@ const float* cos_sin_row(const RopeParams& p, int64_t position, float* scratch) 
   return scratch;
 }
 
-// Coefficients for one token, one operand sign and the operand's query scale (1: none).
-void token_coefficients(const RopeParams& p, int64_t position, float sign, float query_scale, float* c, float* s) {
+// cos then sin of every pair of token (b, s) at `position` (axis 0). M-RoPE with unequal axes:
+// pair i from the row of its axis's position.
+const float* token_cos_sin(const RopeParams& p, const TokenPositions& pos, int64_t b, int64_t s, int64_t position) {
   thread_local std::vector<float> scratch;
-  scratch.resize(static_cast<size_t>(2 * p.pairs));
-  const float* row = cos_sin_row(p, position, scratch.data());
+  scratch.resize(static_cast<size_t>(4 * p.pairs));
+  float* row_scratch = scratch.data();
+  if (pos.axes == 1) return cos_sin_row(p, position, row_scratch);
+  const int64_t at[3] = {position, pos.at_axis(b, s, 1), pos.at_axis(b, s, 2)};
+  if (at[1] == at[0] && at[2] == at[0]) return cos_sin_row(p, position, row_scratch);
+  float* mixed = row_scratch + 2 * p.pairs;
+  for (int axis = 0; axis < 3; ++axis) {
+    const float* row = cos_sin_row(p, at[axis], row_scratch);
+    for (int64_t i = 0; i < p.pairs; ++i) {
+      if (p.pair_axes.of(i) != axis) continue;
+      mixed[i] = row[i];
+      mixed[i + p.pairs] = row[i + p.pairs];
+    }
+  }
+  return mixed;
+}
+
+// Coefficients for one token from its cos/sin row, one operand sign and the operand's query scale
+// (1: none).
+void token_coefficients(const RopeParams& p, const float* row, int64_t position, float sign, float query_scale,
+                        float* c, float* s) {
   const float inv_attention_sq = inverse_attention_sq(p.attention_factor);
   for (int64_t i = 0; i < p.pairs; ++i) {
     const float x = p.has_xpos ? xpos_scale(static_cast<double>(position), p.xpos_center, p.xpos_log_zeta[i], sign) *
@@ -82,11 +102,12 @@ void run(const RopeParams& p) {
   const int64_t tokens = p.positions.kind == Positions::Kind::packed ? p.seq : p.batch * p.seq;
   for_each_token(positions, 0, tokens, [&](int64_t b, int64_t s_idx, int64_t position) {
     const double t = p.has_query_scale ? query_scale_at(p.query_scale, position) : 1.0;
-    token_coefficients(p, position, p.q.xpos_sign, static_cast<float>(t), cq, sq);
+    const float* row = token_cos_sin(p, positions, b, s_idx, position);
+    token_coefficients(p, row, position, p.q.xpos_sign, static_cast<float>(t), cq, sq);
     rotate_heads<T>(p, p.q, b, s_idx, cq, sq, p.has_query_scale ? query_pass_scale(t, p.direction) : 1.0);
     if (!p.has_k) return;
     if (p.has_xpos || p.has_query_scale) {
-      token_coefficients(p, position, p.k.xpos_sign, 1.0f, ck, sk);
+      token_coefficients(p, row, position, p.k.xpos_sign, 1.0f, ck, sk);
       rotate_heads<T>(p, p.k, b, s_idx, ck, sk);
     } else {
       rotate_heads<T>(p, p.k, b, s_idx, cq, sq);  // the same coefficients without xPos or a query scale

@@ -32,6 +32,7 @@ struct SimdPlan {
   const double* inv_freq = nullptr;     // padded with zeros
   const float* inv_freq_f32 = nullptr;  // padded with zeros
   const double* log_zeta = nullptr;     // xPos ln(zeta) / scale_base, padded with zeros
+  const float* pair_axis = nullptr;     // M-RoPE (3-axis positions): pair_axes.of(i) as 0, 1, 2, padded
 };
 
 }  // namespace ropekit::detail
@@ -215,17 +216,22 @@ void SinCosArray(const double* angles, int64_t n, double scale, float* cos_out, 
 // interleaved style's per-lane expansion (c0 c0 c1 c1 ..., -s0 s0 -s1 s1 ...) or, for bf16 in the
 // half style, c and s split by pair parity (even pairs first, odd pairs from padded_pairs on).
 // xPos scales per pair: x_up = zeta^((p - center) / scale_base) (sign +1), x_down = 1 / x_up.
+// M-RoPE: cos/sin computed for each of a token's 3 axes (cos, sin: 3 rows of padded_pairs) and
+// mixed, pair i from its axis.
 struct Scratch {
-  std::vector<float> cos, sin, c, s, ce, se, x_up, x_down;
+  std::vector<float> cos, sin, mixed_cos, mixed_sin, c, s, ce, se, x_up, x_down;
   void size_for(int64_t padded_pairs) {
     const auto n = static_cast<size_t>(padded_pairs);
-    for (auto* v : {&cos, &sin, &c, &s, &x_up, &x_down}) v->resize(n);
+    for (auto* v : {&mixed_cos, &mixed_sin, &c, &s, &x_up, &x_down}) v->resize(n);
     for (auto* v : {&ce, &se}) v->resize(2 * n);
+    for (auto* v : {&cos, &sin}) v->resize(3 * n);
   }
 };
 
-// cos/sin of one position: its table row, or computed here (past the rows).
-void CosSinRow(const SimdPlan& plan, int64_t position, Scratch& w, const float*& cos_row, const float*& sin_row) {
+// cos/sin of one position: its table row, or computed here (past the rows) into row `slot` of
+// w.cos / w.sin.
+void CosSinRow(const SimdPlan& plan, int64_t position, Scratch& w, const float*& cos_row, const float*& sin_row,
+               int slot = 0) {
   const RopeParams& p = *plan.p;
   if (position < p.rows_count) {
     cos_row = p.rows + position * 2 * p.pairs;
@@ -241,10 +247,46 @@ void CosSinRow(const SimdPlan& plan, int64_t position, Scratch& w, const float*&
   for (int64_t i = 0; i < p.pairs; i += step) {  // tables are padded: whole vectors only
     const VD angle = exact ? hn::Mul(pos_d, hn::LoadU(d, plan.inv_freq + i))
                            : hn::PromoteTo(d, hn::Mul(pos_f, hn::LoadU(dfh, plan.inv_freq_f32 + i)));
-    SinCosStore(d, angle, p.attention_factor, w.cos.data() + i, w.sin.data() + i);
+    SinCosStore(d, angle, p.attention_factor, w.cos.data() + slot * plan.padded_pairs + i,
+                w.sin.data() + slot * plan.padded_pairs + i);
   }
-  cos_row = w.cos.data();
-  sin_row = w.sin.data();
+  cos_row = w.cos.data() + slot * plan.padded_pairs;
+  sin_row = w.sin.data() + slot * plan.padded_pairs;
+}
+
+// cos/sin of token (b, s) at `position` (its axis 0). M-RoPE with unequal axes: pair i from the
+// row of axis pair_axes.of(i), one select per vector.
+void TokenCosSin(const SimdPlan& plan, const TokenPositions& pos, int64_t b, int64_t s, int64_t position, Scratch& w,
+                 const float*& cos_row, const float*& sin_row) {
+  CosSinRow(plan, position, w, cos_row, sin_row);
+  if (pos.axes == 1) return;
+  const int64_t at[3] = {position, pos.at_axis(b, s, 1), pos.at_axis(b, s, 2)};
+  if (at[1] == at[0] && at[2] == at[0]) return;
+  const float* c[3] = {cos_row, nullptr, nullptr};
+  const float* sn[3] = {sin_row, nullptr, nullptr};
+  for (int axis = 1; axis < 3; ++axis) CosSinRow(plan, at[axis], w, c[axis], sn[axis], axis);
+  const DF df;
+  const auto step = static_cast<int64_t>(hn::Lanes(df));
+  const int64_t n = plan.p->pairs;
+  const VF one = hn::Set(df, 1.0f);
+  const VF two = hn::Set(df, 2.0f);
+  int64_t i = 0;
+  for (; i + step <= n; i += step) {  // table rows end at n: whole vectors here, the rest below
+    const VF axis = hn::LoadU(df, plan.pair_axis + i);
+    const auto mix = [&](const float* const(&rows)[3]) {
+      return hn::IfThenElse(hn::Eq(axis, one), hn::LoadU(df, rows[1] + i),
+                            hn::IfThenElse(hn::Eq(axis, two), hn::LoadU(df, rows[2] + i), hn::LoadU(df, rows[0] + i)));
+    };
+    hn::StoreU(mix(c), df, w.mixed_cos.data() + i);
+    hn::StoreU(mix(sn), df, w.mixed_sin.data() + i);
+  }
+  for (; i < n; ++i) {
+    const auto axis = static_cast<int>(plan.pair_axis[i]);
+    w.mixed_cos[static_cast<size_t>(i)] = c[axis][i];
+    w.mixed_sin[static_cast<size_t>(i)] = sn[axis][i];
+  }
+  cos_row = w.mixed_cos.data();
+  sin_row = w.mixed_sin.data();
 }
 
 // xPos scales of one position, both signs from one exp: x = exp(sign (p - center) ln(zeta) /
@@ -666,11 +708,12 @@ void RotateHeads(const SimdPlan& plan, const Operand& op, int64_t b, int64_t s, 
 
 // One token's head group [g0, g1) over q heads then k heads.
 template <class T>
-void RunToken(const SimdPlan& plan, int64_t b, int64_t s, int64_t position, int64_t g0, int64_t g1, Scratch& w) {
+void RunToken(const SimdPlan& plan, const TokenPositions& pos, int64_t b, int64_t s, int64_t position, int64_t g0,
+              int64_t g1, Scratch& w) {
   const RopeParams& p = *plan.p;
   const float* cos_row = nullptr;
   const float* sin_row = nullptr;
-  CosSinRow(plan, position, w, cos_row, sin_row);
+  TokenCosSin(plan, pos, b, s, position, w, cos_row, sin_row);
   if (p.has_xpos) XposScales(plan, position, w);
   const int64_t qh = p.q.heads;
   if (g0 < qh) {
@@ -694,11 +737,12 @@ void RunUnitsT(const SimdPlan& plan, int64_t u0, int64_t u1) {
   const int64_t t0 = u0 / groups;
   const int64_t t1 = (u1 + groups - 1) / groups;
   int64_t t = t0;  // the token for_each_token is at
-  for_each_token(token_positions(*plan.p), t0, t1, [&](int64_t b, int64_t s, int64_t position) {
+  const TokenPositions pos = token_positions(*plan.p);
+  for_each_token(pos, t0, t1, [&](int64_t b, int64_t s, int64_t position) {
     const int64_t g0 = std::max(u0 - t * groups, int64_t{0});
     const int64_t g1 = std::min(u1 - t * groups, groups);
     ++t;
-    RunToken<T>(plan, b, s, position, g0 * plan.heads / groups, g1 * plan.heads / groups, w);
+    RunToken<T>(plan, pos, b, s, position, g0 * plan.heads / groups, g1 * plan.heads / groups, w);
   });
 }
 
@@ -777,6 +821,12 @@ void apply_cpu_simd(const RopeParams& params) {
   plan.inv_freq = padded(p.inv_freq, p.pairs, plan.padded_pairs, inv_freq);
   plan.inv_freq_f32 = padded(p.inv_freq_f32, p.pairs, plan.padded_pairs, inv_freq_f32);
   if (p.has_xpos) plan.log_zeta = padded(p.xpos_log_zeta, p.pairs, plan.padded_pairs, log_zeta);
+  thread_local std::vector<float> pair_axis;
+  if (p.positions.kind == Positions::Kind::token_ids && p.positions.axes == 3) {
+    pair_axis.assign(static_cast<size_t>(plan.padded_pairs), 0.0f);
+    for (int64_t i = 0; i < p.pairs; ++i) pair_axis[static_cast<size_t>(i)] = static_cast<float>(p.pair_axes.of(i));
+    plan.pair_axis = pair_axis.data();
+  }
   if (plan.tokens == 0 || plan.heads == 0) return;
 
   const int64_t element = p.dtype == DType::f32 ? 4 : 2;

@@ -36,6 +36,7 @@ inline KernelArgs kernel_args(const RopeParams& p) {
   a.rotary_dim = static_cast<int32_t>(p.rotary_dim);
   a.pairs = static_cast<int32_t>(p.pairs);
   a.pos = token_positions(p);
+  a.pair_axes = p.pair_axes;
   return a;
 }
 
@@ -126,7 +127,8 @@ KernelChoice choose_kernel(const RopeParams& p, const KernelArgs& a) {
   c.style = p.style;
   if (c.n != hot_elems<T>(p.style)) return c;
   // rows_only: a device position past the rows is a fault (the token is skipped), never computed.
-  c.cos_sin = rows_cover(p, a) || p.rows_only ? CosSin::rows : CosSin::mixed;
+  // M-RoPE reads its rows in the mixed kernels (axis_rows).
+  c.cos_sin = (rows_cover(p, a) || p.rows_only) && a.pos.axes == 1 ? CosSin::rows : CosSin::mixed;
   c.xpos = p.has_xpos ? XposMode::xpos : XposMode::none;
   return c;
 }

@@ -76,6 +76,7 @@ struct KernelArgs {
   int32_t groups = 0;          // q_groups + k_groups
 
   TokenPositions pos;
+  PairAxes pair_axes;             // M-RoPE (pos.axes == 3): the axis of each pair
 
   const float* rows = nullptr;    // table rows (cos then sin) for positions [0, rows_count)
   int64_t rows_count = 0;         // positions past it compute cos/sin from the frequencies
@@ -305,12 +306,15 @@ ROPEKIT_KERNEL_HD int64_t token_position(const KernelArgs& a, int64_t b, int64_t
       return pos.at(b, s);
     }
     case Positions::Kind::token_ids: {
-      const int64_t id = pos.at(b, s);
-      if (id < 0 || id > a.max_position) {
-        report_fault(a, FaultKind::ids, b * a.seq + s, id, a.max_position);
-        return -1;
+      for (int axis = static_cast<int>(pos.axes) - 1; axis >= 0; --axis) {  // every axis, axis 0 last
+        const int64_t id = pos.at_axis(b, s, axis);
+        if (id < 0 || id > a.max_position) {
+          report_fault(a, FaultKind::ids, axis * pos.axis_stride + b * a.seq + s, id, a.max_position);
+          return -1;
+        }
+        if (axis == 0) return id;
       }
-      return id;
+      return -1;
     }
     case Positions::Kind::packed: {
       // With malformed cu_seqlens (reported by check_cu_seqlens) the sequence is still in range.
@@ -393,6 +397,24 @@ ROPEKIT_KERNEL_HD void compute_row(const KernelArgs& a, int64_t position, int p0
 ROPEKIT_UNROLL
   for (int j = 0; j < P; ++j) {
     scaled_cos_sin(rope_angle(position, a.inv_freq[p0 + j], a.inv_freq_f32[p0 + j], a.exact), a.attention, c[j], s[j]);
+  }
+}
+
+// M-RoPE with 3-axis positions: cos/sin of pairs [p0, p0 + P), each at the position of its axis
+// (checked by token_position), read from the rows below rows_count and computed past them.
+template <int P>
+ROPEKIT_KERNEL_HD void axis_rows(const KernelArgs& a, int64_t b, int64_t s, int p0, float (&c)[P], float (&sn)[P]) {
+  const int64_t at[3] = {a.pos.at_axis(b, s, 0), a.pos.at_axis(b, s, 1), a.pos.at_axis(b, s, 2)};
+ROPEKIT_UNROLL
+  for (int j = 0; j < P; ++j) {
+    const int64_t position = at[a.pair_axes.of(p0 + j)];
+    if (position < a.rows_count) {
+      const float* row = a.rows + position * 2 * a.pairs + p0 + j;
+      c[j] = row[0];
+      sn[j] = row[a.pairs];
+    } else {
+      scaled_cos_sin(rope_angle(position, a.inv_freq[p0 + j], a.inv_freq_f32[p0 + j], a.exact), a.attention, c[j], sn[j]);
+    }
   }
 }
 
@@ -505,7 +527,10 @@ ROPEKIT_UNROLL
   float c[K::P];
   float sn[K::P];
   // q/k loads go out first; cos/sin (a row from L2, or computed) arrive while they are in flight.
-  if (K::cos_sin == CosSin::rows || position < a.rows_count) {
+  if (K::cos_sin == CosSin::mixed && a.pos.axes > 1) {  // M-RoPE (never on the rows-only path)
+    load_heads(in, count);
+    axis_rows<K::P>(a, b, s, p0, c, sn);
+  } else if (K::cos_sin == CosSin::rows || position < a.rows_count) {
     load_heads(in, count);
     load_row<K::P>(a, position, p0, c, sn);
   } else {

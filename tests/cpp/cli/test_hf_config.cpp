@@ -1,6 +1,7 @@
 // HF config.json reader: the HF rules it follows, and one-line errors that name the JSON path.
 #include <gtest/gtest.h>
 
+#include <array>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -230,6 +231,66 @@ TEST(HfConfig, LongValuesAreCutInMessages) {
 
 // transformers (4.x knows only rope_scaling; 5.x sets rope_parameters = rope_scaling or
 // rope_parameters): a non-empty rope_scaling wins, and a disagreeing rope_parameters is noted.
+// M-RoPE: the sections from rope_parameters (HF 5) or rope_scaling (HF 4, type "mrope"), the
+// mapping from the model's code as transformers has it, the sections' defaults of that code, and
+// mrope_interleaved for other models.
+TEST(HfConfig, MRopeSections) {
+  const auto qwen2 = spec_from_hf_config_json(
+      R"({"model_type": "qwen2_vl", "hidden_size": 1536, "num_attention_heads": 12, "rope_theta": 1000000.0,
+          "rope_scaling": {"type": "mrope", "mrope_section": [16, 24, 24]}})");
+  ASSERT_TRUE(qwen2.mrope());
+  EXPECT_EQ(qwen2.mrope()->sections, (std::array<int64_t, 3>{16, 24, 24}));
+  EXPECT_FALSE(qwen2.mrope()->interleaved);
+  EXPECT_EQ(qwen2.style(), ropekit::Style::half);
+  EXPECT_EQ(qwen2.scaling_name(), "none");
+  const auto qwen3 = spec_from_hf_config_json(
+      R"({"model_type": "qwen3_vl_text", "head_dim": 128, "hidden_size": 2048, "num_attention_heads": 16,
+          "rope_parameters": {"rope_type": "default", "rope_theta": 5000000, "mrope_section": [24, 20, 20],
+                              "mrope_interleaved": true}})");
+  ASSERT_TRUE(qwen3.mrope());
+  EXPECT_TRUE(qwen3.mrope()->interleaved);
+  const auto qwen35 = spec_from_hf_config_json(
+      R"({"model_type": "qwen3_5_text", "num_hidden_layers": 4, "head_dim": 256, "hidden_size": 2048, "num_attention_heads": 8,
+          "rope_parameters": {"rope_type": "default", "rope_theta": 10000000, "partial_rotary_factor": 0.25}})");
+  ASSERT_TRUE(qwen35.mrope());  // Qwen3.5's code: [11, 11, 10] interleaved when the key is absent
+  EXPECT_EQ(qwen35.mrope()->sections, (std::array<int64_t, 3>{11, 11, 10}));
+  EXPECT_TRUE(qwen35.mrope()->interleaved);
+  EXPECT_EQ(qwen35.rotary_dim(), 64);
+  const auto glm = spec_from_hf_config_json(
+      R"({"model_type": "glm4v_text", "head_dim": 128, "hidden_size": 4096, "num_attention_heads": 32,
+          "rope_parameters": {"rope_type": "default", "rope_theta": 10000, "partial_rotary_factor": 0.5,
+                              "mrope_section": [8, 12, 12]}})");
+  EXPECT_EQ(glm.style(), ropekit::Style::interleaved);  // rotate_half_llm
+  EXPECT_EQ(glm.rotary_dim(), 64);
+  EXPECT_FALSE(glm.mrope()->interleaved);
+  const auto glm_moe = spec_from_hf_config_json(
+      R"({"model_type": "glm4v_moe_text", "head_dim": 128, "hidden_size": 4096, "num_attention_heads": 32,
+          "rope_parameters": {"rope_type": "default", "rope_theta": 10000, "partial_rotary_factor": 0.5}})");
+  EXPECT_EQ(glm_moe.style(), ropekit::Style::half);  // rotate_half
+  EXPECT_EQ(glm_moe.mrope()->sections, (std::array<int64_t, 3>{8, 12, 12}));
+  const auto other = spec_from_hf_config_json(config(
+      R"("model_type": "llama", "rope_parameters": {"rope_theta": 10000, "mrope_section": [32, 16, 16], "mrope_interleaved": true})"));
+  EXPECT_TRUE(other.mrope()->interleaved);
+  EXPECT_FALSE(spec_from_hf_config_json(config(R"("model_type": "llama")")).mrope());
+  auto error = [](const std::string& json) {
+    try {
+      (void)spec_from_hf_config_json(json);
+    } catch (const ropekit::Error& e) {
+      return std::string(e.what());
+    }
+    return std::string();
+  };
+  EXPECT_NE(error(config(R"("rope_parameters": {"rope_theta": 10000, "mrope_section": [16, 24]})"))
+                .find("rope_parameters.mrope_section: expected a list of 3 pair counts"),
+            std::string::npos);
+  EXPECT_NE(error(config(R"("rope_parameters": {"rope_theta": 10000, "mrope_section": [16, -24, 72]})"))
+                .find("rope_parameters.mrope_section[1]: expected an integer >= 0"),
+            std::string::npos);
+  EXPECT_NE(error(config(R"("rope_parameters": {"rope_theta": 10000, "mrope_section": [16, 24, 20]})"))
+                .find("mrope.sections: expected pair counts summing to rotary_dim / 2 (64)"),
+            std::string::npos);
+}
+
 TEST(HfConfig, RopeScalingWinsOverRopeParametersAsInTransformers) {
   const auto both = hf_config_info_json(config(R"("rope_scaling": {"rope_type": "linear", "factor": 2.0},
       "rope_parameters": {"rope_type": "yarn", "factor": 4.0, "rope_theta": 500000.0})"));

@@ -1,0 +1,235 @@
+// M-RoPE (ropekit/spec.hpp MRope, Positions::token_ids with 3 axes): the spec's checks, the
+// positions' checks, the pair-to-axis maps of the real models, text tokens equal to plain RoPE, and
+// the models' head sizes through the shared case checker (float64 reference) on every CPU backend.
+// The case table (src/cases) draws M-RoPE specs and 3-axis positions with every other option.
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <functional>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "case_test_util.hpp"
+#include "rope_math.hpp"
+#include "ropekit/ropekit.hpp"
+
+namespace {
+
+using ropekit::DType;
+using ropekit::IndexView;
+using ropekit::MRope;
+using ropekit::Positions;
+using ropekit::RopeSpec;
+using ropekit::SpecParams;
+using ropekit::Style;
+using ropekit::TensorView;
+
+std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const ropekit::Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+SpecParams mrope_params(int64_t head_dim, MRope m, int64_t rotary_dim = 0) {
+  SpecParams p;
+  p.head_dim = head_dim;
+  p.rotary_dim = rotary_dim;
+  p.mrope = m;
+  return p;
+}
+
+// The axis of every pair, from the kernels' map (rope_math.hpp PairAxes).
+std::vector<int> axes_of(const MRope& m, int64_t pairs) {
+  const ropekit::detail::PairAxes a{m.sections[0], m.sections[1], m.sections[2], m.interleaved};
+  std::vector<int> out;
+  for (int64_t j = 0; j < pairs; ++j) out.push_back(a.of(j));
+  return out;
+}
+
+TEST(MRope, SpecChecksTheSections) {
+  EXPECT_NO_THROW(RopeSpec(mrope_params(128, {{16, 24, 24}, false})));
+  EXPECT_NO_THROW(RopeSpec(mrope_params(128, {{24, 20, 20}, true})));
+  EXPECT_NO_THROW(RopeSpec(mrope_params(256, {{11, 11, 10}, true}, 64)));  // Qwen3.5: a quarter of 256
+  EXPECT_NE(error_of([] { RopeSpec(mrope_params(128, {{16, 24, 23}, false})); })
+                .find("mrope.sections: expected pair counts summing to rotary_dim / 2 (64), got [16, 24, 23]"),
+            std::string::npos);
+  EXPECT_NE(error_of([] { RopeSpec(mrope_params(128, {{-1, 33, 32}, false})); }).find("mrope.sections[0]"),
+            std::string::npos);
+  // Interleaved height pairs 1, 4, ... below 3h must fit in 64 pairs: h = 22 needs pair 64.
+  EXPECT_NE(error_of([] { RopeSpec(mrope_params(128, {{20, 22, 22}, true})); }).find("interleaved sections"),
+            std::string::npos);
+  EXPECT_NO_THROW(RopeSpec(mrope_params(128, {{20, 22, 22}, false})));  // chunked: any split
+  SpecParams with_xpos = mrope_params(128, {{16, 24, 24}, false});
+  with_xpos.xpos = ropekit::Xpos{};
+  EXPECT_NE(error_of([&] { RopeSpec{with_xpos}; }).find("xpos: expected absent with mrope"), std::string::npos);
+  EXPECT_NE(RopeSpec(mrope_params(128, {{24, 20, 20}, true})).describe().find("mrope(sections=24,20,20, interleaved)"),
+            std::string::npos);
+  EXPECT_FALSE(RopeSpec(mrope_params(128, {{24, 20, 20}, true})) == RopeSpec(mrope_params(128, {{24, 20, 20}, false})));
+}
+
+// The maps the models' code builds, written out: Qwen2-VL's sections [16, 24, 24] in order;
+// Qwen3-VL's [24, 20, 20] as t h w t h w ... for the first 60 pairs, then t.
+TEST(MRope, PairAxesOfTheModels) {
+  const auto chunked = axes_of({{16, 24, 24}, false}, 64);
+  for (int j = 0; j < 64; ++j) EXPECT_EQ(chunked[static_cast<size_t>(j)], j < 16 ? 0 : j < 40 ? 1 : 2) << j;
+  const auto interleaved = axes_of({{24, 20, 20}, true}, 64);
+  for (int j = 0; j < 64; ++j) EXPECT_EQ(interleaved[static_cast<size_t>(j)], j < 60 ? j % 3 : 0) << j;
+  int per_axis[3] = {};
+  for (int a : axes_of({{11, 11, 10}, true}, 32)) ++per_axis[a];
+  EXPECT_EQ(per_axis[0], 11);
+  EXPECT_EQ(per_axis[1], 11);
+  EXPECT_EQ(per_axis[2], 10);
+}
+
+struct Qk {
+  int64_t B = 2, S = 6, Hq = 4, Hk = 2, D = 128;
+  std::vector<float> q, k;
+  explicit Qk(uint64_t seed) {
+    std::mt19937_64 rng(seed);
+    std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+    q.resize(static_cast<size_t>(B * S * Hq * D));
+    k.resize(static_cast<size_t>(B * S * Hk * D));
+    for (auto& v : q) v = u(rng);
+    for (auto& v : k) v = u(rng);
+  }
+  ropekit::RopeTensors views() {
+    return {TensorView::bshd(q.data(), DType::f32, B, S, Hq, D), TensorView::bshd(k.data(), DType::f32, B, S, Hk, D),
+            std::nullopt, std::nullopt};
+  }
+};
+
+// Three equal axes are plain RoPE, bit for bit, on the table and the in-kernel paths, and so are
+// one-axis positions with an M-RoPE spec.
+TEST(MRope, TextTokensArePlainRope) {
+  for (bool interleaved : {false, true}) {
+    for (bool compute : {false, true}) {
+      const RopeSpec mrope(mrope_params(128, {{24, 20, 20}, interleaved}));
+      SpecParams plain_params = mrope_params(128, {{24, 20, 20}, interleaved});
+      plain_params.mrope.reset();
+      const RopeSpec plain(plain_params);
+      Qk a(7), b(7), c(7);
+      std::vector<int64_t> ids(static_cast<size_t>(a.B * a.S)), ids3;
+      for (size_t t = 0; t < ids.size(); ++t) ids[t] = static_cast<int64_t>(3 * t + 5);
+      for (int axis = 0; axis < 3; ++axis) ids3.insert(ids3.end(), ids.begin(), ids.end());
+      ropekit::ApplyOptions o;
+      o.compute_sincos = compute;
+      const ropekit::RopeTable mt(mrope, 64), pt(plain, 64);
+      ropekit::apply_rope(a.views(), Positions::token_ids(IndexView(ids3.data(), static_cast<int64_t>(ids3.size())), 3), mt, o);
+      ropekit::apply_rope(b.views(), Positions::token_ids(IndexView(ids.data(), static_cast<int64_t>(ids.size()))), mt, o);
+      ropekit::apply_rope(c.views(), Positions::token_ids(IndexView(ids.data(), static_cast<int64_t>(ids.size()))), pt, o);
+      EXPECT_EQ(std::memcmp(a.q.data(), c.q.data(), a.q.size() * 4), 0);
+      EXPECT_EQ(std::memcmp(a.k.data(), c.k.data(), a.k.size() * 4), 0);
+      EXPECT_EQ(std::memcmp(b.q.data(), c.q.data(), b.q.size() * 4), 0);
+      EXPECT_EQ(std::memcmp(b.k.data(), c.k.data(), b.k.size() * 4), 0);
+    }
+  }
+}
+
+// Changing one axis of one token changes exactly the pairs of that axis, of that token.
+TEST(MRope, EachAxisTurnsItsPairs) {
+  const MRope m{{16, 24, 24}, false};
+  const RopeSpec spec(mrope_params(128, m));
+  const auto axes = axes_of(m, 64);
+  for (int axis = 0; axis < 3; ++axis) {
+    Qk base(3), moved(3);
+    const int64_t tokens = base.B * base.S;
+    std::vector<int64_t> ids(static_cast<size_t>(3 * tokens));
+    for (size_t i = 0; i < ids.size(); ++i) ids[i] = static_cast<int64_t>(i % 17);
+    std::vector<int64_t> ids_moved = ids;
+    const int64_t token = 7;
+    ids_moved[static_cast<size_t>(axis * tokens + token)] += 1;
+    ropekit::apply_rope(base.views(), Positions::token_ids(IndexView(ids.data(), 3 * tokens), 3), spec);
+    ropekit::apply_rope(moved.views(), Positions::token_ids(IndexView(ids_moved.data(), 3 * tokens), 3), spec);
+    for (int64_t t = 0; t < tokens; ++t)
+      for (int64_t h = 0; h < base.Hq; ++h)
+        for (int64_t d = 0; d < 128; ++d) {
+          const size_t e = static_cast<size_t>((t * base.Hq + h) * 128 + d);
+          const bool turned = t == token && axes[static_cast<size_t>(d % 64)] == axis;
+          EXPECT_EQ(base.q[e] != moved.q[e], turned) << "axis " << axis << " token " << t << " d " << d;
+        }
+  }
+}
+
+TEST(MRope, PositionsAreChecked) {
+  const RopeSpec spec(mrope_params(128, {{16, 24, 24}, false}));
+  SpecParams plain_params = mrope_params(128, {});
+  plain_params.mrope.reset();
+  const RopeSpec plain(plain_params);
+  Qk a(1);
+  const int64_t tokens = a.B * a.S;
+  std::vector<int64_t> ids(static_cast<size_t>(3 * tokens), 2);
+  const IndexView all(ids.data(), 3 * tokens);
+  EXPECT_NE(error_of([&] { ropekit::apply_rope(a.views(), Positions::token_ids(all, 2), spec); })
+                .find("positions.axes: expected 1, or 3"),
+            std::string::npos);
+  EXPECT_NE(error_of([&] { ropekit::apply_rope(a.views(), Positions::token_ids(IndexView(ids.data(), tokens), 3), spec); })
+                .find("positions.ids.size: expected 36 (3 axes x 12 tokens"),
+            std::string::npos);
+  EXPECT_NE(error_of([&] { ropekit::apply_rope(a.views(), Positions::token_ids(all, 3), plain); })
+                .find("positions.axes: expected 1 for a spec without mrope"),
+            std::string::npos);
+  Positions offsets = Positions::from_offset(0);
+  offsets.axes = 3;
+  EXPECT_NE(error_of([&] { ropekit::apply_rope(a.views(), offsets, spec); }).find("positions.axes: expected 1 for offsets"),
+            std::string::npos);
+  ids[static_cast<size_t>(2 * tokens + 5)] = -1;  // axis w of token 5
+  EXPECT_NE(error_of([&] { ropekit::apply_rope(a.views(), Positions::token_ids(all, 3), spec); })
+                .find("positions.ids[29]: expected in [0, "),
+            std::string::npos);
+  ids[static_cast<size_t>(2 * tokens + 5)] = 2;
+  ropekit::ApplyOptions scaled;
+  scaled.query_scale = ropekit::QueryScale{1.0, 0.1, 8, 0};
+  EXPECT_NE(error_of([&] { ropekit::apply_rope(a.views(), Positions::token_ids(all, 3), ropekit::RopeTable(spec, 8), scaled); })
+                .find("options.query_scale: expected absent with 3-axis"),
+            std::string::npos);
+  const std::vector<float> before = a.q;
+  (void)error_of([&] { ropekit::apply_rope(a.views(), Positions::token_ids(all, 2), spec); });
+  EXPECT_EQ(a.q, before);  // an error writes nothing
+  // The table a call needs reaches the largest id of any axis.
+  ids[static_cast<size_t>(tokens + 3)] = 90;
+  EXPECT_EQ(ropekit::required_table_size(a.views(), Positions::token_ids(all, 3)), 91);
+}
+
+// The models' heads through the float64 reference on every CPU backend: Qwen2-VL (half, [16, 24,
+// 24]), Qwen3-VL (interleaved sections), GLM-4V (interleaved pairs, partial rotary 64 of 128,
+// [8, 12, 12]), Qwen3.5 (a quarter of 256, [11, 11, 10] interleaved), table rows and in-kernel.
+TEST(MRope, ModelHeadsOnEveryCpuBackend) {
+  using namespace ropekit::cases;
+  struct Model {
+    const char* name;
+    int64_t head_dim, rotary_dim;
+    Style style;
+    MRope m;
+  };
+  const Model models[] = {{"qwen2_vl", 128, 128, Style::half, {{16, 24, 24}, false}},
+                          {"qwen3_vl", 128, 128, Style::half, {{24, 20, 20}, true}},
+                          {"glm4v", 128, 64, Style::interleaved, {{8, 12, 12}, false}},
+                          {"qwen3_5", 256, 64, Style::half, {{11, 11, 10}, true}}};
+  const uint64_t seed = test_seed();
+  SCOPED_TRACE(replay_note(seed));
+  for (const Model& model : models) {
+    for (DType dtype : {DType::f32, DType::bf16, DType::f16}) {
+      for (CosSin cos_sin : {CosSin::rows, CosSin::past_rows, CosSin::compute}) {
+        SCOPED_TRACE(model.name);
+        Case c;
+        c.dtype = dtype;
+        c.style = model.style;
+        c.positions = PositionMode::ids64;
+        c.cos_sin = cos_sin;
+        c.mrope = 1 + model.m.interleaved;
+        expect_case_passes(c, seed, [&](Case& x) {
+          set_head_dim(x, model.head_dim, model.rotary_dim);
+          x.spec.mrope = model.m;
+          x.q_heads = 4;
+          x.k_heads = 2;
+        }, cpu_backends());
+      }
+    }
+  }
+}
+
+}  // namespace
