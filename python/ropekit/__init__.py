@@ -14,6 +14,7 @@ from ._C import (  # noqa: F401  (re-exported)
     Linear,
     Llama3,
     LongRope,
+    MRope,
     NoScaling,
     NtkAware,
     Proportional,
@@ -44,7 +45,7 @@ from ._C import (  # noqa: F401  (re-exported)
 __version__ = _C.__version__
 
 __all__ = [
-    "Direction", "DynamicNtk", "Linear", "Llama3", "LongRope", "NoScaling", "NtkAware", "Proportional",
+    "Direction", "DynamicNtk", "Linear", "Llama3", "LongRope", "MRope", "NoScaling", "NtkAware", "Proportional",
     "RopeSpec", "RopeTable", "Style", "Truncated", "Xpos", "Yarn", "apply_rope", "attention_factor", "cos_sin_cache",
     "cuda_check_errors", "default_inv_freq", "rotary_embedding",
     "find_correction_dim", "find_correction_range", "get_mscale", "inv_freq", "linear_ramp_mask", "xpos_zeta",

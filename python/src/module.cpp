@@ -514,11 +514,32 @@ NB_MODULE(_C, m) {
       .def_rw("scale_base", &ropekit::Xpos::scale_base)
       .def_rw("gamma", &ropekit::Xpos::gamma);
 
+  nb::class_<ropekit::MRope>(m, "MRope")
+      .def("__init__",
+           [](ropekit::MRope* self, const std::vector<PyInt>& sections, bool interleaved) {
+             if (sections.size() != 3)
+               throw nb::value_error(("ropekit: mrope.sections: expected 3 pair counts (time, height, width), got " +
+                                      std::to_string(sections.size()))
+                                         .c_str());
+             new (self) ropekit::MRope{{int_arg(sections[0], "mrope.sections[0]"), int_arg(sections[1], "mrope.sections[1]"),
+                                        int_arg(sections[2], "mrope.sections[2]")},
+                                       interleaved};
+           },
+           "sections"_a, "interleaved"_a = false)
+      .def_prop_ro("sections", [](const ropekit::MRope& x) { return std::vector<int64_t>(x.sections.begin(), x.sections.end()); })
+      .def_ro("interleaved", &ropekit::MRope::interleaved)
+      .def("__eq__", [](const ropekit::MRope& a, const ropekit::MRope& b) { return a == b; })
+      .def("__repr__", [](const ropekit::MRope& x) {
+        return "MRope(sections=[" + std::to_string(x.sections[0]) + ", " + std::to_string(x.sections[1]) + ", " +
+               std::to_string(x.sections[2]) + "], interleaved=" + (x.interleaved ? "True" : "False") + ")";
+      });
+
   // Weak references: ropekit.torch's custom op refers to specs and tables by handle without keeping them alive.
   nb::class_<ropekit::RopeSpec>(m, "RopeSpec", nb::is_weak_referenceable())
       .def("__init__",
            [](ropekit::RopeSpec* self, PyInt head_dim, PyInt rotary_dim, double base, nb::handle style,
-              std::optional<ropekit::Scaling> scaling, std::optional<ropekit::Xpos> xpos) {
+              std::optional<ropekit::Scaling> scaling, std::optional<ropekit::Xpos> xpos,
+              std::optional<ropekit::MRope> mrope) {
              ropekit::SpecParams p;
              p.head_dim = int_arg(head_dim, "head_dim");
              p.rotary_dim = int_arg(rotary_dim, "rotary_dim");
@@ -526,10 +547,11 @@ NB_MODULE(_C, m) {
              p.style = style_arg(style);
              if (scaling) p.scaling = *scaling;
              p.xpos = xpos;
+             p.mrope = mrope;
              new (self) ropekit::RopeSpec(std::move(p));
            },
            "head_dim"_a, "rotary_dim"_a = 0, "base"_a = 10000.0, "style"_a = ropekit::Style::half,
-           "scaling"_a = nb::none(), "xpos"_a = nb::none())
+           "scaling"_a = nb::none(), "xpos"_a = nb::none(), "mrope"_a = nb::none())
       .def_prop_ro("head_dim", &ropekit::RopeSpec::head_dim)
       .def_prop_ro("rotary_dim", &ropekit::RopeSpec::rotary_dim)
       .def_prop_ro("pairs", &ropekit::RopeSpec::pairs)
@@ -538,6 +560,7 @@ NB_MODULE(_C, m) {
       .def_prop_ro("scaling", [](const ropekit::RopeSpec& s) { return s.scaling(); })
       .def_prop_ro("scaling_name", &ropekit::RopeSpec::scaling_name)
       .def_prop_ro("xpos", [](const ropekit::RopeSpec& s) { return s.xpos(); })
+      .def_prop_ro("mrope", [](const ropekit::RopeSpec& s) { return s.mrope(); })
       .def("describe", &ropekit::RopeSpec::describe)
       .def("__eq__", [](const ropekit::RopeSpec& a, const ropekit::RopeSpec& b) { return a == b; })
       // Equal specs describe alike, so the hash of the description agrees with ==.

@@ -1,0 +1,219 @@
+"""M-RoPE against the real transformers: each model's text rotary embedding and apply_rotary_pos_emb
+(Qwen2-VL, Qwen2.5-VL, Qwen3-VL, Qwen3.5, GLM-4V, GLM-4V-MoE) on tiny configs built from the real
+ones, with ropekit's spec read from the same config (ropekit.hf_config_info_json). Rotated q/k and
+gradients equal (fp32 <= 1e-5 relative), in HF's (3, B, S) position layout and packed (3, T); text
+positions with one axis; bad positions get errors naming the argument."""
+import json
+
+import numpy as np
+import pytest
+
+import ropekit
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+import ropekit.torch  # noqa: E402
+
+# (model module, text config class, rotary class, config fields): head sizes and sections as in
+# the released checkpoints (Qwen2-VL-7B, Qwen2.5-VL-7B, Qwen3-VL-8B, Qwen3.5, GLM-4.1V, GLM-4.5V).
+MODELS = {
+    "qwen2_vl": ("qwen2_vl", "Qwen2VLTextConfig", "Qwen2VLRotaryEmbedding",
+                 dict(hidden_size=512, num_attention_heads=4, num_key_value_heads=2,
+                      rope_parameters={"rope_type": "default", "rope_theta": 1000000.0,
+                                       "mrope_section": [16, 24, 24]})),
+    "qwen2_5_vl": ("qwen2_5_vl", "Qwen2_5_VLTextConfig", "Qwen2_5_VLRotaryEmbedding",
+                   dict(hidden_size=512, num_attention_heads=4, num_key_value_heads=2,
+                        rope_parameters={"rope_type": "default", "rope_theta": 1000000.0,
+                                         "mrope_section": [16, 24, 24]})),
+    "qwen3_vl": ("qwen3_vl", "Qwen3VLTextConfig", "Qwen3VLTextRotaryEmbedding",
+                 dict(hidden_size=512, head_dim=128, num_attention_heads=4, num_key_value_heads=2,
+                      rope_parameters={"rope_type": "default", "rope_theta": 5000000.0,
+                                       "mrope_section": [24, 20, 20], "mrope_interleaved": True})),
+    "qwen3_5": ("qwen3_5", "Qwen3_5TextConfig", "Qwen3_5TextRotaryEmbedding",
+                dict(hidden_size=512, head_dim=256, num_attention_heads=4, num_key_value_heads=2,
+                     num_hidden_layers=4,
+                     rope_parameters={"rope_type": "default", "rope_theta": 10000000.0,
+                                      "partial_rotary_factor": 0.25, "mrope_section": [11, 11, 10],
+                                      "mrope_interleaved": True})),
+    "glm4v": ("glm4v", "Glm4vTextConfig", "Glm4vTextRotaryEmbedding",
+              dict(hidden_size=512, num_attention_heads=4, num_key_value_heads=2,
+                   rope_parameters={"rope_type": "default", "rope_theta": 10000.0,
+                                    "partial_rotary_factor": 0.5, "mrope_section": [8, 12, 12]})),
+    "glm4v_moe": ("glm4v_moe", "Glm4vMoeTextConfig", "Glm4vMoeTextRotaryEmbedding",
+                  dict(hidden_size=512, head_dim=128, num_attention_heads=4, num_key_value_heads=2,
+                       rope_parameters={"rope_type": "default", "rope_theta": 10000.0,
+                                        "partial_rotary_factor": 0.5, "mrope_section": [8, 12, 12]})),
+}
+
+
+def hf_parts(name):
+    import importlib
+
+    module_name, config_name, rotary_name, fields = MODELS[name]
+    module = importlib.import_module(f"transformers.models.{module_name}.modeling_{module_name}")
+    config_module = importlib.import_module(f"transformers.models.{module_name}.configuration_{module_name}")
+    config = getattr(config_module, config_name)(**fields)
+    return module, config, getattr(module, rotary_name)(config)
+
+
+def spec_of(config):
+    return ropekit.hf_config_info_json(json.dumps(config.to_dict())).spec
+
+
+def head_dim_of(config):
+    return getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+
+
+def mm_positions(batch, seq, seed):
+    """(3, B, S) positions: text runs (three equal ids) around an image grid (t fixed, h and w a grid),
+    as get_rope_index lays them out. Below ~120: HF's float32 pow gives frequencies a few ulps from
+    ropekit's (rounded once from double), which at position p moves an angle by ~p ulps (far
+    positions are checked against the float64 reference in the C++ case table)."""
+    g = torch.Generator().manual_seed(seed)
+    pos = torch.empty(3, batch, seq, dtype=torch.int64)
+    for b in range(batch):
+        start = int(torch.randint(0, 30, (1,), generator=g))
+        text = seq // 3
+        pos[:, b, :text] = torch.arange(start, start + text)
+        grid_h, grid_w = 3, (seq - 2 * text + 2) // 3
+        image = torch.stack(torch.meshgrid(torch.arange(grid_h), torch.arange(grid_w), indexing="ij")).reshape(2, -1)
+        n = min(image.shape[1], seq - 2 * text)
+        base = start + text
+        pos[0, b, text:text + n] = base
+        pos[1:, b, text:text + n] = base + image[:, :n]
+        rest = seq - text - n
+        after = int(pos[:, b, :text + n].max()) + 1 + int(torch.randint(0, 30, (1,), generator=g))
+        pos[:, b, text + n:] = torch.arange(after, after + rest)
+    return pos
+
+
+def hf_rotate(module, rotary, q, k, positions):
+    """HF's rotation of (B, S, H, D) q and k at (3, B, S) positions."""
+    cos, sin = rotary(q, positions)
+    qh, kh = module.apply_rotary_pos_emb(q.transpose(1, 2), k.transpose(1, 2), cos, sin)
+    return qh.transpose(1, 2), kh.transpose(1, 2)
+
+
+def rel_err(got, want):
+    return float((got.detach().double() - want.detach().double()).abs().max() / want.detach().double().abs().max())
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_spec_from_the_real_config(name):
+    _, config, _ = hf_parts(name)
+    spec = spec_of(config)
+    sections = config.rope_parameters["mrope_section"]
+    assert spec.mrope is not None and spec.mrope.sections == sections
+    assert spec.mrope.interleaved == name.startswith(("qwen3_vl", "qwen3_5"))
+    assert spec.style == (ropekit.Style.interleaved if name == "glm4v" else ropekit.Style.half)
+    assert spec.rotary_dim == int(head_dim_of(config) * config.rope_parameters.get("partial_rotary_factor", 1.0))
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_rotation_and_gradients_equal_hf(name):
+    module, config, rotary = hf_parts(name)
+    spec = spec_of(config)
+    B, S, D = 2, 40, head_dim_of(config)
+    Hq, Hk = config.num_attention_heads, config.num_key_value_heads
+    g = torch.Generator().manual_seed(1)
+    q = torch.randn(B, S, Hq, D, generator=g)
+    k = torch.randn(B, S, Hk, D, generator=g)
+    positions = mm_positions(B, S, seed=2)
+    assert int(positions.max()) < 120
+    want_q, want_k = hf_rotate(module, rotary, q, k, positions)
+
+    got_q, got_k = ropekit.apply_rope(q, k, spec=spec, positions=positions)
+    assert rel_err(got_q, want_q) <= 1e-5 and rel_err(got_k, want_k) <= 1e-5
+    for compute_sincos in (False, True):  # table rows, and cos/sin in the kernel
+        table = ropekit.RopeTable(spec, int(positions.max()) + 1 if not compute_sincos else 16)
+        got_q, got_k = ropekit.apply_rope(q, k, table=table, positions=positions, compute_sincos=compute_sincos)
+        assert rel_err(got_q, want_q) <= 1e-5 and rel_err(got_k, want_k) <= 1e-5
+
+    # numpy, int32 ids
+    npq, npk = ropekit.apply_rope(q.numpy(), k.numpy(), spec=spec, positions=positions.to(torch.int32).numpy())
+    assert rel_err(torch.from_numpy(npq), want_q) <= 1e-5 and rel_err(torch.from_numpy(npk), want_k) <= 1e-5
+
+    # packed (T, H, D) with (3, T) positions, as vLLM passes them
+    pq, pk = ropekit.apply_rope(q.reshape(B * S, Hq, D), k.reshape(B * S, Hk, D), spec=spec,
+                                positions=positions.reshape(3, B * S))
+    assert rel_err(pq.reshape(B, S, Hq, D), want_q) <= 1e-5 and rel_err(pk.reshape(B, S, Hk, D), want_k) <= 1e-5
+
+    # autograd: ropekit.torch against HF's own graph
+    wq, wk = torch.randn(q.shape, generator=g), torch.randn(k.shape, generator=g)
+    qa, ka = q.clone().requires_grad_(), k.clone().requires_grad_()
+    oq, ok = ropekit.torch.apply_rope(qa, ka, spec=spec, positions=positions)
+    ((oq * wq).sum() + (ok * wk).sum()).backward()
+    qh, kh = q.clone().requires_grad_(), k.clone().requires_grad_()
+    hq, hk = hf_rotate(module, rotary, qh, kh, positions)
+    ((hq * wq).sum() + (hk * wk).sum()).backward()
+    assert rel_err(oq, hq) <= 1e-5 and rel_err(ok, hk) <= 1e-5
+    assert rel_err(qa.grad, qh.grad) <= 1e-5 and rel_err(ka.grad, kh.grad) <= 1e-5
+
+
+@pytest.mark.parametrize("name", ["qwen2_vl", "qwen3_vl", "glm4v"])
+def test_text_positions_with_one_axis(name):
+    """HF expands text-only position_ids (B, S) to three equal axes; ropekit takes them as they are."""
+    module, config, rotary = hf_parts(name)
+    spec = spec_of(config)
+    B, S, D = 2, 12, head_dim_of(config)
+    g = torch.Generator().manual_seed(3)
+    q = torch.randn(B, S, config.num_attention_heads, D, generator=g)
+    k = torch.randn(B, S, config.num_key_value_heads, D, generator=g)
+    ids = torch.arange(S).repeat(B, 1) + torch.tensor([[0], [7]])
+    want_q, want_k = hf_rotate(module, rotary, q, k, ids[None].expand(3, B, S))
+    for positions in (ids, ids[None].expand(3, B, S).contiguous()):
+        got_q, got_k = ropekit.apply_rope(q, k, spec=spec, positions=positions)
+        assert rel_err(got_q, want_q) <= 1e-5 and rel_err(got_k, want_k) <= 1e-5
+    got_q, got_k = ropekit.apply_rope(q, k, spec=spec, offsets=np.array([0, 7]))
+    assert rel_err(got_q, want_q) <= 1e-5 and rel_err(got_k, want_k) <= 1e-5
+
+
+def test_bad_positions_name_the_argument():
+    spec = ropekit.RopeSpec(128, mrope=ropekit.MRope([16, 24, 24]))
+    plain = ropekit.RopeSpec(128)
+    q = torch.randn(2, 5, 2, 128)
+    with pytest.raises(ValueError, match=r"positions\.axes: expected 1, or 3"):
+        ropekit.apply_rope(q, spec=spec, positions=torch.zeros(2, 2, 5, dtype=torch.int64))
+    with pytest.raises(ValueError, match=r"positions\.axes: expected 1 for a spec without mrope"):
+        ropekit.apply_rope(q, spec=plain, positions=torch.zeros(3, 2, 5, dtype=torch.int64))
+    with pytest.raises(ValueError, match=r"positions\.ids\.size: expected 30 \(3 axes x 10 tokens"):
+        ropekit.apply_rope(q, spec=spec, positions=torch.zeros(3, 2, 4, dtype=torch.int64))
+    bad = torch.zeros(3, 2, 5, dtype=torch.int64)
+    bad[2, 1, 3] = -4
+    before = q.clone()
+    with pytest.raises(ValueError, match=r"positions\.ids\[28\]"):
+        ropekit.apply_rope(q, spec=spec, positions=bad, inplace=True)
+    assert torch.equal(q, before)
+    with pytest.raises(ValueError, match=r"mrope\.sections: expected pair counts summing to rotary_dim / 2 \(64\)"):
+        ropekit.RopeSpec(128, mrope=ropekit.MRope([16, 24, 23]))
+    with pytest.raises(ValueError, match=r"mrope\.sections: expected 3 pair counts"):
+        ropekit.MRope([32, 32])
+
+
+@pytest.mark.skipif(not ropekit.torch.NATIVE_OPS, reason="ropekit built without _torch_ops.so (or ROPEKIT_TORCH_OPS=0)")
+@pytest.mark.parametrize("backend", ["eager", "inductor"])
+def test_compile_fullgraph_and_opcheck_with_3_axis_positions(backend):
+    module, config, rotary = hf_parts("qwen3_vl")
+    spec = spec_of(config)
+    table = ropekit.RopeTable(spec, 128)
+    B, S, D = 1, 16, head_dim_of(config)
+    positions = mm_positions(B, S, seed=4)
+    g = torch.Generator().manual_seed(5)
+    q = torch.randn(B, S, 4, D, generator=g, requires_grad=True)
+    k = torch.randn(B, S, 2, D, generator=g, requires_grad=True)
+
+    def step(q, k, positions):
+        a, b = ropekit.torch.apply_rope(q, k, table=table, positions=positions)
+        return a.square().sum() + (b * 3).sum()
+
+    torch._dynamo.reset()
+    compiled = torch.compile(step, fullgraph=True, backend=backend)
+    want, got = step(q, k, positions), compiled(q, k, positions)
+    torch.testing.assert_close(got, want)
+    torch.testing.assert_close(torch.autograd.grad(got, (q, k)), torch.autograd.grad(want, (q, k)))
+    hq, hk = hf_rotate(module, rotary, q.detach(), k.detach(), positions)
+    oq, ok = ropekit.torch.apply_rope(q.detach(), k.detach(), table=table, positions=positions)
+    assert rel_err(oq, hq) <= 1e-5 and rel_err(ok, hk) <= 1e-5
+    qo, ko = q.detach().clone().requires_grad_(), k.detach().clone().requires_grad_()
+    torch.library.opcheck(torch.ops.ropekit.rope.default,
+                          (qo, ko, ropekit.torch.register_table(table), 0, None, positions, None, 0, 0.0, False, 0))
