@@ -31,7 +31,9 @@ constexpr int64_t kQHeads = 32;
 constexpr int64_t kKHeads = 8;
 constexpr int64_t kHeadDim = 128;
 
-enum Variant : int64_t { kPlain = 0, kXpos = 1, kYarn = 2, kSinCos = 3, kScalar = 4 };
+// kMRope: Qwen2.5-VL-7B (q 28 + k 4 heads, sections [16, 24, 24]); kIMRope: Qwen3-VL-8B (32 + 8,
+// interleaved [24, 20, 20]); both on an image prompt's 3-axis positions (mrope_positions).
+enum Variant : int64_t { kPlain = 0, kXpos = 1, kYarn = 2, kSinCos = 3, kScalar = 4, kMRope = 5, kIMRope = 6 };
 
 RopeSpec make_spec(Style style, int64_t variant) {
   SpecParams p;
@@ -40,7 +42,34 @@ RopeSpec make_spec(Style style, int64_t variant) {
   p.style = style;
   if (variant == kXpos) p.xpos = Xpos{512.0, 0.4};
   if (variant == kYarn) p.scaling = scaling::Yarn{4.0, 8192, 32.0, 1.0, 1.0, 1.0, {}, {}, {}, true};
+  if (variant == kMRope) p.mrope = MRope{{16, 24, 24}, false};
+  if (variant == kIMRope) p.mrope = MRope{{24, 20, 20}, true};
+  if (p.mrope) p.base = 1000000.0;
   return RopeSpec(p);
+}
+
+// One sequence of `seq` tokens as Qwen2.5-VL's get_rope_index lays out a prompt with one image:
+// 64 text tokens, an image of 56 x (whatever fits) merged patches (t fixed, h and w on its grid),
+// then text again from the largest position + 1. Axis-major (t, h, w).
+std::vector<int64_t> mrope_positions(int64_t seq) {
+  std::vector<int64_t> ids(static_cast<size_t>(3 * seq));
+  auto at = [&](int axis, int64_t s) -> int64_t& { return ids[static_cast<size_t>(axis * seq + s)]; };
+  const int64_t text = std::min<int64_t>(64, seq);
+  const int64_t rows = 56;
+  const int64_t cols = std::max<int64_t>(1, (seq - 2 * text) / rows);
+  const int64_t image = std::min(seq - text, rows * cols);
+  int64_t s = 0;
+  for (; s < text; ++s)
+    for (int a = 0; a < 3; ++a) at(a, s) = s;
+  for (int64_t i = 0; i < image; ++i, ++s) {
+    at(0, s) = text;
+    at(1, s) = text + i / cols;
+    at(2, s) = text + i % cols;
+  }
+  int64_t next = text + std::max(rows, cols);
+  for (; s < seq; ++s, ++next)
+    for (int a = 0; a < 3; ++a) at(a, s) = next;
+  return ids;
 }
 
 double median(std::vector<double> v) {
@@ -102,8 +131,10 @@ void BM_Rope(benchmark::State& state) {
   const int threads = static_cast<int>(state.range(4));
   const int64_t variant = state.range(5);
   const int64_t element = dtype_size(dtype);
-  const int64_t q_elems = batch * seq * kQHeads * kHeadDim;
-  const int64_t k_elems = batch * seq * kKHeads * kHeadDim;
+  const int64_t q_heads = variant == kMRope ? 28 : kQHeads;
+  const int64_t k_heads = variant == kMRope ? 4 : kKHeads;
+  const int64_t q_elems = batch * seq * q_heads * kHeadDim;
+  const int64_t k_elems = batch * seq * k_heads * kHeadDim;
   std::vector<uint16_t> q(static_cast<size_t>(q_elems * element / 2)), k(static_cast<size_t>(k_elems * element / 2));
   fill_random(q, dtype);
   fill_random(k, dtype);
@@ -111,10 +142,13 @@ void BM_Rope(benchmark::State& state) {
   // Decode (seq 1): each sequence at its own cache length; prefill: positions 0..seq-1.
   std::vector<int64_t> offsets(static_cast<size_t>(batch));
   for (int64_t b = 0; b < batch; ++b) offsets[static_cast<size_t>(b)] = seq == 1 ? 1000 + 37 * b : 0;
-  const Positions positions = Positions::per_sequence(IndexView(offsets.data(), batch));
+  const bool mrope = variant == kMRope || variant == kIMRope;
+  const std::vector<int64_t> ids = mrope ? mrope_positions(seq) : std::vector<int64_t>{};
+  const Positions positions = mrope ? Positions::token_ids(IndexView(ids.data(), 3 * seq), 3)
+                                    : Positions::per_sequence(IndexView(offsets.data(), batch));
   RopeTensors tensors;
-  tensors.q = TensorView::bshd(q.data(), dtype, batch, seq, kQHeads, kHeadDim);
-  tensors.k = TensorView::bshd(k.data(), dtype, batch, seq, kKHeads, kHeadDim);
+  tensors.q = TensorView::bshd(q.data(), dtype, batch, seq, q_heads, kHeadDim);
+  tensors.k = TensorView::bshd(k.data(), dtype, batch, seq, k_heads, kHeadDim);
   const RopeTable table = RopeTable(make_spec(style, variant)).for_seq_len(seq == 1 ? 1000 + 37 * batch + 1 : seq);
   ApplyOptions options;
   options.num_threads = threads;
@@ -178,6 +212,8 @@ void prefill_args(benchmark::internal::Benchmark* b) {
     b->Args({dtype, 0, 1, 4096, 1, kSinCos});
   }
   b->Args({0, 0, 1, 4096, 1, kScalar});  // the scalar reference loop, for scale
+  for (int64_t dtype : {0, 1, 2})
+    for (int64_t variant : {kMRope, kIMRope}) b->Args({dtype, 0, 1, 4096, 2, variant});
   b->ArgNames({"dtype", "interleaved", "B", "S", "threads", "variant"});
 }
 

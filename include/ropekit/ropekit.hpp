@@ -9,6 +9,7 @@
 #include "ropekit/gguf.hpp"
 #include "ropekit/hf_config.hpp"
 #include "ropekit/model_rope.hpp"
+#include "ropekit/multimodal.hpp"
 #include "ropekit/spec.hpp"
 #include "ropekit/tensor_view.hpp"
 #include "ropekit/version.hpp"

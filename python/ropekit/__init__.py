@@ -47,7 +47,7 @@ __version__ = _C.__version__
 __all__ = [
     "Direction", "DynamicNtk", "Linear", "Llama3", "LongRope", "MRope", "NoScaling", "NtkAware", "Proportional",
     "RopeSpec", "RopeTable", "Style", "Truncated", "Xpos", "Yarn", "apply_rope", "attention_factor", "cos_sin_cache",
-    "cuda_check_errors", "default_inv_freq", "rotary_embedding",
+    "cuda_check_errors", "default_inv_freq", "mrope_index", "rotary_embedding",
     "find_correction_dim", "find_correction_range", "get_mscale", "inv_freq", "linear_ramp_mask", "xpos_zeta",
     "GgufRopeInfo", "gguf_rope_info", "gguf_rope_info_bytes", "spec_from_gguf",
     "HfConfigInfo", "LayerRope", "ModelRope", "hf_config_info", "hf_config_info_json",
@@ -88,6 +88,63 @@ def cos_sin_cache(spec: RopeSpec, max_position: int, *, exact: bool = False, seq
     for the rotary_dim/2 pairs, then their sines, attention factor folded in (vLLM's layout).
     Dynamic NTK and LongRoPE use the frequencies for ``seq_len``."""
     return _C.cos_sin_cache(spec, max_position, exact=exact, seq_len=seq_len)
+
+
+def mrope_index(token_types=None, image_grid_thw=None, video_grid_thw=None, *, attention_mask=None,
+                second_per_grid_ts=None, spatial_merge_size: int = 2, tokens_per_second: float = 0.0,
+                split_video_frames: bool = False, input_ids=None, image_token_id=None, video_token_id=None):
+    """M-RoPE positions of a multimodal prompt, as transformers' get_rope_index: (position_ids of
+    shape (3, B, S), rope_deltas of shape (B, 1)), int64, torch tensors when token_types (or input_ids)
+    is one, else numpy. Padding (attention_mask 0) gets position 0; decode continues every axis at
+    cache_length + rope_deltas.
+
+    token_types: (B, S), 0 text, 1 image, 2 video (HF's mm_token_type_ids); or input_ids with
+    image_token_id / video_token_id. Each run of image (video) tokens takes the next row of
+    image_grid_thw (video_grid_thw), (t, h, w) patches before the spatial merge. Models:
+    Qwen2-VL (defaults), Qwen2.5-VL (tokens_per_second=vision_config.tokens_per_second,
+    second_per_grid_ts), Qwen3-VL, Qwen3.5 and GLM-4V (split_video_frames=True: a video's frames are
+    runs of their own, between timestamps).
+    """
+    import numpy as np
+
+    if (token_types is None) == (input_ids is None):
+        raise ValueError("ropekit: mrope_index: give token_types or input_ids (with image_token_id / video_token_id)")
+    like = token_types if token_types is not None else input_ids
+    if input_ids is not None:
+        ids = _args.as_numpy(input_ids, "input_ids")
+        types = np.zeros(ids.shape, dtype=np.int32)
+        if image_token_id is not None:
+            types[ids == image_token_id] = 1
+        if video_token_id is not None:
+            types[ids == video_token_id] = 2
+    else:
+        types = _args.index_array(token_types, "token_types")
+    if types.ndim != 2:
+        raise ValueError(f"ropekit: token_types: expected a 2-D (batch, seq) array, got shape {tuple(types.shape)}")
+    mask = None
+    if attention_mask is not None:  # integers or bools (a tokenizer's mask), read as 0 / 1
+        mask = attention_mask.detach().cpu().numpy() if _framework(attention_mask) == "torch" else np.asarray(attention_mask)
+        mask = _args.index_array(mask.astype(np.int64) if mask.dtype == np.bool_ else mask, "attention_mask")
+    if mask is not None and mask.shape != types.shape:
+        raise ValueError(f"ropekit: attention_mask: expected shape {tuple(types.shape)} (as token_types), "
+                         f"got {tuple(mask.shape)}")
+
+    def grids(g, name):
+        return [] if g is None else [[int(v) for v in row] for row in _args.as_numpy(g, name).reshape(-1, 3)]
+
+    seconds = [] if second_per_grid_ts is None else np.asarray(
+        second_per_grid_ts.tolist() if hasattr(second_per_grid_ts, "tolist") else second_per_grid_ts,
+        dtype=np.float64).reshape(-1).tolist()
+    positions, deltas = _C.mrope_index(np.ascontiguousarray(types), types.shape[0], types.shape[1],
+                                       grids(image_grid_thw, "image_grid_thw"), grids(video_grid_thw, "video_grid_thw"),
+                                       spatial_merge_size, split_video_frames, float(tokens_per_second),
+                                       None if mask is None else np.ascontiguousarray(mask), seconds)
+    if _framework(like) == "torch":
+        import torch
+
+        device = like.device
+        return torch.from_numpy(positions).to(device), torch.from_numpy(deltas).to(device)
+    return positions, deltas
 
 
 def rotary_embedding(positions, query, key, head_size: int, cos_sin_cache, is_neox: bool, rope_dim_offset: int = 0,

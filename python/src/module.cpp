@@ -814,6 +814,40 @@ NB_MODULE(_C, m) {
       "Raise the first invalid device-resident position a finished kernel found (wait: synchronise stream first).");
 
   m.def(
+      "mrope_index",
+      [](InArray token_types, PyInt batch, PyInt seq, const std::vector<std::vector<int64_t>>& image_grids,
+         const std::vector<std::vector<int64_t>>& video_grids, PyInt spatial_merge_size, bool split_video_frames,
+         double tokens_per_second, std::optional<InArray> attention_mask, const std::vector<double>& seconds_per_grid) {
+        auto grids = [](const std::vector<std::vector<int64_t>>& rows, const char* name) {
+          std::vector<ropekit::VisionGrid> out;
+          for (size_t i = 0; i < rows.size(); ++i) {
+            if (rows[i].size() != 3)
+              throw nb::value_error(("ropekit: " + std::string(name) + "[" + std::to_string(i) +
+                                     "]: expected 3 values (t, h, w), got " + std::to_string(rows[i].size()))
+                                        .c_str());
+            out.push_back({rows[i][0], rows[i][1], rows[i][2]});
+          }
+          return out;
+        };
+        ropekit::MRopeIndexOptions o;
+        o.spatial_merge_size = int_arg(spatial_merge_size, "spatial_merge_size");
+        o.split_video_frames = split_video_frames;
+        o.tokens_per_second = tokens_per_second;
+        const int64_t b = int_arg(batch, "batch");
+        const int64_t s = int_arg(seq, "seq");
+        const ropekit::MRopeIndex index =
+            ropekit::mrope_index(index_of(token_types, "token_types"), b, s, grids(image_grids, "image_grid_thw"),
+                                 grids(video_grids, "video_grid_thw"), o,
+                                 attention_mask ? index_of(*attention_mask, "attention_mask") : ropekit::IndexView{},
+                                 seconds_per_grid);
+        return nb::make_tuple(to_numpy(index.positions, {3, static_cast<size_t>(b), static_cast<size_t>(s)}),
+                              to_numpy(index.deltas, {static_cast<size_t>(b), 1}));
+      },
+      "token_types"_a, "batch"_a, "seq"_a, "image_grids"_a, "video_grids"_a, "spatial_merge_size"_a,
+      "split_video_frames"_a, "tokens_per_second"_a, "attention_mask"_a.none(), "seconds_per_grid"_a,
+      "M-RoPE positions (3, B, S) and rope deltas (B, 1) of a multimodal prompt (see ropekit.mrope_index).");
+
+  m.def(
       "cos_sin_cache",
       [](const ropekit::RopeSpec& spec, PyInt max_position, bool exact, PyInt seq_len) {
         const int64_t rows = int_arg(max_position, "max_position");

@@ -217,3 +217,131 @@ def test_compile_fullgraph_and_opcheck_with_3_axis_positions(backend):
     qo, ko = q.detach().clone().requires_grad_(), k.detach().clone().requires_grad_()
     torch.library.opcheck(torch.ops.ropekit.rope.default,
                           (qo, ko, ropekit.torch.register_table(table), 0, None, positions, None, 0, 0.0, False, 0))
+
+
+# ---- position builders: ropekit.mrope_index against HF's get_rope_index ----
+
+BUILDERS = {  # model class, ropekit options
+    "qwen2_vl": ("qwen2_vl", "Qwen2VLModel", {}),
+    "qwen2_5_vl": ("qwen2_5_vl", "Qwen2_5_VLModel", {"tokens_per_second": 2}),
+    "qwen3_vl": ("qwen3_vl", "Qwen3VLModel", {"split_video_frames": True}),
+    "qwen3_5": ("qwen3_5", "Qwen3_5Model", {"split_video_frames": True}),
+    "glm4v": ("glm4v", "Glm4vModel", {"split_video_frames": True}),
+}
+
+
+def hf_rope_index(name, merge, **kwargs):
+    """The model's own get_rope_index, on a stand-in for the model that holds only what it reads."""
+    import importlib
+    from types import SimpleNamespace
+
+    module_name, class_name, options = BUILDERS[name]
+    cls = getattr(importlib.import_module(f"transformers.models.{module_name}.modeling_{module_name}"), class_name)
+    vision = SimpleNamespace(spatial_merge_size=merge, tokens_per_second=options.get("tokens_per_second"))
+    model = SimpleNamespace(config=SimpleNamespace(vision_config=vision))
+    model.get_vision_position_ids = lambda *a, **k: cls.get_vision_position_ids(model, *a, **k)
+    return cls.get_rope_index(model, **kwargs)
+
+
+def generated_prompts(name, batch, seed, merge=2):
+    """Token types (B, S), attention mask (left padding), image and video grids, seconds per video grid:
+    text runs between images and videos (a video's frames separated by text timestamps where the
+    model splits them)."""
+    rng = np.random.default_rng(seed)
+    split = BUILDERS[name][2].get("split_video_frames", False)
+    rows, images, videos = [], [], []
+    for _ in range(batch):
+        row = [0] * int(rng.integers(1, 5))
+        for _ in range(int(rng.integers(0, 4))):
+            grid = [int(rng.integers(1, 4)), merge * int(rng.integers(1, 5)), merge * int(rng.integers(1, 5))]
+            per_frame = grid[1] * grid[2] // merge ** 2
+            if rng.integers(0, 2) == 0:
+                grid[0] = 1
+                images.append(grid)
+                row += [1] * per_frame
+            else:
+                videos.append(grid)
+                for frame in range(grid[0] if split else 1):
+                    row += [2] * (per_frame if split else per_frame * grid[0])
+                    row += [0] * int(rng.integers(1, 3))  # timestamp / vision end text
+            row += [0] * int(rng.integers(1, 4))
+        rows.append(row)
+    seq = max(len(r) for r in rows)
+    types = np.zeros((batch, seq), dtype=np.int64)
+    mask = np.zeros((batch, seq), dtype=np.int64)
+    for b, row in enumerate(rows):
+        types[b, seq - len(row):] = row
+        mask[b, seq - len(row):] = 1
+    seconds = rng.uniform(0.1, 2.0, size=len(videos)).astype(np.float32)
+    return types, mask, images, videos, seconds
+
+
+@pytest.mark.parametrize("name", sorted(BUILDERS))
+@pytest.mark.parametrize("seed", range(6))
+def test_mrope_index_equals_get_rope_index(name, seed):
+    types, mask, images, videos, seconds = generated_prompts(name, batch=3, seed=seed)
+    options = BUILDERS[name][2]
+    kwargs = dict(input_ids=torch.from_numpy(types) + 100, mm_token_type_ids=torch.from_numpy(types).int(),
+                  image_grid_thw=torch.tensor(images).reshape(-1, 3) if images else None,
+                  video_grid_thw=torch.tensor(videos).reshape(-1, 3) if videos else None)
+    if name == "qwen2_5_vl" and videos:
+        kwargs["second_per_grid_ts"] = torch.from_numpy(seconds)
+    for with_mask in (False, True) if not (mask == 0).any() else (True,):
+        call = dict(kwargs, attention_mask=torch.from_numpy(mask) if with_mask else None)
+        want_pos, want_delta = hf_rope_index(name, 2, **call)
+        got_pos, got_delta = ropekit.mrope_index(
+            torch.from_numpy(types).int(), call["image_grid_thw"], call["video_grid_thw"],
+            attention_mask=call["attention_mask"], second_per_grid_ts=call.get("second_per_grid_ts"),
+            spatial_merge_size=2, **options)
+        assert torch.equal(got_pos, want_pos), (name, seed)
+        assert torch.equal(got_delta, want_delta.to(got_delta.dtype)), (name, seed)
+    # the same from input_ids and the image / video token ids, and as numpy
+    ids = np.where(types == 1, 7, np.where(types == 2, 9, 3))
+    pos_np, delta_np = ropekit.mrope_index(input_ids=ids, image_token_id=7, video_token_id=9,
+                                           image_grid_thw=np.array(images).reshape(-1, 3) if images else None,
+                                           video_grid_thw=np.array(videos).reshape(-1, 3) if videos else None,
+                                           attention_mask=mask, second_per_grid_ts=kwargs.get("second_per_grid_ts"),
+                                           **options)
+    assert isinstance(pos_np, np.ndarray) and np.array_equal(pos_np, want_pos.numpy())
+    assert np.array_equal(delta_np, want_delta.numpy())
+
+
+def test_mrope_index_positions_rotate_as_hf_in_a_model_step():
+    """The builder's positions, then the rotation, equal HF's get_rope_index then its rotary
+    embedding: what a Qwen2.5-VL forward does to q and k."""
+    types, mask, images, videos, seconds = generated_prompts("qwen2_5_vl", batch=2, seed=11)
+    module, config, rotary = hf_parts("qwen2_5_vl")
+    grids = dict(image_grid_thw=torch.tensor(images).reshape(-1, 3) if images else None,
+                 video_grid_thw=torch.tensor(videos).reshape(-1, 3) if videos else None)
+    want_pos, _ = hf_rope_index("qwen2_5_vl", 2, input_ids=torch.from_numpy(types), attention_mask=torch.from_numpy(mask),
+                                mm_token_type_ids=torch.from_numpy(types).int(), **grids,
+                                second_per_grid_ts=torch.from_numpy(seconds) if videos else None)
+    got_pos, _ = ropekit.mrope_index(torch.from_numpy(types), **grids, attention_mask=torch.from_numpy(mask),
+                                     second_per_grid_ts=torch.from_numpy(seconds) if videos else None,
+                                     tokens_per_second=2)
+    B, S = types.shape
+    g = torch.Generator().manual_seed(12)
+    q = torch.randn(B, S, config.num_attention_heads, head_dim_of(config), generator=g)
+    k = torch.randn(B, S, config.num_key_value_heads, head_dim_of(config), generator=g)
+    want_q, want_k = hf_rotate(module, rotary, q, k, want_pos)
+    got_q, got_k = ropekit.apply_rope(q, k, spec=spec_of(config), positions=got_pos)
+    assert rel_err(got_q, want_q) <= 1e-5 and rel_err(got_k, want_k) <= 1e-5
+
+
+def test_mrope_index_bad_input_names_the_argument():
+    types = np.array([[0, 1, 1, 1, 1, 0]])
+    with pytest.raises(ValueError, match=r"image_grid_thw\[0\]: expected a grid of as many merged patches as its "
+                                         r"run of 4 tokens"):
+        ropekit.mrope_index(types, [[1, 4, 6]])
+    with pytest.raises(ValueError, match=r"image_grid_thw: expected every grid taken"):
+        ropekit.mrope_index(types, [[1, 4, 4], [1, 2, 2]])
+    with pytest.raises(ValueError, match=r"image_grid_thw: expected a grid for the image run"):
+        ropekit.mrope_index(types)
+    with pytest.raises(ValueError, match=r"attention_mask: expected shape \(1, 6\)"):
+        ropekit.mrope_index(types, [[1, 4, 4]], attention_mask=np.ones((1, 5), dtype=np.int64))
+    positions, _ = ropekit.mrope_index(types, [[1, 4, 4]], attention_mask=torch.ones(1, 6, dtype=torch.bool))
+    assert positions.shape == (3, 1, 6)
+    with pytest.raises(ValueError, match=r"token_types: expected a 2-D"):
+        ropekit.mrope_index(types[0], [[1, 4, 4]])
+    with pytest.raises(TypeError, match=r"token_types"):
+        ropekit.mrope_index(types.astype(np.float32), [[1, 4, 4]])

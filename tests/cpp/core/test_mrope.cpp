@@ -233,3 +233,77 @@ TEST(MRope, ModelHeadsOnEveryCpuBackend) {
 }
 
 }  // namespace
+
+namespace {
+
+using ropekit::MRopeIndexOptions;
+using ropekit::VisionGrid;
+
+// Two text tokens, a 4 x 6 image merged 2 x 2 (2 rows of 3), one text token: get_rope_index's
+// layout written out.
+TEST(MRopeIndex, OneImageWrittenOut) {
+  const std::vector<int32_t> types = {0, 0, 1, 1, 1, 1, 1, 1, 0};
+  const auto index = ropekit::mrope_index(IndexView(types.data(), 9), 1, 9, {{1, 4, 6}}, {});
+  const std::vector<int64_t> want = {0, 1, 2, 2, 2, 2, 2, 2, 5,   // time
+                                     0, 1, 2, 2, 2, 3, 3, 3, 5,   // height
+                                     0, 1, 2, 3, 4, 2, 3, 4, 5};  // width
+  EXPECT_EQ(index.positions, want);
+  EXPECT_EQ(index.deltas, std::vector<int64_t>{6 - 9});
+}
+
+// A masked (left-padded) row, a video of 2 frames spaced by Qwen2.5-VL's tokens_per_second, and
+// the same video split into frames (Qwen3-VL: one run a frame, text between).
+TEST(MRopeIndex, PaddingVideosAndFrames) {
+  const std::vector<int64_t> types = {0, 0, 2, 2, 2, 2, 0, 0, 0, 2, 2, 2, 2, 0};
+  const std::vector<int64_t> mask = {0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1};
+  MRopeIndexOptions qwen25;
+  qwen25.tokens_per_second = 2.0;
+  const auto a = ropekit::mrope_index(IndexView(types.data(), 14), 2, 7, {}, {{2, 2, 4}, {2, 2, 4}}, qwen25,
+                                      IndexView(mask.data(), 14), {0.5, 1.5});
+  // Row 0: pad, text 0, video at 1 (frames at time 1 + 0 and 1 + floor(1 * 2 * 0.5) = 2, w 1..2),
+  // text from 1 + 2 = 3. Row 1: text 0, 1, video at 2 (times 2 and 2 + floor(1 * 2 * 1.5) = 5),
+  // text from 2 + 2 = 4.
+  const std::vector<int64_t> want = {0, 0, 1, 1, 2, 2, 3,  0, 1, 2, 2, 5, 5, 4,  // time
+                                     0, 0, 1, 1, 1, 1, 3,  0, 1, 2, 2, 2, 2, 4,  // height
+                                     0, 0, 1, 2, 1, 2, 3,  0, 1, 2, 3, 2, 3, 4};  // width
+  EXPECT_EQ(a.positions, want);
+  EXPECT_EQ(a.deltas, (std::vector<int64_t>{4 - 6, 6 - 7}));
+  MRopeIndexOptions split;
+  split.split_video_frames = true;
+  const std::vector<int32_t> frames = {2, 2, 0, 2, 2};
+  const auto b = ropekit::mrope_index(IndexView(frames.data(), 5), 1, 5, {}, {{2, 2, 4}}, split);
+  const std::vector<int64_t> want_b = {0, 0, 2, 3, 3, 0, 0, 2, 3, 3, 0, 1, 2, 3, 4};
+  EXPECT_EQ(b.positions, want_b);
+}
+
+TEST(MRopeIndex, BadInputNamesTheArgument) {
+  const std::vector<int32_t> types = {0, 1, 1, 1, 1, 0};
+  const IndexView t(types.data(), 6);
+  EXPECT_NE(error_of([&] { ropekit::mrope_index(t, 1, 6, {{1, 4, 6}}, {}); })
+                .find("image_grid_thw[0]: expected a grid of as many merged patches as its run of 4 tokens at "
+                      "token_types[1], got (1, 4, 6): 6 tokens"),
+            std::string::npos);
+  EXPECT_NE(error_of([&] { ropekit::mrope_index(t, 1, 6, {}, {}); }).find("image_grid_thw: expected a grid for the image run"),
+            std::string::npos);
+  EXPECT_NE(error_of([&] { ropekit::mrope_index(t, 1, 6, {{1, 4, 4}, {1, 2, 2}}, {}); })
+                .find("image_grid_thw: expected every grid taken by a run of tokens (1 taken), got 2 grids"),
+            std::string::npos);
+  EXPECT_NE(error_of([&] { ropekit::mrope_index(t, 1, 6, {{1, 4, 3}}, {}); })
+                .find("image_grid_thw[0]: expected h and w divisible by spatial_merge_size (2)"),
+            std::string::npos);
+  EXPECT_NE(error_of([&] { ropekit::mrope_index(t, 2, 6, {{1, 4, 4}}, {}); }).find("token_types.size: expected 12"),
+            std::string::npos);
+  const std::vector<int32_t> bad = {0, 3};
+  EXPECT_NE(error_of([&] { ropekit::mrope_index(IndexView(bad.data(), 2), 1, 2, {}, {}); })
+                .find("token_types[1]: expected 0 (text), 1 (image) or 2 (video), got 3"),
+            std::string::npos);
+  const std::vector<int32_t> mask = {1, 2, 1, 1, 1, 1};
+  EXPECT_NE(error_of([&] { ropekit::mrope_index(t, 1, 6, {{1, 4, 4}}, {}, {}, IndexView(mask.data(), 6)); })
+                .find("attention_mask[1]: expected 0 or 1, got 2"),
+            std::string::npos);
+  EXPECT_NE(error_of([&] { ropekit::mrope_index(t, 1, 6, {}, {{1, 4, 4}}, {}, {}, {1.0, 2.0}); })
+                .find("seconds_per_grid.size: expected 1"),
+            std::string::npos);
+}
+
+}  // namespace
