@@ -122,14 +122,15 @@ int64_t check_positions(const Positions& pos, const TensorView& q, int64_t& num_
       }
       break;
     case Positions::Kind::token_ids: {
-      if (pos.axes != 1 && pos.axes != 3) fail("positions.axes", "1, or 3 (M-RoPE's time, height, width)", pos.axes);
+      if (pos.axes < 1 || pos.axes > 3)
+        fail("positions.axes", "1, 2 (axial 2-D RoPE) or 3 (M-RoPE's time, height, width)", pos.axes);
       check_index_device(pos.values, "positions.ids", q.device);
       int64_t ids = 0;
-      if (__builtin_mul_overflow(tokens, pos.axes, &ids)) fail("q.shape", "3 * batch * seq that fits in int64", q.shape_string());
+      if (__builtin_mul_overflow(tokens, pos.axes, &ids)) fail("q.shape", "axes * batch * seq that fits in int64", q.shape_string());
       if (pos.values.size != ids)
         fail("positions.ids.size",
              pos.axes == 1 ? cat(tokens, " (one per token of ", q.shape_string(), ")")
-                           : cat(ids, " (3 axes x ", tokens, " tokens of ", q.shape_string(), ")"),
+                           : cat(ids, " (", pos.axes, " axes x ", tokens, " tokens of ", q.shape_string(), ")"),
              pos.values.size);
       if (pos.values.device.type != DeviceType::cpu) return -1;
       for (int64_t t = 0; t < ids; ++t) {
@@ -275,10 +276,14 @@ detail::CheckedCall check(const RopeTensors& t, const Positions& positions, cons
   p.rotary_dim = spec.rotary_dim();
   p.pairs = spec.pairs();
   p.has_xpos = spec.xpos().has_value();
-  if (positions.axes == 3) {
-    const auto& m = spec.mrope();
-    if (!m) fail("positions.axes", "1 for a spec without mrope (3 axes are M-RoPE's time, height, width)", positions.axes);
-    p.pair_axes = {m->sections[0], m->sections[1], m->sections[2], m->interleaved};
+  if (positions.axes != 1) {
+    if (positions.axes != spec.position_axes())
+      fail("positions.axes",
+           spec.position_axes() == 1 ? std::string("1 for a spec without mrope or axial (several axes turn their own pairs)")
+                                     : cat("1 or ", spec.position_axes(), " (the spec's ", spec.mrope() ? "M-RoPE" : "axial 2-D", " axes)"),
+           positions.axes);
+    if (const auto& m = spec.mrope()) p.pair_axes = {m->sections[0], m->sections[1], m->sections[2], m->interleaved};
+    else p.pair_axes = {p.pairs / 2, p.pairs / 2, 0, false};  // axial: the halves on axes 0 and 1
   }
   return c;
 }
@@ -371,7 +376,7 @@ void apply_rope(const RopeTensors& tensors, const Positions& positions, const Ro
   detail::require_finite(options.xpos_center, "options.xpos_center");
   check_common_options(options);
   if (options.query_scale && positions.axes != 1)
-    fail("options.query_scale", "absent with 3-axis (M-RoPE) positions (the scale needs one position a token)", "a query scale");
+    fail("options.query_scale", "absent with multi-axis positions (the scale needs one position a token)", "a query scale");
   if (c.needed >= 0) check_xpos_range(table, positions, tensors.q.dtype, c.lowest, c.needed - 1, options.xpos_center);
   if (empty(tensors)) return;
   auto& p = c.params;

@@ -44,7 +44,7 @@ struct RopeParams {
   // when rows_only. Device arrays are checked by the backend.
   Positions positions;
   int64_t num_sequences = 0;  // packed: cu_seqlens.size - 1
-  // positions.axes == 3: the spec's M-RoPE map; pair j turns at the position of axis
+  // positions.axes > 1: the spec's M-RoPE or axial map; pair j turns at the position of axis
   // pair_axes.of(j) (at most 3 rows a token).
   PairAxes pair_axes;
 

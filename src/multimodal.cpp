@@ -148,4 +148,42 @@ MRopeIndex mrope_index(IndexView token_types, int64_t batch, int64_t seq, const 
   return out;
 }
 
+std::vector<int64_t> vision_position_ids(const std::vector<VisionGrid>& grids, const VisionPositionOptions& options) {
+  const int64_t m = options.spatial_merge_size;
+  if (m <= 0) fail("options.spatial_merge_size", "an integer > 0", m);
+  if (options.start < 0) fail("options.start", ">= 0", options.start);
+  int64_t tokens = 0;
+  for (size_t i = 0; i < grids.size(); ++i) {
+    const VisionGrid& g = grids[i];
+    const auto shown = cat("(", g.t, ", ", g.h, ", ", g.w, ")");
+    if (g.t <= 0 || g.h <= 0 || g.w <= 0) fail(cat("grids[", i, "]"), "t, h and w > 0", shown);
+    if (g.h % m != 0 || g.w % m != 0) fail(cat("grids[", i, "]"), cat("h and w divisible by spatial_merge_size (", m, ")"), shown);
+    int64_t n = 0;
+    if (__builtin_mul_overflow(g.h, g.w, &n) || __builtin_mul_overflow(n, g.t, &n) ||
+        __builtin_add_overflow(tokens, n + (options.cls_token ? 1 : 0), &tokens) ||
+        tokens > std::numeric_limits<int64_t>::max() / 2 - options.start)
+      fail(cat("grids[", i, "]"), "patch counts whose total fits in int64", shown);
+  }
+  std::vector<int64_t> out(static_cast<size_t>(2 * tokens));
+  int64_t n = 0;
+  auto put = [&](int64_t first, int64_t second) {
+    out[static_cast<size_t>(n)] = first;
+    out[static_cast<size_t>(tokens + n)] = second;
+    ++n;
+  };
+  for (const VisionGrid& g : grids) {
+    for (int64_t f = 0; f < g.t; ++f)
+      for (int64_t br = 0; br < g.h / m; ++br)
+        for (int64_t bc = 0; bc < g.w / m; ++bc)
+          for (int64_t r = br * m; r < (br + 1) * m; ++r)
+            for (int64_t c = bc * m; c < (bc + 1) * m; ++c) {
+              const int64_t row = r + options.start;
+              const int64_t col = c + options.start;
+              options.columns_first ? put(col, row) : put(row, col);
+            }
+    if (options.cls_token) put(0, 0);
+  }
+  return out;
+}
+
 }  // namespace ropekit

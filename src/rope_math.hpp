@@ -142,8 +142,8 @@ struct TokenPositions {
   bool cu_i64 = true;
   int64_t num_sequences = 0;      // packed
   int64_t seq = 0;                // tokens per batch row
-  int64_t axes = 1;               // token_ids: 3 for M-RoPE, axis-major
-  int64_t axis_stride = 0;        // token_ids with 3 axes: ids per axis (the grid's tokens)
+  int64_t axes = 1;               // token_ids: 3 for M-RoPE, 2 axial; axis-major
+  int64_t axis_stride = 0;        // token_ids with several axes: ids per axis (the grid's tokens)
 
   ROPEKIT_HD int64_t value(int64_t i) const { return read_index(values, values_i64, i); }
   ROPEKIT_HD int64_t boundary(int64_t i) const { return read_index(cu_seqlens, cu_i64, i); }
@@ -155,9 +155,15 @@ struct TokenPositions {
       default: return start + s;
     }
   }
-  // Axis a (M-RoPE) of token (b, s); with one axis every axis is at(b, s).
+  // Axis a (< axes) of token (b, s); with one axis every axis is at(b, s).
   ROPEKIT_HD int64_t at_axis(int64_t b, int64_t s, int a) const {
     return axes == 1 ? at(b, s) : value(a * axis_stride + b * seq + s);
+  }
+  // The three axes of token (b, s), axis 0 at `first`; the axes it does not carry repeat axis 0.
+  ROPEKIT_HD void axis_positions(int64_t b, int64_t s, int64_t first, int64_t (&out)[3]) const {
+    out[0] = first;
+    out[1] = axes > 1 ? at_axis(b, s, 1) : first;
+    out[2] = axes > 2 ? at_axis(b, s, 2) : first;
   }
   // packed: the offset of a sequence's first token.
   ROPEKIT_HD int64_t sequence_offset(int64_t sequence) const { return values != nullptr ? value(sequence) : 0; }

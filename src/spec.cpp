@@ -97,6 +97,20 @@ void validate_mrope(const MRope& m, const SpecParams& p) {
   if (p.xpos) fail("xpos", "absent with mrope (no model combines them)", "an xpos scale");
 }
 
+const char* name_of(const Scaling& scaling) {
+  static constexpr const char* names[] = {"none", "linear", "ntk_aware", "dynamic", "yarn", "llama3", "longrope",
+                                          "truncated", "proportional"};
+  return names[scaling.index()];
+}
+
+void validate_axial(const SpecParams& p) {
+  if (p.rotary_dim % 4 != 0) fail("rotary_dim", "a multiple of 4 for axial 2-D RoPE (two halves of pairs)", p.rotary_dim);
+  if (p.mrope) fail("mrope", "absent with axial (one multi-axis mapping)", "M-RoPE sections");
+  if (p.xpos) fail("xpos", "absent with axial (no model combines them)", "an xpos scale");
+  if (!std::holds_alternative<scaling::None>(p.scaling))
+    fail("scaling", "none with axial (the vision encoders' frequencies)", name_of(p.scaling));
+}
+
 std::string describe_scaling(const Scaling& scaling) {
   struct Visitor {
     std::string operator()(const scaling::None&) const { return "none"; }
@@ -190,6 +204,7 @@ RopeSpec::RopeSpec(SpecParams params) {
     detail::require_finite_positive(p.xpos->gamma, "xpos.gamma");
   }
   if (p.mrope) validate_mrope(*p.mrope, p);
+  if (p.axial) validate_axial(p);
   params_ = std::move(owned);
   validate_results(*this);
 }
@@ -204,11 +219,7 @@ Style style_from_string(const std::string& name) {
 
 std::string RopeSpec::style_name() const { return to_string(params_->style); }
 
-std::string RopeSpec::scaling_name() const {
-  static constexpr const char* names[] = {"none", "linear", "ntk_aware", "dynamic", "yarn", "llama3", "longrope",
-                                          "truncated", "proportional"};
-  return names[params_->scaling.index()];
-}
+std::string RopeSpec::scaling_name() const { return name_of(params_->scaling); }
 
 std::string RopeSpec::describe() const {
   std::string out = cat("head_dim=", head_dim(), " rotary_dim=", rotary_dim(), " base=", base(),
@@ -217,6 +228,7 @@ std::string RopeSpec::describe() const {
   if (const auto& m = params_->mrope)
     out += cat(" mrope(sections=", m->sections[0], ",", m->sections[1], ",", m->sections[2],
                m->interleaved ? ", interleaved" : "", ")");
+  if (const auto& a = params_->axial) out += a->odd_second_half ? " axial(odd second half)" : " axial";
   return out;
 }
 

@@ -1,7 +1,8 @@
 #pragma once
-// M-RoPE positions of a multimodal prompt (HF's get_rope_index of Qwen2-VL, Qwen2.5-VL, Qwen3-VL,
-// Qwen3.5 and GLM-4V, transformers 5.x): three position axes (time, height, width) for every token,
-// for Positions::token_ids(ids, 3) (ropekit/apply.hpp), and the per-sequence delta that decode adds.
+// Positions of multimodal models. M-RoPE positions of a prompt (HF's get_rope_index of Qwen2-VL,
+// Qwen2.5-VL, Qwen3-VL, Qwen3.5 and GLM-4V, transformers 5.x): three position axes (time, height,
+// width) for every token, for Positions::token_ids(ids, 3) (ropekit/apply.hpp), and the
+// per-sequence delta that decode adds. Vision-encoder patch positions for axial 2-D RoPE.
 #include <cstdint>
 #include <optional>
 #include <vector>
@@ -50,5 +51,22 @@ ROPEKIT_API MRopeIndex mrope_index(IndexView token_types, int64_t batch, int64_t
                                    const std::vector<VisionGrid>& image_grids,
                                    const std::vector<VisionGrid>& video_grids, const MRopeIndexOptions& options = {},
                                    IndexView attention_mask = {}, const std::vector<double>& seconds_per_grid = {});
+
+struct VisionPositionOptions {
+  // m x m blocks of patches in turn, row-major inside and across blocks: the order the Qwen2-VL
+  // family's (and GLM-4V's) vision towers hold patches in for their spatial merge; 1: row-major
+  // (Pixtral, Llama 4).
+  int64_t spatial_merge_size = 1;
+  bool columns_first = false;  // axis 0 the column, axis 1 the row (Llama 4); else row then column
+  int64_t start = 0;           // added to both coordinates (Llama 4: 1)
+  bool cls_token = false;      // one more token after each grid's patches, at (0, 0) (Llama 4's CLS: unrotated)
+};
+
+// The 2-D positions of the vision patches of every grid in order, axis-major (2, N) for
+// Positions::token_ids(ids, 2) and an axial spec (ropekit/spec.hpp Axial2d): a grid's t frames
+// each repeat its h x w patches (HF's get_vision_position_ids, transposed). Throws Error naming
+// the grid that does not divide by the merge size.
+ROPEKIT_API std::vector<int64_t> vision_position_ids(const std::vector<VisionGrid>& grids,
+                                                     const VisionPositionOptions& options = {});
 
 }  // namespace ropekit

@@ -126,6 +126,18 @@ struct MRope {
   bool operator==(const MRope&) const = default;
 };
 
+// Vision-encoder 2-D RoPE (axial): the pairs split in two halves, the first turned by positions
+// axis 0 and the second by axis 1 (Positions::token_ids with 2 axes, axis-major (2, N)). Pair j of
+// a half takes the frequency of pair 2j of the plain RoPE over rotary_dim: the even frequencies in
+// both halves (the Qwen2-VL, Qwen2.5-VL, Qwen3-VL and GLM-4V vision towers, half style, axis 0 the
+// row; Llama 4 vision, interleaved, axis 0 the column + 1, axis 1 the row + 1), or the odd ones in
+// the second half (odd_second_half: Pixtral, half style, axis 0 the row). rotary_dim a multiple of
+// 4; no scaling, xPos or M-RoPE.
+struct Axial2d {
+  bool odd_second_half = false;
+  bool operator==(const Axial2d&) const = default;
+};
+
 // 65536 is far past any model (512 today) and keeps per-pair vectors and table rows small.
 inline constexpr int64_t kMaxHeadDim = int64_t{1} << 16;
 
@@ -137,6 +149,7 @@ struct SpecParams {
   Scaling scaling = scaling::None{};
   std::optional<Xpos> xpos;
   std::optional<MRope> mrope;  // not with xpos
+  std::optional<Axial2d> axial;
   bool operator==(const SpecParams&) const = default;
 };
 
@@ -157,6 +170,9 @@ class ROPEKIT_API RopeSpec {
   const Scaling& scaling() const { return params_->scaling; }
   const std::optional<Xpos>& xpos() const { return params_->xpos; }
   const std::optional<MRope>& mrope() const { return params_->mrope; }
+  const std::optional<Axial2d>& axial() const { return params_->axial; }
+  // Position axes a token may carry: 3 with M-RoPE, 2 axial, else 1 (one axis always works).
+  int64_t position_axes() const { return params_->mrope ? 3 : params_->axial ? 2 : 1; }
   // Every parameter equal (LongRoPE's factor lists included).
   bool operator==(const RopeSpec& other) const { return params_ == other.params_ || *params_ == *other.params_; }
 

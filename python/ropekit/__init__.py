@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from . import _C, _args
 from ._C import (  # noqa: F401  (re-exported)
+    Axial2d,
     Direction,
     DynamicNtk,
     GgufRopeInfo,
@@ -45,9 +46,9 @@ from ._C import (  # noqa: F401  (re-exported)
 __version__ = _C.__version__
 
 __all__ = [
-    "Direction", "DynamicNtk", "Linear", "Llama3", "LongRope", "MRope", "NoScaling", "NtkAware", "Proportional",
+    "Axial2d", "Direction", "DynamicNtk", "Linear", "Llama3", "LongRope", "MRope", "NoScaling", "NtkAware", "Proportional",
     "RopeSpec", "RopeTable", "Style", "Truncated", "Xpos", "Yarn", "apply_rope", "attention_factor", "cos_sin_cache",
-    "cuda_check_errors", "default_inv_freq", "mrope_index", "rotary_embedding",
+    "cuda_check_errors", "default_inv_freq", "mrope_index", "rotary_embedding", "vision_position_ids",
     "find_correction_dim", "find_correction_range", "get_mscale", "inv_freq", "linear_ramp_mask", "xpos_zeta",
     "GgufRopeInfo", "gguf_rope_info", "gguf_rope_info_bytes", "spec_from_gguf",
     "HfConfigInfo", "LayerRope", "ModelRope", "hf_config_info", "hf_config_info_json",
@@ -90,6 +91,16 @@ def cos_sin_cache(spec: RopeSpec, max_position: int, *, exact: bool = False, seq
     return _C.cos_sin_cache(spec, max_position, exact=exact, seq_len=seq_len)
 
 
+def _grid_rows(grid, name):
+    """(t, h, w) rows of an (n, 3) integer array (None: no grids) as lists."""
+    if grid is None:
+        return []
+    a = _args.as_numpy(grid, name)
+    if a.ndim != 2 or a.shape[1] != 3:
+        raise ValueError(f"ropekit: {name}: expected rows of 3 values (t, h, w), got shape {tuple(a.shape)}")
+    return a.tolist()
+
+
 def mrope_index(token_types=None, image_grid_thw=None, video_grid_thw=None, *, attention_mask=None,
                 second_per_grid_ts=None, spatial_merge_size: int = 2, tokens_per_second: float = 0.0,
                 split_video_frames: bool = False, input_ids=None, image_token_id=None, video_token_id=None):
@@ -129,14 +140,12 @@ def mrope_index(token_types=None, image_grid_thw=None, video_grid_thw=None, *, a
         raise ValueError(f"ropekit: attention_mask: expected shape {tuple(types.shape)} (as token_types), "
                          f"got {tuple(mask.shape)}")
 
-    def grids(g, name):
-        return [] if g is None else [[int(v) for v in row] for row in _args.as_numpy(g, name).reshape(-1, 3)]
-
     seconds = [] if second_per_grid_ts is None else np.asarray(
         second_per_grid_ts.tolist() if hasattr(second_per_grid_ts, "tolist") else second_per_grid_ts,
         dtype=np.float64).reshape(-1).tolist()
     positions, deltas = _C.mrope_index(np.ascontiguousarray(types), types.shape[0], types.shape[1],
-                                       grids(image_grid_thw, "image_grid_thw"), grids(video_grid_thw, "video_grid_thw"),
+                                       _grid_rows(image_grid_thw, "image_grid_thw"),
+                                       _grid_rows(video_grid_thw, "video_grid_thw"),
                                        spatial_merge_size, split_video_frames, float(tokens_per_second),
                                        None if mask is None else np.ascontiguousarray(mask), seconds)
     if _framework(like) == "torch":
@@ -145,6 +154,26 @@ def mrope_index(token_types=None, image_grid_thw=None, video_grid_thw=None, *, a
         device = like.device
         return torch.from_numpy(positions).to(device), torch.from_numpy(deltas).to(device)
     return positions, deltas
+
+
+def vision_position_ids(grid_thw, *, spatial_merge_size: int = 1, columns_first: bool = False, start: int = 0,
+                        cls_token: bool = False):
+    """Positions (2, N) of the vision patches of every (t, h, w) grid in order, axis-major, for an
+    axial spec (RopeSpec(axial=Axial2d(...))); torch when grid_thw is a tensor, else numpy.
+
+    Qwen2-VL / Qwen2.5-VL / Qwen3-VL / GLM-4V vision towers: spatial_merge_size of the vision config
+    (patches in merge-block order, rows then columns; HF's get_vision_position_ids transposed).
+    Pixtral: the defaults (row-major). Llama 4 vision: columns_first=True, start=1, cls_token=True
+    (the CLS token after the patches, at (0, 0): unrotated).
+    """
+    import numpy as np
+
+    ids = _C.vision_position_ids(_grid_rows(grid_thw, "grid_thw"), spatial_merge_size, columns_first, start, cls_token)
+    if _framework(grid_thw) == "torch":
+        import torch
+
+        return torch.from_numpy(np.asarray(ids)).to(grid_thw.device)
+    return ids
 
 
 def rotary_embedding(positions, query, key, head_size: int, cos_sin_cache, is_neox: bool, rope_dim_offset: int = 0,

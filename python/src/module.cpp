@@ -392,6 +392,19 @@ nb::ndarray<nb::numpy, double> doubles(std::vector<double> v) {
   return to_numpy(std::move(v), {n});
 }
 
+// Rows (t, h, w) of HF's image_grid_thw / video_grid_thw.
+std::vector<ropekit::VisionGrid> grids(const std::vector<std::vector<int64_t>>& rows, const char* name) {
+  std::vector<ropekit::VisionGrid> out;
+  for (size_t i = 0; i < rows.size(); ++i) {
+    if (rows[i].size() != 3)
+      throw nb::value_error(("ropekit: " + std::string(name) + "[" + std::to_string(i) +
+                             "]: expected 3 values (t, h, w), got " + std::to_string(rows[i].size()))
+                                .c_str());
+    out.push_back({rows[i][0], rows[i][1], rows[i][2]});
+  }
+  return out;
+}
+
 ropekit::Style style_arg(nb::handle h) {
   if (nb::isinstance<nb::str>(h)) return ropekit::style_from_string(nb::cast<std::string>(h));
   return nb::cast<ropekit::Style>(h);
@@ -534,12 +547,21 @@ NB_MODULE(_C, m) {
                std::to_string(x.sections[2]) + "], interleaved=" + (x.interleaved ? "True" : "False") + ")";
       });
 
+  nb::class_<ropekit::Axial2d>(m, "Axial2d")
+      .def("__init__", [](ropekit::Axial2d* self, bool odd) { new (self) ropekit::Axial2d{odd}; },
+           "odd_second_half"_a = false)
+      .def_ro("odd_second_half", &ropekit::Axial2d::odd_second_half)
+      .def("__eq__", [](const ropekit::Axial2d& a, const ropekit::Axial2d& b) { return a == b; })
+      .def("__repr__", [](const ropekit::Axial2d& x) {
+        return std::string("Axial2d(odd_second_half=") + (x.odd_second_half ? "True" : "False") + ")";
+      });
+
   // Weak references: ropekit.torch's custom op refers to specs and tables by handle without keeping them alive.
   nb::class_<ropekit::RopeSpec>(m, "RopeSpec", nb::is_weak_referenceable())
       .def("__init__",
            [](ropekit::RopeSpec* self, PyInt head_dim, PyInt rotary_dim, double base, nb::handle style,
               std::optional<ropekit::Scaling> scaling, std::optional<ropekit::Xpos> xpos,
-              std::optional<ropekit::MRope> mrope) {
+              std::optional<ropekit::MRope> mrope, std::optional<ropekit::Axial2d> axial) {
              ropekit::SpecParams p;
              p.head_dim = int_arg(head_dim, "head_dim");
              p.rotary_dim = int_arg(rotary_dim, "rotary_dim");
@@ -548,10 +570,11 @@ NB_MODULE(_C, m) {
              if (scaling) p.scaling = *scaling;
              p.xpos = xpos;
              p.mrope = mrope;
+             p.axial = axial;
              new (self) ropekit::RopeSpec(std::move(p));
            },
            "head_dim"_a, "rotary_dim"_a = 0, "base"_a = 10000.0, "style"_a = ropekit::Style::half,
-           "scaling"_a = nb::none(), "xpos"_a = nb::none(), "mrope"_a = nb::none())
+           "scaling"_a = nb::none(), "xpos"_a = nb::none(), "mrope"_a = nb::none(), "axial"_a = nb::none())
       .def_prop_ro("head_dim", &ropekit::RopeSpec::head_dim)
       .def_prop_ro("rotary_dim", &ropekit::RopeSpec::rotary_dim)
       .def_prop_ro("pairs", &ropekit::RopeSpec::pairs)
@@ -561,6 +584,8 @@ NB_MODULE(_C, m) {
       .def_prop_ro("scaling_name", &ropekit::RopeSpec::scaling_name)
       .def_prop_ro("xpos", [](const ropekit::RopeSpec& s) { return s.xpos(); })
       .def_prop_ro("mrope", [](const ropekit::RopeSpec& s) { return s.mrope(); })
+      .def_prop_ro("axial", [](const ropekit::RopeSpec& s) { return s.axial(); })
+      .def_prop_ro("position_axes", &ropekit::RopeSpec::position_axes)
       .def("describe", &ropekit::RopeSpec::describe)
       .def("__eq__", [](const ropekit::RopeSpec& a, const ropekit::RopeSpec& b) { return a == b; })
       // Equal specs describe alike, so the hash of the description agrees with ==.
@@ -818,17 +843,6 @@ NB_MODULE(_C, m) {
       [](InArray token_types, PyInt batch, PyInt seq, const std::vector<std::vector<int64_t>>& image_grids,
          const std::vector<std::vector<int64_t>>& video_grids, PyInt spatial_merge_size, bool split_video_frames,
          double tokens_per_second, std::optional<InArray> attention_mask, const std::vector<double>& seconds_per_grid) {
-        auto grids = [](const std::vector<std::vector<int64_t>>& rows, const char* name) {
-          std::vector<ropekit::VisionGrid> out;
-          for (size_t i = 0; i < rows.size(); ++i) {
-            if (rows[i].size() != 3)
-              throw nb::value_error(("ropekit: " + std::string(name) + "[" + std::to_string(i) +
-                                     "]: expected 3 values (t, h, w), got " + std::to_string(rows[i].size()))
-                                        .c_str());
-            out.push_back({rows[i][0], rows[i][1], rows[i][2]});
-          }
-          return out;
-        };
         ropekit::MRopeIndexOptions o;
         o.spatial_merge_size = int_arg(spatial_merge_size, "spatial_merge_size");
         o.split_video_frames = split_video_frames;
@@ -846,6 +860,22 @@ NB_MODULE(_C, m) {
       "token_types"_a, "batch"_a, "seq"_a, "image_grids"_a, "video_grids"_a, "spatial_merge_size"_a,
       "split_video_frames"_a, "tokens_per_second"_a, "attention_mask"_a.none(), "seconds_per_grid"_a,
       "M-RoPE positions (3, B, S) and rope deltas (B, 1) of a multimodal prompt (see ropekit.mrope_index).");
+
+  m.def(
+      "vision_position_ids",
+      [](const std::vector<std::vector<int64_t>>& rows, PyInt spatial_merge_size, bool columns_first, PyInt start,
+         bool cls_token) {
+        ropekit::VisionPositionOptions o;
+        o.spatial_merge_size = int_arg(spatial_merge_size, "spatial_merge_size");
+        o.columns_first = columns_first;
+        o.start = int_arg(start, "start");
+        o.cls_token = cls_token;
+        std::vector<int64_t> ids = ropekit::vision_position_ids(grids(rows, "grid_thw"), o);
+        const size_t n = ids.size() / 2;
+        return to_numpy(std::move(ids), {2, n});
+      },
+      "grids"_a, "spatial_merge_size"_a, "columns_first"_a, "start"_a, "cls_token"_a,
+      "Axis-major (2, N) positions of vision patches (see ropekit.vision_position_ids).");
 
   m.def(
       "cos_sin_cache",

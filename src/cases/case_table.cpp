@@ -43,6 +43,10 @@ const char* name(ScalingFamily f) {
                                    "llama3", "longrope", "truncated", "proportional", "fixed"};
   return names[static_cast<int>(f)];
 }
+const char* name(AxisMap m) {
+  constexpr const char* names[] = {"", "mrope", "mrope_interleaved", "axial", "axial_odd"};
+  return names[static_cast<int>(m)];
+}
 const char* name(Direction d) {
   return d == Direction::forward ? "forward" : d == Direction::backward ? "backward" : "inverse";
 }
@@ -58,6 +62,7 @@ std::string Case::describe() const {
   if (spec.mrope)
     o << " mrope(" << spec.mrope->sections[0] << ',' << spec.mrope->sections[1] << ',' << spec.mrope->sections[2]
       << (spec.mrope->interleaved ? " interleaved" : "") << ')';
+  if (spec.axial) o << (spec.axial->odd_second_half ? " axial_odd" : " axial");
   if (row_padding >= 0) o << " row_padding=" << row_padding;
   o << " seed=" << seed;
   return o.str();
@@ -77,7 +82,7 @@ namespace {
 
 // The dimensions of a case, each a small index range.
 enum Dim { kDtype, kStyle, kLayout, kOutLayout, kPositions, kFamily, kXpos, kDirection, kInPlace, kPartial,
-           kCosSin, kFar, kQueryScale, kThreads, kMRope, kDims };
+           kCosSin, kFar, kQueryScale, kThreads, kAxisMap, kDims };
 using Point = std::array<int, kDims>;
 
 constexpr DType kDtypes[] = {DType::f32, DType::f16, DType::bf16, DType::f64};
@@ -99,9 +104,11 @@ Case to_case(const Point& x, bool fixed_spec, const SpecParams& given) {
   if (x[kQueryScale] == 1) c.query_scale = QueryScale{};  // drawn by complete()
   constexpr int threads[] = {1, 3, 0};
   c.num_threads = threads[x[kThreads]];
-  c.mrope = fixed_spec ? (given.mrope ? 1 + given.mrope->interleaved : 0) : x[kMRope];
+  if (!fixed_spec) c.axis_map = static_cast<AxisMap>(x[kAxisMap]);
+  else if (given.mrope) c.axis_map = given.mrope->interleaved ? AxisMap::mrope_interleaved : AxisMap::mrope_chunked;
+  else if (given.axial) c.axis_map = given.axial->odd_second_half ? AxisMap::axial_odd : AxisMap::axial;
   const bool ids = c.positions == PositionMode::ids32 || c.positions == PositionMode::ids64;
-  if (c.mrope > 0 && ids) c.query_scale.reset();  // one position a token (a given spec's cases)
+  if (c.axis_map != AxisMap::none && ids) c.query_scale.reset();  // one position a token (a given spec's cases)
   return c;
 }
 
@@ -119,8 +126,11 @@ int violations(const Point& x) {
   v += x[kFar] == 1 && x[kXpos] == 1;                       // xPos scales overflow far from the center
   v += x[kFar] == 1 && static_cast<CosSin>(x[kCosSin]) == CosSin::rows;  // no 10^6-row tables
   const bool ids = pos == PositionMode::ids32 || pos == PositionMode::ids64;
-  v += x[kMRope] > 0 && x[kXpos] == 1;                      // no model combines them (RopeSpec refuses)
-  v += x[kMRope] > 0 && ids && x[kQueryScale] == 1;         // a query scale needs one position a token
+  const auto map = static_cast<AxisMap>(x[kAxisMap]);
+  const bool axial = map == AxisMap::axial || map == AxisMap::axial_odd;
+  v += map != AxisMap::none && x[kXpos] == 1;               // no model combines them (RopeSpec refuses)
+  v += map != AxisMap::none && ids && x[kQueryScale] == 1;  // a query scale needs one position a token
+  v += axial && static_cast<ScalingFamily>(x[kFamily]) != ScalingFamily::none;  // vision towers: no scaling
   return v;
 }
 
@@ -264,20 +274,27 @@ Case complete(Case c, uint64_t seed, const SpecParams& given, int64_t tokens) {
     c.spec.head_dim = head_dims[draw(rng, 0, 7)];
     // From one pair (the NTK exponent d / (d - 2) needs two).
     const int64_t fewest = c.family == ScalingFamily::ntk_aware || c.family == ScalingFamily::dynamic_ntk ? 2 : 1;
-    c.spec.rotary_dim = c.partial_rotary && c.spec.head_dim / 2 - 1 >= fewest ? 2 * draw(rng, fewest, c.spec.head_dim / 2 - 1)
-                                                                             : c.spec.head_dim;
+    const bool axial = c.axis_map == AxisMap::axial || c.axis_map == AxisMap::axial_odd;
+    if (axial)  // two halves of pairs: rotary_dim a multiple of 4 (head sizes are)
+      c.spec.rotary_dim = c.partial_rotary && c.spec.head_dim / 4 - 1 >= 1 ? 4 * draw(rng, 1, c.spec.head_dim / 4 - 1)
+                                                                          : c.spec.head_dim;
+    else
+      c.spec.rotary_dim = c.partial_rotary && c.spec.head_dim / 2 - 1 >= fewest ? 2 * draw(rng, fewest, c.spec.head_dim / 2 - 1)
+                                                                               : c.spec.head_dim;
     c.spec.base = draw(rng, 0, 1) ? 10000.0 : 500000.0;
     c.spec.scaling = scaling_of(c.family, c.spec.rotary_dim / 2, rng);
     if (c.xpos) {
       c.spec.xpos = Xpos{draw(rng, 0, 1) ? 512.0 : 64.0, 0.4};
       c.xpos_center_shift = static_cast<double>(draw(rng, -8, 8));  // 0 (the middle) among them
     }
-    if (c.mrope > 0) {  // sections that fit either mapping: 3h <= pairs + 1, 3w <= pairs
+    if (c.axis_map == AxisMap::mrope_chunked || c.axis_map == AxisMap::mrope_interleaved) {
+      // sections that fit either mapping: 3h <= pairs + 1, 3w <= pairs
       const int64_t pairs = c.spec.rotary_dim / 2;
       const int64_t h = draw(rng, 0, (pairs + 1) / 3);
       const int64_t w = draw(rng, 0, pairs / 3);
-      c.spec.mrope = MRope{{pairs - h - w, h, w}, c.mrope == 2};
+      c.spec.mrope = MRope{{pairs - h - w, h, w}, c.axis_map == AxisMap::mrope_interleaved};
     }
+    if (axial) c.spec.axial = Axial2d{c.axis_map == AxisMap::axial_odd};
   }
   c.spec.style = c.style;
   c.exact_rows = (c.cos_sin == CosSin::rows || c.cos_sin == CosSin::past_rows) && draw(rng, 0, 2) == 0;
@@ -317,7 +334,7 @@ std::vector<Case> case_table(const CaseTableOptions& options) {
   sizes[kFar] = fixed_spec && options.spec.xpos ? 1 : 2;
   sizes[kQueryScale] = 2;
   sizes[kThreads] = 3;
-  sizes[kMRope] = fixed_spec ? 1 : 3;
+  sizes[kAxisMap] = fixed_spec ? 1 : 5;
   CoveringBuilder builder(sizes, /*fixed: the same covering every run*/ 1);
   builder.cover(3);
   if (options.f64) builder.cover(4);

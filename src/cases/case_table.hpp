@@ -20,6 +20,8 @@ enum class PositionMode { offset, per_sequence, ids32, ids64, packed, packed_off
 // in the kernel), or computed for all (compute_sincos; exact: angles in double).
 enum class CosSin { rows, past_rows, compute, compute_exact };
 // Scaling families of ropekit/spec.hpp (fixed: the spec a caller gave).
+// Multi-axis maps of ropekit/spec.hpp: M-RoPE (chunked or interleaved sections) and axial 2-D.
+enum class AxisMap { none, mrope_chunked, mrope_interleaved, axial, axial_odd };
 enum class ScalingFamily { none, linear, ntk_aware, dynamic_ntk, yarn, llama3, longrope, truncated, proportional, fixed };
 
 struct Case {
@@ -38,9 +40,9 @@ struct Case {
   bool far_positions = false;  // positions from far_start (no xPos there: its scales would overflow)
   int64_t far_start = 1000000;
   std::optional<QueryScale> query_scale;  // q times t(position) (ApplyOptions::query_scale)
-  // 1 chunked, 2 interleaved: the spec has M-RoPE sections (drawn) and ids positions have 3 axes;
-  // the other position modes give one axis.
-  int mrope = 0;
+  // The spec's multi-axis map (M-RoPE sections drawn); ids positions then carry its axes (3 or 2),
+  // the other position modes one.
+  AxisMap axis_map = AxisMap::none;
 
   SpecParams spec;  // head_dim, rotary_dim, style, scaling and xPos as above
   int64_t batch = 2, seq = 5, q_heads = 3, k_heads = 2;  // thd: batch 1, seq = tokens; k_heads 0: q only
@@ -58,6 +60,7 @@ const char* name(Layout l);
 const char* name(PositionMode m);
 const char* name(CosSin c);
 const char* name(ScalingFamily f);
+const char* name(AxisMap m);
 const char* name(Direction d);
 
 struct CaseTableOptions {

@@ -125,16 +125,20 @@ PositionData make_positions(const Case& c, std::mt19937_64& rng) {
       break;
     case PositionMode::ids32:
     case PositionMode::ids64:
-      if (c.spec.mrope) {  // axis-major t, h, w; about a third of the tokens text (three equal ids)
+      if (const int64_t axes = RopeSpec(c.spec).position_axes(); axes > 1) {
+        // Axis-major; about a third of the tokens with equal axes (M-RoPE's text tokens). The third
+        // axis of 2-axis ids repeats the first for the reference.
         for (auto& axis : pd.per_token_axis) axis.resize(static_cast<size_t>(tokens));
         for (size_t t = 0; t < static_cast<size_t>(tokens); ++t) {
-          const bool text = draw(0, 2) == 0;
-          const int64_t time = draw(low, high);
-          pd.per_token_axis[0][t] = time;
-          for (size_t a = 1; a < 3; ++a) pd.per_token_axis[a][t] = text ? time : draw(low, high);
+          const bool equal = draw(0, 2) == 0;
+          const int64_t first = draw(low, high);
+          pd.per_token_axis[0][t] = first;
+          for (size_t a = 1; a < 3; ++a)
+            pd.per_token_axis[a][t] = equal || static_cast<int64_t>(a) >= axes ? first : draw(low, high);
         }
-        for (const auto& axis : pd.per_token_axis) pd.values64.insert(pd.values64.end(), axis.begin(), axis.end());
-        pd.positions = Positions::token_ids(index_view(pd.values64, pd.values32), 3);
+        for (int64_t a = 0; a < axes; ++a)
+          pd.values64.insert(pd.values64.end(), pd.per_token_axis[a].begin(), pd.per_token_axis[a].end());
+        pd.positions = Positions::token_ids(index_view(pd.values64, pd.values32), axes);
         pd.per_token = pd.per_token_axis[0];
         break;
       }
@@ -291,6 +295,10 @@ CaseResult check_case(const Case& c, const Backend& backend) {
   }
   ref.float32_angles = !exact || spec_call;  // the spec call's table is not exact
   if (spec.mrope() && pd.positions.axes == 3) ref.pair_axis = hf::mrope_pair_axis(*spec.mrope(), spec.pairs());
+  if (spec.axial() && pd.positions.axes == 2) {  // HF's cat([freq_h, freq_w]): the halves on axes 0 and 1
+    ref.pair_axis.assign(static_cast<size_t>(spec.pairs() / 2), 0);
+    ref.pair_axis.resize(static_cast<size_t>(spec.pairs()), 1);
+  }
 
   const double tol = tolerance(c.dtype);
   const int64_t pairs = ref.rotary_dim / 2;
@@ -310,7 +318,7 @@ CaseResult check_case(const Case& c, const Backend& backend) {
           const auto token = static_cast<size_t>(b * in.seq + s);
           const int64_t position = pd.per_token[token];
           int64_t at[3] = {position, position, position};
-          if (pd.positions.axes == 3)
+          if (pd.positions.axes > 1)
             for (int a = 0; a < 3; ++a) at[a] = pd.per_token_axis[a][token];
           for (int64_t d = 0; d < in.dim; ++d) x[static_cast<size_t>(d)] = decode(in.at(in.offset(b, s, h) + d), c.dtype);
           auto y = ref64::reference_row(ref, x, at, sign, ref_direction(c.direction));
@@ -326,7 +334,7 @@ CaseResult check_case(const Case& c, const Backend& backend) {
             auto where = [&] {  // built only for a failure: formatting every element costs more than checking it
               std::ostringstream o;
               o << name << "[b=" << b << " s=" << s << " h=" << h << " d=" << d << "] position " << position;
-              if (pd.positions.axes == 3) o << " (h " << at[1] << ", w " << at[2] << ")";
+              if (pd.positions.axes > 1) o << " (axes " << at[0] << ", " << at[1] << ", " << at[2] << ")";
               o << ": ";
               return o.str();
             };

@@ -205,6 +205,21 @@ inline std::vector<double> inv_freq(const ropekit::RopeSpec& spec, int64_t seq_l
   namespace sc = ropekit::scaling;
   const int64_t dim = spec.rotary_dim();
   const double base = spec.base();
+  if (const auto& axial = spec.axial()) {
+    if (axial->odd_second_half) {  // Pixtral: cat(inv_freq[0::2], inv_freq[1::2]) over the head
+      const auto f = default_inv_freq(dim, base);
+      std::vector<double> out;
+      for (size_t start : {size_t{0}, size_t{1}})
+        for (size_t i = start; i < f.size(); i += 2) out.push_back(f[i]);
+      return out;
+    }
+    // Qwen2-VL's compute_axial_rope_parameters (and Llama 4 vision's rope_freq): frequencies over
+    // half the head, the same for both halves.
+    auto out = default_inv_freq(dim / 2, base);
+    const auto copy = out;
+    out.insert(out.end(), copy.begin(), copy.end());
+    return out;
+  }
   return std::visit(
       ropekit::detail::Overloaded{
           [&](const sc::None&) { return default_inv_freq(dim, base); },

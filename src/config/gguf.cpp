@@ -675,7 +675,7 @@ GgufRopeInfo read_gguf(Source& source) {
   (void)tensors_start;
 
   // ---- the spec ----
-  GgufRopeInfo info{RopeSpec(SpecParams{2, 2, 10000.0, Style::half, scaling::None{}, std::nullopt, std::nullopt}), std::nullopt,
+  GgufRopeInfo info{RopeSpec([] { SpecParams placeholder; placeholder.head_dim = 2; return placeholder; }()), std::nullopt,
                     p.arch, p.version, std::nullopt, std::nullopt, std::nullopt, std::nullopt, {}, {}};
   Builder b(m, info);
   const GgufRopeMode mode = detail::gguf_rope_mode(p.arch);

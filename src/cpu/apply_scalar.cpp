@@ -22,14 +22,15 @@ const float* cos_sin_row(const RopeParams& p, int64_t position, float* scratch) 
   return scratch;
 }
 
-// cos then sin of every pair of token (b, s) at `position` (axis 0). M-RoPE with unequal axes:
-// pair i from the row of its axis's position.
+// cos then sin of every pair of token (b, s) at `position` (axis 0). Several axes (M-RoPE,
+// axial), unequal: pair i from the row of its axis's position.
 const float* token_cos_sin(const RopeParams& p, const TokenPositions& pos, int64_t b, int64_t s, int64_t position) {
   thread_local std::vector<float> scratch;
   scratch.resize(static_cast<size_t>(4 * p.pairs));
   float* row_scratch = scratch.data();
   if (pos.axes == 1) return cos_sin_row(p, position, row_scratch);
-  const int64_t at[3] = {position, pos.at_axis(b, s, 1), pos.at_axis(b, s, 2)};
+  int64_t at[3];
+  pos.axis_positions(b, s, position, at);
   if (at[1] == at[0] && at[2] == at[0]) return cos_sin_row(p, position, row_scratch);
   float* mixed = row_scratch + 2 * p.pairs;
   for (int axis = 0; axis < 3; ++axis) {

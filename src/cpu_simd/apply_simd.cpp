@@ -32,7 +32,7 @@ struct SimdPlan {
   const double* inv_freq = nullptr;     // padded with zeros
   const float* inv_freq_f32 = nullptr;  // padded with zeros
   const double* log_zeta = nullptr;     // xPos ln(zeta) / scale_base, padded with zeros
-  const float* pair_axis = nullptr;     // M-RoPE (3-axis positions): pair_axes.of(i) as 0, 1, 2, padded
+  const float* pair_axis = nullptr;     // several position axes: pair_axes.of(i) as 0, 1, 2, padded
 };
 
 }  // namespace ropekit::detail
@@ -216,7 +216,7 @@ void SinCosArray(const double* angles, int64_t n, double scale, float* cos_out, 
 // interleaved style's per-lane expansion (c0 c0 c1 c1 ..., -s0 s0 -s1 s1 ...) or, for bf16 in the
 // half style, c and s split by pair parity (even pairs first, odd pairs from padded_pairs on).
 // xPos scales per pair: x_up = zeta^((p - center) / scale_base) (sign +1), x_down = 1 / x_up.
-// M-RoPE: cos/sin computed for each of a token's 3 axes (cos, sin: 3 rows of padded_pairs) and
+// Several position axes: cos/sin computed for each of a token's (up to 3) axes (cos, sin: 3 rows of padded_pairs) and
 // mixed, pair i from its axis.
 struct Scratch {
   std::vector<float> cos, sin, mixed_cos, mixed_sin, c, s, ce, se, x_up, x_down;
@@ -254,13 +254,14 @@ void CosSinRow(const SimdPlan& plan, int64_t position, Scratch& w, const float*&
   sin_row = w.sin.data() + slot * plan.padded_pairs;
 }
 
-// cos/sin of token (b, s) at `position` (its axis 0). M-RoPE with unequal axes: pair i from the
-// row of axis pair_axes.of(i), one select per vector.
+// cos/sin of token (b, s) at `position` (its axis 0). Several axes (M-RoPE, axial), unequal: pair
+// i from the row of axis pair_axes.of(i), one select per vector.
 void TokenCosSin(const SimdPlan& plan, const TokenPositions& pos, int64_t b, int64_t s, int64_t position, Scratch& w,
                  const float*& cos_row, const float*& sin_row) {
   CosSinRow(plan, position, w, cos_row, sin_row);
   if (pos.axes == 1) return;
-  const int64_t at[3] = {position, pos.at_axis(b, s, 1), pos.at_axis(b, s, 2)};
+  int64_t at[3];
+  pos.axis_positions(b, s, position, at);
   if (at[1] == at[0] && at[2] == at[0]) return;
   const float* c[3] = {cos_row, nullptr, nullptr};
   const float* sn[3] = {sin_row, nullptr, nullptr};
@@ -822,7 +823,7 @@ void apply_cpu_simd(const RopeParams& params) {
   plan.inv_freq_f32 = padded(p.inv_freq_f32, p.pairs, plan.padded_pairs, inv_freq_f32);
   if (p.has_xpos) plan.log_zeta = padded(p.xpos_log_zeta, p.pairs, plan.padded_pairs, log_zeta);
   thread_local std::vector<float> pair_axis;
-  if (p.positions.kind == Positions::Kind::token_ids && p.positions.axes == 3) {
+  if (p.positions.kind == Positions::Kind::token_ids && p.positions.axes > 1) {
     pair_axis.assign(static_cast<size_t>(plan.padded_pairs), 0.0f);
     for (int64_t i = 0; i < p.pairs; ++i) pair_axis[static_cast<size_t>(i)] = static_cast<float>(p.pair_axes.of(i));
     plan.pair_axis = pair_axis.data();

@@ -76,7 +76,7 @@ struct KernelArgs {
   int32_t groups = 0;          // q_groups + k_groups
 
   TokenPositions pos;
-  PairAxes pair_axes;             // M-RoPE (pos.axes == 3): the axis of each pair
+  PairAxes pair_axes;             // several position axes (M-RoPE, axial): the axis of each pair
 
   const float* rows = nullptr;    // table rows (cos then sin) for positions [0, rows_count)
   int64_t rows_count = 0;         // positions past it compute cos/sin from the frequencies
@@ -400,11 +400,12 @@ ROPEKIT_UNROLL
   }
 }
 
-// M-RoPE with 3-axis positions: cos/sin of pairs [p0, p0 + P), each at the position of its axis
+// Several position axes (M-RoPE, axial): cos/sin of pairs [p0, p0 + P), each at the position of its axis
 // (checked by token_position), read from the rows below rows_count and computed past them.
 template <int P>
 ROPEKIT_KERNEL_HD void axis_rows(const KernelArgs& a, int64_t b, int64_t s, int p0, float (&c)[P], float (&sn)[P]) {
-  const int64_t at[3] = {a.pos.at_axis(b, s, 0), a.pos.at_axis(b, s, 1), a.pos.at_axis(b, s, 2)};
+  int64_t at[3];
+  a.pos.axis_positions(b, s, a.pos.at_axis(b, s, 0), at);
 ROPEKIT_UNROLL
   for (int j = 0; j < P; ++j) {
     const int64_t position = at[a.pair_axes.of(p0 + j)];
@@ -527,7 +528,7 @@ ROPEKIT_UNROLL
   float c[K::P];
   float sn[K::P];
   // q/k loads go out first; cos/sin (a row from L2, or computed) arrive while they are in flight.
-  if (K::cos_sin == CosSin::mixed && a.pos.axes > 1) {  // M-RoPE (never on the rows-only path)
+  if (K::cos_sin == CosSin::mixed && a.pos.axes > 1) {  // several axes (never on the rows-only path)
     load_heads(in, count);
     axis_rows<K::P>(a, b, s, p0, c, sn);
   } else if (K::cos_sin == CosSin::rows || position < a.rows_count) {

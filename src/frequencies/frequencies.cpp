@@ -71,7 +71,17 @@ std::vector<double> inv_freq(const RopeSpec& spec, int64_t seq_len) {
       return out;
     }
   };
-  return std::visit(Visitor{dim, base, seq_len}, spec.scaling());
+  auto out = std::visit(Visitor{dim, base, seq_len}, spec.scaling());
+  if (const auto& axial = spec.axial()) {  // pair j of each half: pair 2j (second half: 2j + 1 if odd)
+    const size_t half = out.size() / 2;
+    std::vector<double> permuted(out.size());
+    for (size_t j = 0; j < half; ++j) {
+      permuted[j] = out[2 * j];
+      permuted[half + j] = out[2 * j + (axial->odd_second_half ? 1 : 0)];
+    }
+    out = std::move(permuted);
+  }
+  return out;
 }
 
 double attention_factor(const RopeSpec& spec) {

@@ -172,7 +172,7 @@ def test_bad_positions_name_the_argument():
     spec = ropekit.RopeSpec(128, mrope=ropekit.MRope([16, 24, 24]))
     plain = ropekit.RopeSpec(128)
     q = torch.randn(2, 5, 2, 128)
-    with pytest.raises(ValueError, match=r"positions\.axes: expected 1, or 3"):
+    with pytest.raises(ValueError, match=r"positions\.axes: expected 1 or 3 \(the spec's M-RoPE axes\), got 2"):
         ropekit.apply_rope(q, spec=spec, positions=torch.zeros(2, 2, 5, dtype=torch.int64))
     with pytest.raises(ValueError, match=r"positions\.axes: expected 1 for a spec without mrope"):
         ropekit.apply_rope(q, spec=plain, positions=torch.zeros(3, 2, 5, dtype=torch.int64))

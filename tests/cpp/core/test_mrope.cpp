@@ -163,14 +163,17 @@ TEST(MRope, PositionsAreChecked) {
   const int64_t tokens = a.B * a.S;
   std::vector<int64_t> ids(static_cast<size_t>(3 * tokens), 2);
   const IndexView all(ids.data(), 3 * tokens);
-  EXPECT_NE(error_of([&] { ropekit::apply_rope(a.views(), Positions::token_ids(all, 2), spec); })
-                .find("positions.axes: expected 1, or 3"),
+  EXPECT_NE(error_of([&] { ropekit::apply_rope(a.views(), Positions::token_ids(IndexView(ids.data(), 2 * tokens), 2), spec); })
+                .find("positions.axes: expected 1 or 3 (the spec's M-RoPE axes), got 2"),
             std::string::npos);
   EXPECT_NE(error_of([&] { ropekit::apply_rope(a.views(), Positions::token_ids(IndexView(ids.data(), tokens), 3), spec); })
                 .find("positions.ids.size: expected 36 (3 axes x 12 tokens"),
             std::string::npos);
   EXPECT_NE(error_of([&] { ropekit::apply_rope(a.views(), Positions::token_ids(all, 3), plain); })
                 .find("positions.axes: expected 1 for a spec without mrope"),
+            std::string::npos);
+  EXPECT_NE(error_of([&] { ropekit::apply_rope(a.views(), Positions::token_ids(all, 4), spec); })
+                .find("positions.axes: expected 1, 2 (axial 2-D RoPE) or 3"),
             std::string::npos);
   Positions offsets = Positions::from_offset(0);
   offsets.axes = 3;
@@ -184,10 +187,10 @@ TEST(MRope, PositionsAreChecked) {
   ropekit::ApplyOptions scaled;
   scaled.query_scale = ropekit::QueryScale{1.0, 0.1, 8, 0};
   EXPECT_NE(error_of([&] { ropekit::apply_rope(a.views(), Positions::token_ids(all, 3), ropekit::RopeTable(spec, 8), scaled); })
-                .find("options.query_scale: expected absent with 3-axis"),
+                .find("options.query_scale: expected absent with multi-axis positions"),
             std::string::npos);
   const std::vector<float> before = a.q;
-  (void)error_of([&] { ropekit::apply_rope(a.views(), Positions::token_ids(all, 2), spec); });
+  (void)error_of([&] { ropekit::apply_rope(a.views(), Positions::token_ids(all, 4), spec); });
   EXPECT_EQ(a.q, before);  // an error writes nothing
   // The table a call needs reaches the largest id of any axis.
   ids[static_cast<size_t>(tokens + 3)] = 90;
@@ -220,7 +223,7 @@ TEST(MRope, ModelHeadsOnEveryCpuBackend) {
         c.style = model.style;
         c.positions = PositionMode::ids64;
         c.cos_sin = cos_sin;
-        c.mrope = 1 + model.m.interleaved;
+        c.axis_map = model.m.interleaved ? AxisMap::mrope_interleaved : AxisMap::mrope_chunked;
         expect_case_passes(c, seed, [&](Case& x) {
           set_head_dim(x, model.head_dim, model.rotary_dim);
           x.spec.mrope = model.m;
@@ -304,6 +307,102 @@ TEST(MRopeIndex, BadInputNamesTheArgument) {
   EXPECT_NE(error_of([&] { ropekit::mrope_index(t, 1, 6, {}, {{1, 4, 4}}, {}, {}, {1.0, 2.0}); })
                 .find("seconds_per_grid.size: expected 1"),
             std::string::npos);
+}
+
+}  // namespace
+
+namespace {
+
+using ropekit::Axial2d;
+
+SpecParams axial_params(int64_t head_dim, bool odd, Style style = Style::half) {
+  SpecParams p;
+  p.head_dim = head_dim;
+  p.style = style;
+  p.axial = Axial2d{odd};
+  return p;
+}
+
+// The frequencies of each half: the plain RoPE's even ones twice, or even then odd (Pixtral).
+TEST(Axial2d, FrequenciesAndChecks) {
+  SpecParams plain_params = axial_params(16, false);
+  plain_params.axial.reset();
+  const auto plain = ropekit::inv_freq(RopeSpec(plain_params));
+  const auto even = ropekit::inv_freq(RopeSpec(axial_params(16, false)));
+  const auto odd = ropekit::inv_freq(RopeSpec(axial_params(16, true)));
+  ASSERT_EQ(plain.size(), 8u);
+  for (size_t j = 0; j < 4; ++j) {
+    EXPECT_EQ(even[j], plain[2 * j]);
+    EXPECT_EQ(even[4 + j], plain[2 * j]);
+    EXPECT_EQ(odd[j], plain[2 * j]);
+    EXPECT_EQ(odd[4 + j], plain[2 * j + 1]);
+  }
+  EXPECT_NE(error_of([] { RopeSpec(axial_params(6, false)); }).find("rotary_dim: expected a multiple of 4"), std::string::npos);
+  SpecParams scaled = axial_params(16, false);
+  scaled.scaling = ropekit::scaling::Linear{2.0};
+  EXPECT_NE(error_of([&] { RopeSpec{scaled}; }).find("scaling: expected none with axial (the vision encoders' frequencies), got linear"),
+            std::string::npos);
+  SpecParams both = axial_params(16, false);
+  both.mrope = MRope{{4, 2, 2}, false};
+  EXPECT_NE(error_of([&] { RopeSpec{both}; }).find("mrope: expected absent with axial"), std::string::npos);
+  EXPECT_EQ(RopeSpec(axial_params(16, true)).position_axes(), 2);
+  EXPECT_NE(RopeSpec(axial_params(16, true)).describe().find("axial(odd second half)"), std::string::npos);
+}
+
+// Patches of a 4 x 4 grid merged 2 x 2: block by block, rows then columns inside; Llama 4's order
+// (columns first, from 1, CLS last at 0).
+TEST(Axial2d, VisionPositionsWrittenOut) {
+  ropekit::VisionPositionOptions merged;
+  merged.spatial_merge_size = 2;
+  EXPECT_EQ(ropekit::vision_position_ids({{1, 4, 4}}, merged),
+            (std::vector<int64_t>{0, 0, 1, 1, 0, 0, 1, 1, 2, 2, 3, 3, 2, 2, 3, 3,    // rows
+                                  0, 1, 0, 1, 2, 3, 2, 3, 0, 1, 0, 1, 2, 3, 2, 3}));  // columns
+  ropekit::VisionPositionOptions llama4;
+  llama4.columns_first = true;
+  llama4.start = 1;
+  llama4.cls_token = true;
+  EXPECT_EQ(ropekit::vision_position_ids({{1, 2, 3}}, llama4),
+            (std::vector<int64_t>{1, 2, 3, 1, 2, 3, 0,    // columns + 1, then the CLS token
+                                  1, 1, 1, 2, 2, 2, 0}));  // rows + 1
+  EXPECT_EQ(ropekit::vision_position_ids({{2, 1, 2}}), (std::vector<int64_t>{0, 0, 0, 0, 0, 1, 0, 1}));  // frames repeat
+  EXPECT_NE(error_of([&] { ropekit::vision_position_ids({{1, 4, 4}, {1, 4, 3}}, merged); })
+                .find("grids[1]: expected h and w divisible by spatial_merge_size (2), got (1, 4, 3)"),
+            std::string::npos);
+}
+
+// The vision towers' heads through the float64 reference on every CPU backend: Qwen2-VL (80),
+// Qwen3-VL (72), GLM-4V (96), Pixtral (64, odd second half), Llama 4 (88, interleaved).
+TEST(Axial2d, VisionHeadsOnEveryCpuBackend) {
+  using namespace ropekit::cases;
+  struct Tower {
+    int64_t head_dim;
+    Style style;
+    bool odd;
+  };
+  const Tower towers[] = {{80, Style::half, false}, {72, Style::half, false}, {96, Style::half, false},
+                          {64, Style::half, true}, {88, Style::interleaved, false}};
+  const uint64_t seed = test_seed();
+  SCOPED_TRACE(replay_note(seed));
+  for (const Tower& tower : towers) {
+    for (DType dtype : {DType::f32, DType::bf16, DType::f16}) {
+      for (CosSin cos_sin : {CosSin::rows, CosSin::compute}) {
+        Case c;
+        c.dtype = dtype;
+        c.style = tower.style;
+        c.layout = Layout::thd;
+        c.out_layout = Layout::thd;
+        c.positions = PositionMode::ids64;
+        c.cos_sin = cos_sin;
+        c.axis_map = tower.odd ? AxisMap::axial_odd : AxisMap::axial;
+        expect_case_passes(c, seed, [&](Case& x) {
+          set_head_dim(x, tower.head_dim);
+          x.spec.axial = Axial2d{tower.odd};
+          x.q_heads = 4;
+          x.k_heads = 4;
+        }, cpu_backends());
+      }
+    }
+  }
 }
 
 }  // namespace
