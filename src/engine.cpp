@@ -96,13 +96,14 @@ std::vector<float> widened_rows(const CosSinCacheView& c, const IndexView& posit
 
 // The spec of the rotated window: head_dim = rotary_dim = rot_dim. Kept per thread for the last
 // shape (decode calls repeat it; building a spec costs about as much as the rotation of a token).
-const RopeSpec& window_spec(int64_t rot_dim, Style style) {
+const RopeSpec& window_spec(int64_t rot_dim, Style style, const std::optional<MRope>& mrope) {
   thread_local std::optional<RopeSpec> last;
-  if (!last || last->rotary_dim() != rot_dim || last->style() != style) {
+  if (!last || last->rotary_dim() != rot_dim || last->style() != style || last->mrope() != mrope) {
     SpecParams sp;
     sp.head_dim = rot_dim;
     sp.rotary_dim = rot_dim;
     sp.style = style;
+    sp.mrope = mrope;
     last.emplace(sp);
   }
   return *last;
@@ -126,7 +127,10 @@ void rotary_embedding(const IndexView& positions, const TensorView& query, const
   if (!(positions.device == query.device))
     fail("positions.device", cat(to_string(query.device), " (as query)"), to_string(positions.device));
   check_cache(cos_sin_cache, query, head_size, rope_dim_offset);
-  const int64_t tokens = positions.size;
+  const int64_t axes = options.mrope ? 3 : 1;
+  if (positions.size % axes != 0)
+    fail("positions.size", "3 T (M-RoPE's t, h, w ids of every token, axis-major)", positions.size);
+  const int64_t tokens = positions.size / axes;
   TensorView q = window(heads_view(query, "query", head_size, tokens), rope_dim_offset, cos_sin_cache.rot_dim);
   std::optional<TensorView> k;
   if (key) {
@@ -137,25 +141,25 @@ void rotary_embedding(const IndexView& positions, const TensorView& query, const
   }
   const bool host_positions = positions.device.type == DeviceType::cpu;
   if (host_positions) {
-    for (int64_t t = 0; t < tokens; ++t) {
+    for (int64_t t = 0; t < positions.size; ++t) {
       const int64_t p = positions[t];
       if (p < 0 || p >= cos_sin_cache.max_position)
         fail(cat("positions[", t, "]"), cat("in [0, ", cos_sin_cache.max_position, ") (the rows of cos_sin_cache)"), p);
     }
   }
 
-  const RopeSpec& spec = window_spec(cos_sin_cache.rot_dim, is_neox ? Style::half : Style::interleaved);
+  const RopeSpec& spec = window_spec(cos_sin_cache.rot_dim, is_neox ? Style::half : Style::interleaved, options.mrope);
   const RopeTensors tensors{q, k, std::nullopt, std::nullopt};
 
   // f16/bf16 caches: the rows this call reads, widened, read by token index instead of position.
   std::vector<float> widened;
   std::vector<int64_t> token_index;
-  Positions by = Positions::token_ids(positions);
-  if (cos_sin_cache.dtype != DType::f32 && tokens > 0) {
+  Positions by = Positions::token_ids(positions, axes);
+  if (cos_sin_cache.dtype != DType::f32 && tokens > 0) {  // (M-RoPE: id i of every axis reads widened row i)
     widened = widened_rows(cos_sin_cache, positions);
-    token_index.resize(static_cast<size_t>(tokens));
+    token_index.resize(static_cast<size_t>(positions.size));
     std::iota(token_index.begin(), token_index.end(), int64_t{0});
-    by = Positions::token_ids(IndexView(token_index.data(), tokens, positions.device));
+    by = Positions::token_ids(IndexView(token_index.data(), positions.size, positions.device), axes);
   }
   detail::CheckedCall c = detail::check_call(tensors, by, spec, {"query", "key"});
   if (tokens == 0 || (q.numel() == 0 && (!k || k->numel() == 0))) return;
@@ -166,7 +170,7 @@ void rotary_embedding(const IndexView& positions, const TensorView& query, const
   no_frequencies.resize(static_cast<size_t>(spec.pairs()), 0.0);
   no_frequencies_f32.resize(static_cast<size_t>(spec.pairs()), 0.0f);
   p.rows = widened.empty() ? static_cast<const float*>(cos_sin_cache.data) : widened.data();
-  p.rows_count = widened.empty() ? cos_sin_cache.max_position : tokens;
+  p.rows_count = widened.empty() ? cos_sin_cache.max_position : positions.size;
   // Every position reads a row (host positions were checked above; the CUDA kernel refuses device
   // positions at or past rows_count when there is no table): the frequencies are never used.
   p.inv_freq = no_frequencies.data();

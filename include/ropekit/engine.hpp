@@ -26,10 +26,14 @@ struct CosSinCacheView {
 struct EngineOptions {
   void* stream = nullptr;  // cudaStream_t for device views; ignored on the CPU
   int num_threads = 0;     // CPU threads, 0: every core
+  // M-RoPE (vLLM's MRotaryEmbedding): positions hold 3 T ids, axis-major (t, h, w) as vLLM's
+  // [3, T]; pair j of the rotated window turns by its section's axis (ropekit/spec.hpp MRope;
+  // the sections sum to rot_dim / 2).
+  std::optional<MRope> mrope;
 };
 
 // Rotates query and key (absent: query only) in place, token t at positions[t].
-//   positions: one per token, host or device (as query); on a device, one outside
+//   positions: one per token (options.mrope: three), host or device (as query); on a device, one outside
 //              [0, max_position) leaves that token unwritten and is reported by the next call or
 //              ropekit::cuda_check_errors(), on the host it is an Error before anything is written.
 //   query:     [T, Hq * head_size], [T, Hq, head_size], [B, S, Hq * head_size] or

@@ -177,7 +177,7 @@ def vision_position_ids(grid_thw, *, spatial_merge_size: int = 1, columns_first:
 
 
 def rotary_embedding(positions, query, key, head_size: int, cos_sin_cache, is_neox: bool, rope_dim_offset: int = 0,
-                     inverse: bool = False, *, num_threads: int = 0):
+                     inverse: bool = False, *, num_threads: int = 0, mrope_section=None, mrope_interleaved=False):
     """The engine calling convention (vLLM, SGLang, FlashInfer): rotate query and key in place.
 
     positions: int32/int64, one per token ([T] or [B, S]); query: [T, Hq*head_size], [T, Hq, head_size],
@@ -185,19 +185,22 @@ def rotary_embedding(positions, query, key, head_size: int, cos_sin_cache, is_ne
     cos_sin_cache: [max_position, rot_dim] (float32, float16 or bfloat16), cos half then sin half;
     is_neox: pairs (i, i + rot_dim/2), else (2i, 2i+1); rope_dim_offset: the rotated channels are
     [offset, offset + rot_dim) of each head; inverse: rotate by -theta. A position outside
-    [0, max_position) is a ValueError (on a CUDA device: reported by the next call). Returns
-    (query, key). torch tensors go through ropekit.torch.rotary_embedding (torch.compile, version
-    counters)."""
+    [0, max_position) is a ValueError (on a CUDA device: reported by the next call). M-RoPE (vLLM's
+    MRotaryEmbedding): mrope_section, the 3 section sizes (summing to rot_dim / 2), with positions
+    [3, T] (t, h, w); mrope_interleaved for Qwen3-VL's interleaved sections. Returns (query, key).
+    torch tensors go through ropekit.torch.rotary_embedding (torch.compile, version counters)."""
+    mrope_section = None if mrope_section is None else [int(v) for v in mrope_section]
     fast = _torch_fast
     if fast is not None and type(query) is fast[0]:
         return fast[2](positions, query, key, head_size, cos_sin_cache, is_neox, rope_dim_offset, inverse,
-                       num_threads=num_threads)
+                       num_threads=num_threads, mrope_section=mrope_section, mrope_interleaved=mrope_interleaved)
     kind = _framework(query)
     if kind == "torch":
         from . import torch as rt
 
         return rt.rotary_embedding(positions, query, key, head_size, cos_sin_cache, is_neox, rope_dim_offset,
-                                   inverse, num_threads=num_threads)
+                                   inverse, num_threads=num_threads, mrope_section=mrope_section,
+                                   mrope_interleaved=mrope_interleaved)
     if kind == "jax":
         raise TypeError("query: JAX arrays are immutable; rotary_embedding rotates in place (use apply_rope)")
     if key is not None and _framework(key) != kind:
@@ -207,7 +210,7 @@ def rotary_embedding(positions, query, key, head_size: int, cos_sin_cache, is_ne
     else:
         positions = _args.index_array(positions, "positions")
     _C.rotary_embedding(positions, query, key, head_size, cos_sin_cache, is_neox, rope_dim_offset, inverse,
-                        num_threads=num_threads)
+                        num_threads=num_threads, mrope_section=mrope_section, mrope_interleaved=mrope_interleaved)
     return query, key
 
 

@@ -417,12 +417,15 @@ def _python_ops():
     @torch.library.custom_op("ropekit::rotary_embedding", mutates_args=("query", "key"))
     def _rotary_embedding_op(positions: torch.Tensor, query: torch.Tensor, key: torch.Tensor | None, head_size: int,
                              cos_sin_cache: torch.Tensor, is_neox: bool, rope_dim_offset: int, inverse: bool,
-                             num_threads: int) -> None:
+                             num_threads: int, mrope_section: list[int] | None = None,
+                             mrope_interleaved: bool = False) -> None:
         _C.rotary_embedding(positions, query, key, head_size, cos_sin_cache, is_neox, rope_dim_offset, inverse,
-                            num_threads=num_threads, stream=_stream(query))
+                            num_threads=num_threads, stream=_stream(query), mrope_section=mrope_section,
+                            mrope_interleaved=mrope_interleaved)
 
     @_rotary_embedding_op.register_fake
-    def _(positions, query, key, head_size, cos_sin_cache, is_neox, rope_dim_offset, inverse, num_threads):
+    def _(positions, query, key, head_size, cos_sin_cache, is_neox, rope_dim_offset, inverse, num_threads,
+          mrope_section=None, mrope_interleaved=False):
         return None
 
     return _rope_op, _rotary_embedding_op
@@ -457,15 +460,18 @@ def rope_op(q, k, table_handle: int, start: int = 0, xpos_center: float = 0.0):
 
 def rotary_embedding(positions, query: torch.Tensor, key: torch.Tensor | None, head_size: int,
                      cos_sin_cache: torch.Tensor, is_neox: bool, rope_dim_offset: int = 0, inverse: bool = False,
-                     *, num_threads: int = 0):
+                     *, num_threads: int = 0, mrope_section=None, mrope_interleaved: bool = False):
     """ropekit.rotary_embedding for torch tensors: in place, as the op ropekit::rotary_embedding under
     torch.compile (no graph break). Tensors that require grad are refused (an in-place rotation with
-    a caller's cache has no backward here; use apply_rope). Returns (query, key)."""
+    a caller's cache has no backward here; use apply_rope). mrope_section / mrope_interleaved: M-RoPE
+    with positions [3, T] (see ropekit.rotary_embedding). Returns (query, key)."""
+    mrope_section = None if mrope_section is None or len(mrope_section) == 0 else list(mrope_section)
     if NATIVE_OPS:
         # The op refuses tensors that require grad and bumps the version counters itself.
         if not (isinstance(positions, torch.Tensor) and positions.dtype in _INDEX_DTYPES):
             positions = _index(positions, query, "positions")
-        _native_rotary(positions, query, key, head_size, cos_sin_cache, is_neox, rope_dim_offset, inverse, num_threads)
+        _native_rotary(positions, query, key, head_size, cos_sin_cache, is_neox, rope_dim_offset, inverse, num_threads,
+                       mrope_section, mrope_interleaved)
         return query, key
     for name, t in (("query", query), ("key", key)):
         if t is not None and t.requires_grad and torch.is_grad_enabled():
@@ -475,10 +481,11 @@ def rotary_embedding(positions, query: torch.Tensor, key: torch.Tensor | None, h
         positions = _index(positions, query, "positions")
     if torch.compiler.is_compiling():
         _rotary_embedding_op(positions, query, key, head_size, cos_sin_cache, is_neox, rope_dim_offset, inverse,
-                             num_threads)
+                             num_threads, mrope_section, mrope_interleaved)
     else:
         _C.rotary_embedding(positions, query, key, head_size, cos_sin_cache, is_neox, rope_dim_offset, inverse,
-                            num_threads=num_threads, stream=_stream(query))
+                            num_threads=num_threads, stream=_stream(query), mrope_section=mrope_section,
+                            mrope_interleaved=mrope_interleaved)
         # Written through DLPack: tell autograd, so a tensor it saved cannot be used stale.
         torch.autograd.graph.increment_version([query] if key is None else [query, key])
     return query, key

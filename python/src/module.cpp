@@ -807,10 +807,18 @@ NB_MODULE(_C, m) {
   m.def(
       "rotary_embedding",
       [](nb::handle positions, nb::handle query, nb::handle key, PyInt head_size, nb::handle cos_sin_cache,
-         bool is_neox, PyInt rope_dim_offset, bool inverse, PyInt num_threads, uintptr_t stream) {
+         bool is_neox, PyInt rope_dim_offset, bool inverse, PyInt num_threads, uintptr_t stream,
+         std::optional<std::vector<int64_t>> mrope_section, bool mrope_interleaved) {
         const int64_t size = int_arg(head_size, "head_size");
         const int64_t offset = int_arg(rope_dim_offset, "rope_dim_offset");
         ropekit::EngineOptions options;
+        if (mrope_section && !mrope_section->empty()) {
+          if (mrope_section->size() != 3)
+            throw nb::value_error(("ropekit: mrope_section: expected 3 section sizes (t, h, w), got " +
+                                   std::to_string(mrope_section->size()))
+                                      .c_str());
+          options.mrope = ropekit::MRope{{(*mrope_section)[0], (*mrope_section)[1], (*mrope_section)[2]}, mrope_interleaved};
+        }
         options.num_threads = static_cast<int>(int_arg(num_threads, "num_threads", 0, std::numeric_limits<int>::max()));
         options.stream = reinterpret_cast<void*>(stream);
         Operands ops;
@@ -825,7 +833,8 @@ NB_MODULE(_C, m) {
         ropekit::rotary_embedding(pos, q, k, size, cache, is_neox, offset, inverse, options);
       },
       "positions"_a, "query"_a, "key"_a.none(), "head_size"_a, "cos_sin_cache"_a, "is_neox"_a, "rope_dim_offset"_a = 0,
-      "inverse"_a = false, nb::kw_only(), "num_threads"_a = 0, "stream"_a = 0,
+      "inverse"_a = false, nb::kw_only(), "num_threads"_a = 0, "stream"_a = 0, "mrope_section"_a = nb::none(),
+      "mrope_interleaved"_a = false,
       "Rotate query and key in place by position with a caller-owned [max_position, rot_dim] cos/sin cache.");
 
   m.def(

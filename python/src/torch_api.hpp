@@ -14,7 +14,7 @@
 namespace ropekit::torch_api {
 
 inline constexpr const char* kCapsule = "ropekit._C._torch_api";
-inline constexpr uint32_t kVersion = 1;
+inline constexpr uint32_t kVersion = 2;  // 2: EngineOptions::mrope
 
 // Which Python exception an error becomes (the torch side throws the matching c10 error).
 enum class Status : int { ok = 0, value_error = 1, runtime_error = 2 };

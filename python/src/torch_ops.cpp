@@ -18,6 +18,7 @@
 #include <ATen/ops/empty.h>
 #include <ATen/ops/empty_like.h>
 #include <c10/core/impl/DeviceGuardImplInterface.h>
+#include <c10/util/OptionalArrayRef.h>
 #include <torch/csrc/autograd/function.h>
 #include <torch/csrc/autograd/functions/utils.h>
 #include <torch/library.h>
@@ -385,15 +386,24 @@ void rope_inplace_autograd(const Tensor& q, const OptTensor& k, c10::SymInt tabl
 }
 
 using RotarySig = void(const Tensor&, const Tensor&, const OptTensor&, c10::SymInt, const Tensor&, bool, c10::SymInt,
-                       bool, c10::SymInt);
+                       bool, c10::SymInt, c10::OptionalArrayRef<int64_t>, bool);
+
+// mrope_section: None or empty (plain RoPE), or the 3 section sizes of ropekit::MRope.
+std::optional<ropekit::MRope> mrope_of(c10::OptionalArrayRef<int64_t> section, bool interleaved) {
+  if (!section || section->empty()) return std::nullopt;
+  TORCH_CHECK_VALUE(section->size() == 3, "ropekit: mrope_section: expected 3 section sizes (t, h, w), got ",
+                    section->size());
+  return ropekit::MRope{{(*section)[0], (*section)[1], (*section)[2]}, interleaved};
+}
 
 void rotary_kernel(const Tensor& positions, const Tensor& query, const OptTensor& key, c10::SymInt head_size,
                    const Tensor& cos_sin_cache, bool is_neox, c10::SymInt rope_dim_offset, bool inverse,
-                   c10::SymInt num_threads) {
+                   c10::SymInt num_threads, c10::OptionalArrayRef<int64_t> mrope_section, bool mrope_interleaved) {
   const Api& a = api();
   ropekit::EngineOptions options;
   options.num_threads = static_cast<int>(int_arg(num_threads, "num_threads", 0, std::numeric_limits<int>::max()));
   options.stream = stream_of(query);
+  options.mrope = mrope_of(mrope_section, mrope_interleaved);
   const ropekit::IndexView pos = index_of(positions, "positions");
   const ropekit::CosSinCacheView cache = cache_of(cos_sin_cache);
   const ropekit::TensorView q = view_of(query, "query", true);
@@ -406,11 +416,11 @@ void rotary_kernel(const Tensor& positions, const Tensor& query, const OptTensor
 }
 
 void rotary_meta(const Tensor&, const Tensor&, const OptTensor&, c10::SymInt, const Tensor&, bool, c10::SymInt, bool,
-                 c10::SymInt) {}
+                 c10::SymInt, c10::OptionalArrayRef<int64_t>, bool) {}
 
 void rotary_autograd(const Tensor& positions, const Tensor& query, const OptTensor& key, c10::SymInt head_size,
                      const Tensor& cos_sin_cache, bool is_neox, c10::SymInt rope_dim_offset, bool inverse,
-                     c10::SymInt num_threads) {
+                     c10::SymInt num_threads, c10::OptionalArrayRef<int64_t> mrope_section, bool mrope_interleaved) {
   if (at::GradMode::is_enabled()) {
     for (const auto& [name, t] : {std::pair<const char*, const Tensor*>{"query", &query}, {"key", key ? &*key : nullptr}})
       TORCH_CHECK_VALUE(t == nullptr || !t->requires_grad(), name,
@@ -422,7 +432,7 @@ void rotary_autograd(const Tensor& positions, const Tensor& query, const OptTens
     static const auto op =
         c10::Dispatcher::singleton().findSchemaOrThrow("ropekit::rotary_embedding", "").typed<RotarySig>();
     op.call(positions, query, key, std::move(head_size), cos_sin_cache, is_neox, std::move(rope_dim_offset), inverse,
-            std::move(num_threads));
+            std::move(num_threads), mrope_section, mrope_interleaved);
   }
   bump(query);
   if (key) bump(*key);
@@ -436,7 +446,8 @@ TORCH_LIBRARY(ropekit, m) {
   m.def("rope_(Tensor(a!) q, Tensor(b!)? k, SymInt table, SymInt start, Tensor? offsets, Tensor? ids, "
         "Tensor? cu_seqlens, SymInt direction, float xpos_center, bool compute_sincos, SymInt num_threads) -> ()");
   m.def("rotary_embedding(Tensor positions, Tensor(a!) query, Tensor(b!)? key, SymInt head_size, "
-        "Tensor cos_sin_cache, bool is_neox, SymInt rope_dim_offset, bool inverse, SymInt num_threads) -> ()");
+        "Tensor cos_sin_cache, bool is_neox, SymInt rope_dim_offset, bool inverse, SymInt num_threads, "
+        "int[]? mrope_section=None, bool mrope_interleaved=False) -> ()");
 }
 
 TORCH_LIBRARY_IMPL(ropekit, CPU, m) {

@@ -345,3 +345,45 @@ def test_mrope_index_bad_input_names_the_argument():
         ropekit.mrope_index(types[0], [[1, 4, 4]])
     with pytest.raises(TypeError, match=r"token_types"):
         ropekit.mrope_index(types.astype(np.float32), [[1, 4, 4]])
+
+
+@pytest.mark.parametrize("name", ["qwen2_vl", "qwen3_vl"])
+def test_engine_convention_with_mrope(name):
+    """ropekit.rotary_embedding with mrope_section and [3, T] positions, as vLLM's MRotaryEmbedding
+    is called, equals HF's rotation; numpy and torch (native op, opcheck, torch.compile)."""
+    module, config, rotary = hf_parts(name)
+    spec = spec_of(config)
+    D, Hq, Hk = head_dim_of(config), config.num_attention_heads, config.num_key_value_heads
+    positions = mm_positions(1, 24, seed=8)  # (3, 1, T)
+    T = positions.shape[-1]
+    g = torch.Generator().manual_seed(9)
+    q = torch.randn(1, T, Hq, D, generator=g)
+    k = torch.randn(1, T, Hk, D, generator=g)
+    want_q, want_k = hf_rotate(module, rotary, q, k, positions)
+    cache = torch.from_numpy(ropekit.cos_sin_cache(spec, 128))
+    section, interleaved = spec.mrope.sections, spec.mrope.interleaved
+    flat = positions.reshape(3, T)
+    qe, ke = q.reshape(T, Hq * D).clone(), k.reshape(T, Hk * D).clone()
+    ropekit.rotary_embedding(flat, qe, ke, D, cache, True, mrope_section=section, mrope_interleaved=interleaved)
+    assert rel_err(qe.reshape(1, T, Hq, D), want_q) <= 1e-5 and rel_err(ke.reshape(1, T, Hk, D), want_k) <= 1e-5
+    qn, kn = q.reshape(T, Hq * D).numpy().copy(), k.reshape(T, Hk * D).numpy().copy()
+    ropekit.rotary_embedding(flat.numpy(), qn, kn, D, cache.numpy(), True, mrope_section=section,
+                             mrope_interleaved=interleaved)
+    assert rel_err(torch.from_numpy(qn).reshape(1, T, Hq, D), want_q) <= 1e-5
+    if ropekit.torch.NATIVE_OPS:
+        torch.library.opcheck(torch.ops.ropekit.rotary_embedding.default,
+                              (flat, q.reshape(T, Hq * D).clone(), k.reshape(T, Hk * D).clone(), D, cache, True, 0,
+                               False, 0, section, interleaved))
+
+    def step(qx, kx):
+        ropekit.torch.rotary_embedding(flat, qx, kx, D, cache, True, mrope_section=section,
+                                       mrope_interleaved=interleaved)
+        return qx * 1, kx * 1
+
+    torch._dynamo.reset()
+    got_q, got_k = torch.compile(step, fullgraph=True)(q.reshape(T, Hq * D).clone(), k.reshape(T, Hk * D).clone())
+    assert rel_err(got_q.reshape(1, T, Hq, D), want_q) <= 1e-5 and rel_err(got_k.reshape(1, T, Hk, D), want_k) <= 1e-5
+    with pytest.raises(ValueError, match=r"positions\.size: expected 3 T"):
+        ropekit.rotary_embedding(flat.reshape(-1)[:-1], qe, ke, D, cache, True, mrope_section=section)
+    with pytest.raises(ValueError, match=r"mrope_section: expected 3 section sizes"):
+        ropekit.rotary_embedding(flat, qe, ke, D, cache, True, mrope_section=[32, 32])

@@ -406,3 +406,74 @@ TEST(Axial2d, VisionHeadsOnEveryCpuBackend) {
 }
 
 }  // namespace
+
+namespace {
+
+// The engine convention with M-RoPE (vLLM's MRotaryEmbedding: positions [3, T]): the same answer as
+// apply_rope with the M-RoPE spec's table, for f32 and (widened) bf16 caches, and its checks.
+TEST(MRopeEngine, RotaryEmbeddingEqualsApplyRope) {
+  constexpr int64_t T = 9, Hq = 4, Hk = 2, D = 128;
+  for (bool interleaved : {false, true}) {
+    const MRope m = interleaved ? MRope{{24, 20, 20}, true} : MRope{{16, 24, 24}, false};
+    const RopeSpec spec(mrope_params(D, m));
+    const std::vector<float> cache = ropekit::cos_sin_cache(spec, 64);
+    std::vector<int64_t> ids(static_cast<size_t>(3 * T));
+    for (size_t i = 0; i < ids.size(); ++i) ids[i] = static_cast<int64_t>((i * 7 + i / T * 5) % 64);
+    std::mt19937_64 rng(9);
+    std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+    std::vector<float> q(static_cast<size_t>(T * Hq * D)), k(static_cast<size_t>(T * Hk * D));
+    for (auto& v : q) v = u(rng);
+    for (auto& v : k) v = u(rng);
+    std::vector<float> want_q = q, want_k = k;
+    ropekit::apply_rope({TensorView::thd(want_q.data(), DType::f32, T, Hq, D), TensorView::thd(want_k.data(), DType::f32, T, Hk, D),
+                         std::nullopt, std::nullopt},
+                        Positions::token_ids(IndexView(ids.data(), 3 * T), 3), ropekit::RopeTable(spec, 64));
+    ropekit::EngineOptions options;
+    options.mrope = m;
+    std::vector<float> got_q = q, got_k = k;
+    ropekit::rotary_embedding(IndexView(ids.data(), 3 * T), TensorView::contiguous(got_q.data(), DType::f32, {T, Hq * D}),
+                              TensorView::contiguous(got_k.data(), DType::f32, {T, Hk * D}), D,
+                              {cache.data(), DType::f32, ropekit::Device::cpu(), 64, D}, true, 0, false, options);
+    EXPECT_EQ(got_q, want_q);
+    EXPECT_EQ(got_k, want_k);
+    // a bf16 cache: the same rows rounded to bf16, widened per id
+    std::vector<uint16_t> cache16(cache.size());
+    std::vector<float> rounded(cache.size());
+    for (size_t i = 0; i < cache.size(); ++i) {
+      uint32_t bits;
+      std::memcpy(&bits, &cache[i], 4);
+      cache16[i] = static_cast<uint16_t>((bits + 0x7fffu + ((bits >> 16) & 1u)) >> 16);
+      const uint32_t back = static_cast<uint32_t>(cache16[i]) << 16;
+      std::memcpy(&rounded[i], &back, 4);
+    }
+    std::vector<float> q16 = q, q32 = q;
+    ropekit::rotary_embedding(IndexView(ids.data(), 3 * T), TensorView::contiguous(q16.data(), DType::f32, {T, Hq * D}),
+                              std::nullopt, D, {cache16.data(), DType::bf16, ropekit::Device::cpu(), 64, D}, true, 0,
+                              false, options);
+    ropekit::rotary_embedding(IndexView(ids.data(), 3 * T), TensorView::contiguous(q32.data(), DType::f32, {T, Hq * D}),
+                              std::nullopt, D, {rounded.data(), DType::f32, ropekit::Device::cpu(), 64, D}, true, 0,
+                              false, options);
+    EXPECT_EQ(q16, q32);
+  }
+  // checks: 3 ids a token, sections of the rotated window, every axis inside the cache
+  const MRope m{{16, 24, 24}, false};
+  const std::vector<float> cache = ropekit::cos_sin_cache(RopeSpec(mrope_params(D, m)), 8);
+  std::vector<int64_t> ids(static_cast<size_t>(3 * T), 1);
+  std::vector<float> q(static_cast<size_t>(T * Hq * D), 0.5f);
+  ropekit::EngineOptions options;
+  options.mrope = m;
+  auto call = [&](int64_t n, const ropekit::EngineOptions& o, int64_t rot = 128) {
+    const ropekit::CosSinCacheView c{cache.data(), DType::f32, ropekit::Device::cpu(), 8, rot};
+    ropekit::rotary_embedding(IndexView(ids.data(), n), TensorView::contiguous(q.data(), DType::f32, {T, Hq * D}),
+                              std::nullopt, D, c, true, 0, false, o);
+  };
+  EXPECT_NE(error_of([&] { call(3 * T - 1, options); }).find("positions.size: expected 3 T"), std::string::npos);
+  EXPECT_NE(error_of([&] { call(3 * T, options, 64); }).find("mrope.sections: expected pair counts summing to rotary_dim / 2 (32)"),
+            std::string::npos);
+  ids[static_cast<size_t>(2 * T + 4)] = 8;
+  const std::vector<float> before = q;
+  EXPECT_NE(error_of([&] { call(3 * T, options); }).find("positions[22]: expected in [0, 8)"), std::string::npos);
+  EXPECT_EQ(q, before);
+}
+
+}  // namespace
