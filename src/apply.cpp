@@ -282,8 +282,7 @@ detail::CheckedCall check(const RopeTensors& t, const Positions& positions, cons
            spec.position_axes() == 1 ? std::string("1 for a spec without mrope or axial (several axes turn their own pairs)")
                                      : cat("1 or ", spec.position_axes(), " (the spec's ", spec.mrope() ? "M-RoPE" : "axial 2-D", " axes)"),
            positions.axes);
-    if (const auto& m = spec.mrope()) p.pair_axes = {m->sections[0], m->sections[1], m->sections[2], m->interleaved};
-    else p.pair_axes = {p.pairs / 2, p.pairs / 2, 0, false};  // axial: the halves on axes 0 and 1
+    p.pair_axes = detail::pair_axes_of(spec);
   }
   return c;
 }

@@ -131,6 +131,13 @@ struct PairAxes {
   }
 };
 
+// The spec's map: M-RoPE's sections, axial's halves on axes 0 and 1, or every pair on axis 0.
+inline PairAxes pair_axes_of(const RopeSpec& spec) {
+  if (const auto& m = spec.mrope()) return {m->sections[0], m->sections[1], m->sections[2], m->interleaved};
+  if (spec.axial()) return {spec.pairs() / 2, spec.pairs() / 2, 0, false};
+  return {spec.pairs(), 0, 0, false};
+}
+
 // Positions (ropekit/apply.hpp) as plain data a kernel can take. Tokens are numbered on the grid:
 // batch row b, token s of the row (packed: b = 0 and s is the token).
 struct TokenPositions {

@@ -217,6 +217,11 @@ Style style_from_string(const std::string& name) {
   fail("style", "\"half\" or \"interleaved\"", cat('"', name, '"'));
 }
 
+int RopeSpec::pair_axis(int64_t j) const {
+  if (j < 0 || j >= pairs()) fail("pair", cat("in [0, ", pairs(), ")"), j);
+  return detail::pair_axes_of(*this).of(j);
+}
+
 std::string RopeSpec::style_name() const { return to_string(params_->style); }
 
 std::string RopeSpec::scaling_name() const { return name_of(params_->scaling); }

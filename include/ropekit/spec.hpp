@@ -173,6 +173,8 @@ class ROPEKIT_API RopeSpec {
   const std::optional<Axial2d>& axial() const { return params_->axial; }
   // Position axes a token may carry: 3 with M-RoPE, 2 axial, else 1 (one axis always works).
   int64_t position_axes() const { return params_->mrope ? 3 : params_->axial ? 2 : 1; }
+  // The position axis that turns pair j (0 <= j < pairs()): 0 without mrope or axial.
+  int pair_axis(int64_t j) const;
   // Every parameter equal (LongRoPE's factor lists included).
   bool operator==(const RopeSpec& other) const { return params_ == other.params_ || *params_ == *other.params_; }
 

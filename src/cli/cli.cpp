@@ -33,7 +33,8 @@ const char* const kInfoHelp = R"(usage: ropekit info <preset | config.json | spe
 What a RoPE spec rotates with: the spec, the attention factor folded into cos and sin, and per pair
 i the inverse frequency, the wavelength 2*pi/inv_freq in tokens, the unscaled (original)
 wavelength, their ratio and the regime: extrapolated (frequency unchanged), interpolated (divided by
-the full factor), blended (in between), constant / removed (truncated basis).
+the full factor), blended (in between), constant / removed (truncated basis). Multi-axis specs add
+the position axis that turns each pair: t / h / w (M-RoPE), 0 / 1 (axial 2-D).
 
 The spec comes from one of:
   <preset>               a built-in preset (see ropekit presets), e.g. ropekit info llama3.1-8b
@@ -96,7 +97,8 @@ per distinct RoPE with the layers that use it, and marks the layers without RoPE
                           and rope_parameters that disagree (rope_scaling wins, as in transformers);
                           for a GGUF how its metadata was mapped, the sliding-window layers' spec first
   pairs                   [{index, inv_freq, original_inv_freq, wavelength, original_wavelength,
-                            ratio, regime}]  (wavelength and ratio are null when infinite)
+                            ratio, regime, axis}]  (wavelength and ratio are null when infinite;
+                            axis t / h / w for M-RoPE, 0 / 1 axial, null otherwise)
   query_scale             null, or {description, factor, beta, length, shift}: q is multiplied by
                           factor (1 + beta ln(1 + floor((p + shift) / length))) (Llama 4's NoPE
                           layers, Ministral 3 / Mistral 4)

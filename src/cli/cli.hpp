@@ -99,6 +99,7 @@ struct PairRow {
   double original_wavelength;
   double ratio;              // wavelength / original_wavelength
   std::string regime;        // extrapolated | interpolated | blended | constant | removed
+  std::string axis;          // the position axis that turns it: t / h / w (M-RoPE), 0 / 1 (axial), else empty
 };
 std::vector<PairRow> pair_rows(const RopeSpec& spec, int64_t seq_len);
 

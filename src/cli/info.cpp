@@ -71,7 +71,11 @@ std::vector<PairRow> pair_rows(const RopeSpec& spec, int64_t seq_len) {
   const bool truncated = std::holds_alternative<scaling::Truncated>(spec.scaling());
   std::vector<PairRow> rows;
   for (size_t i = 0; i < scaled.size(); ++i) {
-    PairRow r{static_cast<int64_t>(i), scaled[i], original[i], wavelength(scaled[i]), wavelength(original[i]), 0.0, ""};
+    PairRow r{static_cast<int64_t>(i), scaled[i], original[i], wavelength(scaled[i]), wavelength(original[i]), 0.0, "", ""};
+    if (spec.position_axes() > 1) {  // which position turns the pair: M-RoPE's t / h / w, axial's axis 0 / 1
+      const int axis = spec.pair_axis(static_cast<int64_t>(i));
+      r.axis = spec.mrope() ? std::string(1, "thw"[axis]) : std::to_string(axis);
+    }
     r.ratio = original[i] / scaled[i];  // = wavelength / original_wavelength (inf when removed)
     if (scaled[i] == 0.0) {
       r.regime = "removed";
@@ -145,7 +149,8 @@ nlohmann::json pairs_json(const std::vector<PairRow>& rows) {
                      {"wavelength", finite_or_null(row.wavelength)},
                      {"original_wavelength", finite_or_null(row.original_wavelength)},
                      {"ratio", finite_or_null(row.ratio)},
-                     {"regime", row.regime}});
+                     {"regime", row.regime},
+                     {"axis", row.axis.empty() ? nlohmann::json(nullptr) : nlohmann::json(row.axis)}});
   }
   return pairs;
 }
@@ -202,12 +207,18 @@ void print_block(std::ostream& out, const SpecView& v) {
       << v.seq_len << "\n";
   out << "\n";
   char line[200];
-  std::snprintf(line, sizeof line, "%5s  %13s  %14s  %14s  %9s  %s\n", "pair", "inv_freq", "wavelength", "orig_wavelen",
-                "ratio", "regime");
+  const bool axes = !v.rows.empty() && !v.rows.front().axis.empty();  // an axis column for multi-axis specs
+  if (axes) std::snprintf(line, sizeof line, "%5s  %13s  %14s  %14s  %9s  %-12s  %s\n", "pair", "inv_freq", "wavelength",
+                          "orig_wavelen", "ratio", "regime", "axis");
+  else std::snprintf(line, sizeof line, "%5s  %13s  %14s  %14s  %9s  %s\n", "pair", "inv_freq", "wavelength",
+                     "orig_wavelen", "ratio", "regime");
   out << line;
   for (const auto& row : v.rows) {
-    std::snprintf(line, sizeof line, "%5lld  %13.6e  %14.2f  %14.2f  %9.4f  %s\n", static_cast<long long>(row.index),
-                  row.inv_freq, row.wavelength, row.original_wavelength, row.ratio, row.regime.c_str());
+    const auto index = static_cast<long long>(row.index);
+    if (axes) std::snprintf(line, sizeof line, "%5lld  %13.6e  %14.2f  %14.2f  %9.4f  %-12s  %s\n", index, row.inv_freq,
+                            row.wavelength, row.original_wavelength, row.ratio, row.regime.c_str(), row.axis.c_str());
+    else std::snprintf(line, sizeof line, "%5lld  %13.6e  %14.2f  %14.2f  %9.4f  %s\n", index, row.inv_freq,
+                       row.wavelength, row.original_wavelength, row.ratio, row.regime.c_str());
     out << line;
   }
 }

@@ -109,6 +109,22 @@ TEST(Cli, InfoJsonHasTheDocumentedFields) {
   EXPECT_NEAR(j["pairs"][63]["ratio"].get<double>(), 8.0, 1e-9);
 }
 
+// M-RoPE presets name the position axis of each pair: Qwen2.5-VL's sections in order, Qwen3-VL's
+// interleaved t h w t h w ..., in the table and the JSON.
+TEST(Cli, InfoShowsTheMRopeAxisOfEachPair) {
+  const auto chunked = run({"info", data("qwen2.5-vl-7b")});
+  ASSERT_EQ(chunked.code, 0) << chunked.err;
+  EXPECT_NE(chunked.out.find("mrope(sections=16,24,24)"), std::string::npos);
+  EXPECT_NE(chunked.out.find("regime        axis\n"), std::string::npos);
+  const auto json = nlohmann::json::parse(run({"info", data("qwen3-vl-8b"), "--json"}).out);
+  ASSERT_EQ(json["pairs"].size(), 64u);
+  for (size_t j = 0; j < 64; ++j)
+    EXPECT_EQ(json["pairs"][j]["axis"], std::string(1, j < 60 ? "thw"[j % 3] : 't')) << j;
+  const auto plain = nlohmann::json::parse(run({"info", data("llama3-8b"), "--json"}).out);
+  EXPECT_TRUE(plain["pairs"][0]["axis"].is_null());
+  EXPECT_EQ(run({"info", data("llama3-8b")}).out.find("axis"), std::string::npos);
+}
+
 TEST(Cli, InfoFromConfigAndFlagsAgree) {
   const auto from_config = nlohmann::json::parse(run({"info", data("llama3.1-8b"), "--json"}).out);
   const auto from_flags = nlohmann::json::parse(run({"info", "--head-dim", "128", "--base", "500000", "--scaling", "llama3",
