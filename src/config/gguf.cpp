@@ -755,11 +755,33 @@ GgufRopeInfo read_gguf(Source& source) {
     b.note(cat("pair style interleaved: llama.cpp's normal RoPE for ", p.arch,
                ", pairs (2i, 2i+1) (for Llama-family models its converter permutes the q/k weights to match, so on "
                "the original HF weights this is HF's half style)"));
-  } else if (mrope) {
-    std::string s;
-    for (size_t i = 0; i < info.dimension_sections.size(); ++i) s += cat(i ? ", " : "", info.dimension_sections[i]);
-    b.note(cat("M-RoPE", mode == GgufRopeMode::imrope ? " (interleaved sections)" : "", " sections [", s,
-               "]: the spec is the text RoPE (every section rotates with the same position), half style"));
+  }
+  // llama.cpp's M-RoPE: sections t, h, w and a 4th (e) position; sector j of imrope takes h when
+  // j % 3 == 1 and j < 3h, w when j % 3 == 2 and j < 3w, t when j % 3 == 0 and j < 3t, else e.
+  // Without e (section 3 zero, t + h + w the pairs) and, interleaved, with every pair on t, h or w,
+  // that is ropekit's MRope (HF's mapping); otherwise the spec stays the text RoPE.
+  std::optional<MRope> mrope_map;
+  if (mrope) {
+    const auto& d = info.dimension_sections;
+    const auto at = [&](size_t i) { return i < d.size() ? d[i] : int64_t{0}; };
+    const bool interleaved = mode == GgufRopeMode::imrope;
+    const int64_t pairs = rotary_dim / 2;
+    bool exact = at(3) == 0 && at(0) >= 0 && at(1) >= 0 && at(2) >= 0 && at(0) + at(1) + at(2) == pairs;
+    for (int64_t j = 0; exact && interleaved && j < pairs; ++j) {
+      const bool hw = (j % 3 == 1 && j < 3 * at(1)) || (j % 3 == 2 && j < 3 * at(2));
+      if (!hw && !(j % 3 == 0 && j < 3 * at(0))) exact = false;
+    }
+    std::string listed;
+    for (size_t i = 0; i < d.size(); ++i) listed += cat(i ? ", " : "", d[i]);
+    if (exact) {
+      mrope_map = MRope{{at(0), at(1), at(2)}, interleaved};
+      b.note(cat("M-RoPE", interleaved ? " (interleaved sections)" : "", " sections [", listed,
+                 "]: the spec's mrope, positions with 3 axes (t, h, w)"));
+    } else {
+      b.note(cat("M-RoPE", interleaved ? " (interleaved sections)" : "", " sections [", listed,
+                 "]: some pairs turn by llama.cpp's 4th position; the spec is the text RoPE (every section at the "
+                 "same position)"));
+    }
   }
 
   // Scaling parameters.
@@ -812,6 +834,7 @@ GgufRopeInfo read_gguf(Source& source) {
   params.base = base;
   params.style = style;
   params.scaling = b.make(in, pairs);
+  params.mrope = mrope_map;
   info.spec = make_spec(params, "gguf");
 
   // Sliding-window layers.

@@ -3,6 +3,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <array>
+
 #include <unistd.h>
 
 #include <algorithm>
@@ -325,6 +327,21 @@ TEST(Gguf, MropeAndGlm4Styles) {
   const auto info = gguf_rope_info_bytes(f.bytes());
   EXPECT_EQ(info.spec.style(), ropekit::Style::half);
   EXPECT_EQ(info.dimension_sections, (std::vector<int64_t>{16, 24, 24, 0}));
+  ASSERT_TRUE(info.spec.mrope());  // t + h + w = 64 pairs, no 4th section: HF's chunked mapping
+  EXPECT_EQ(info.spec.mrope()->sections, (std::array<int64_t, 3>{16, 24, 24}));
+  EXPECT_FALSE(info.spec.mrope()->interleaved);
+  // Interleaved (Qwen3-VL): [24, 20, 20] leaves pairs 61 and 62 to llama.cpp's 4th position, so the
+  // spec stays the text RoPE; sections that put every pair on t, h or w map exactly.
+  File q3;
+  q3.kvs = {kv_str("general.architecture", "qwen3vl"), kv_u32("qwen3vl.context_length", 32768),
+            kv_u32("qwen3vl.embedding_length", 4096), kv_u32("qwen3vl.attention.head_count", 32),
+            kv_u32("qwen3vl.attention.key_length", 128), kv_i32_array("qwen3vl.rope.dimension_sections", {24, 20, 20, 0})};
+  const auto q3_info = gguf_rope_info_bytes(q3.bytes());
+  EXPECT_FALSE(q3_info.spec.mrope());
+  q3.kvs.back() = kv_i32_array("qwen3vl.rope.dimension_sections", {22, 21, 21, 0});  // every pair on t, h or w
+  const auto exact = gguf_rope_info_bytes(q3.bytes());
+  ASSERT_TRUE(exact.spec.mrope());
+  EXPECT_TRUE(exact.spec.mrope()->interleaved);
   File g;
   g.kvs = {kv_str("general.architecture", "glm4"), kv_u32("glm4.context_length", 32768),
            kv_u32("glm4.attention.key_length", 128), kv_u32("glm4.attention.head_count", 32),
