@@ -118,8 +118,9 @@ ROPEKIT_HD int64_t read_index(const void* data, bool i64, int64_t i) {
   return i64 ? static_cast<const int64_t*>(data)[i] : static_cast<int64_t>(static_cast<const int32_t*>(data)[i]);
 }
 
-// M-RoPE (ropekit/spec.hpp MRope) as plain data: the position axis (0 time, 1 height, 2 width)
-// of pair j.
+// The position axis of pair j for multi-axis specs (ropekit/spec.hpp), as plain data: M-RoPE's
+// sections (axes 0 time, 1 height, 2 width; chunked or interleaved), and axial 2-D RoPE as two
+// chunked sections (t = h = pairs / 2, w = 0).
 struct PairAxes {
   int64_t t = 0;  // the sections' pair counts
   int64_t h = 0;

@@ -216,8 +216,8 @@ void SinCosArray(const double* angles, int64_t n, double scale, float* cos_out, 
 // interleaved style's per-lane expansion (c0 c0 c1 c1 ..., -s0 s0 -s1 s1 ...) or, for bf16 in the
 // half style, c and s split by pair parity (even pairs first, odd pairs from padded_pairs on).
 // xPos scales per pair: x_up = zeta^((p - center) / scale_base) (sign +1), x_down = 1 / x_up.
-// Several position axes: cos/sin computed for each of a token's (up to 3) axes (cos, sin: 3 rows of padded_pairs) and
-// mixed, pair i from its axis.
+// Several position axes: cos/sin computed for each of a token's (up to 3) axes (cos, sin: 3 rows of
+// padded_pairs), then mixed, pair i from its axis.
 struct Scratch {
   std::vector<float> cos, sin, mixed_cos, mixed_sin, c, s, ce, se, x_up, x_down;
   void size_for(int64_t padded_pairs) {
@@ -265,7 +265,11 @@ void TokenCosSin(const SimdPlan& plan, const TokenPositions& pos, int64_t b, int
   if (at[1] == at[0] && at[2] == at[0]) return;
   const float* c[3] = {cos_row, nullptr, nullptr};
   const float* sn[3] = {sin_row, nullptr, nullptr};
-  for (int axis = 1; axis < 3; ++axis) CosSinRow(plan, at[axis], w, c[axis], sn[axis], axis);
+  for (int axis = 1; axis < 3; ++axis) {  // an axis at an earlier axis's position reuses its row
+    const int same = at[axis] == at[0] ? 0 : axis == 2 && at[2] == at[1] ? 1 : axis;
+    if (same != axis) c[axis] = c[same], sn[axis] = sn[same];
+    else CosSinRow(plan, at[axis], w, c[axis], sn[axis], axis);
+  }
   const DF df;
   const auto step = static_cast<int64_t>(hn::Lanes(df));
   const int64_t n = plan.p->pairs;

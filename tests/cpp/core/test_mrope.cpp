@@ -13,6 +13,7 @@
 #include "case_test_util.hpp"
 #include "rope_math.hpp"
 #include "ropekit/ropekit.hpp"
+#include "test_support.hpp"
 
 namespace {
 
@@ -25,14 +26,7 @@ using ropekit::SpecParams;
 using ropekit::Style;
 using ropekit::TensorView;
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const ropekit::Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using rt::error_of;
 
 SpecParams mrope_params(int64_t head_dim, MRope m, int64_t rotary_dim = 0) {
   SpecParams p;

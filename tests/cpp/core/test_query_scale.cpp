@@ -23,14 +23,7 @@ using ropekit::QueryScale;
 using ropekit::TensorView;
 using rt::Buffer;
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const ropekit::Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using rt::error_of;
 
 TEST(QueryScale, ValuesWhereTheStepsTurn) {
   const QueryScale llama4{1.0, 0.1, 8192, 1};  // HF: 1 + attn_scale log1p(floor((p + 1) / floor_scale))

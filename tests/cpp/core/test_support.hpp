@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <limits>
 #include <random>
 #include <string>
@@ -20,6 +21,16 @@ namespace rt {
 using ropekit::DType;
 
 // A fresh seed every run (ROPEKIT_TEST_SEED=<n> replays one).
+// The message of the ropekit::Error that f throws, or "" when it throws none.
+inline std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const ropekit::Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
 inline uint64_t fresh_seed() {
   if (const char* s = std::getenv("ROPEKIT_TEST_SEED")) return std::strtoull(s, nullptr, 10);
   std::random_device device;
