@@ -123,9 +123,13 @@ def _tagging_forward(original, ropes):
 
 
 def _rotate(q, k, rope, position_ids):
-    """q, k [B, H, S, D] rotated by ropekit at position_ids [B or 1, S]; same layout back."""
+    """q, k [B, H, S, D] rotated by ropekit at position_ids [B or 1, S], or M-RoPE's [3, B or 1, S]
+    (t, h, w: the spec's mrope); same layout back."""
     batch, _, seq, _ = q.shape
-    ids = position_ids.expand(batch, seq).reshape(-1)
+    if position_ids.dim() == 3:  # axis-major (3, B, S): ropekit reads the axes from the leading extent
+        ids = position_ids.expand(position_ids.shape[0], batch, seq).contiguous()
+    else:
+        ids = position_ids.expand(batch, seq).reshape(-1)
     q_out, k_out = _rt._apply(q.transpose(1, 2), k.transpose(1, 2), rope, ids, None, None, 0.0, False,
                               _C.Direction.forward, 0)
     return q_out.transpose(1, 2), k_out.transpose(1, 2)

@@ -387,3 +387,54 @@ def test_engine_convention_with_mrope(name):
         ropekit.rotary_embedding(flat.reshape(-1)[:-1], qe, ke, D, cache, True, mrope_section=section)
     with pytest.raises(ValueError, match=r"mrope_section: expected 3 section sizes"):
         ropekit.rotary_embedding(flat, qe, ke, D, cache, True, mrope_section=[32, 32])
+
+
+@pytest.mark.parametrize("name, sections, interleaved", [("qwen2_vl", [2, 3, 3], False), ("qwen2_5_vl", [4, 2, 2], False),
+                                                         ("qwen3_vl", [4, 2, 2], True)])
+def test_hf_patch_of_mrope_text_models(name, sections, interleaved):
+    """ropekit.hf.patch on the M-RoPE text decoders: the same hidden states and gradients with
+    (3, B, S) positions from the builder, and text-only positions."""
+    import importlib
+
+    from ropekit import hf as rh
+
+    module_name, config_name, _, _ = MODELS[name]
+    modeling = importlib.import_module(f"transformers.models.{module_name}.modeling_{module_name}")
+    config_module = importlib.import_module(f"transformers.models.{module_name}.configuration_{module_name}")
+    rope = {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": sections}
+    if interleaved:
+        rope["mrope_interleaved"] = True
+    config = getattr(config_module, config_name)(
+        vocab_size=64, hidden_size=64, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, head_dim=16, max_position_embeddings=256, rope_parameters=rope)
+    config._attn_implementation = "eager"
+    text_model = {"qwen2_vl": "Qwen2VLTextModel", "qwen2_5_vl": "Qwen2_5_VLTextModel", "qwen3_vl": "Qwen3VLTextModel"}
+    torch.manual_seed(0)
+    model = getattr(modeling, text_model[name])(config).eval()
+    types, mask, images, videos, seconds = generated_prompts("qwen2_vl", batch=2, seed=21)
+    positions, _ = ropekit.mrope_index(torch.from_numpy(types), torch.tensor(images).reshape(-1, 3) if images else None,
+                                       torch.tensor(videos).reshape(-1, 3) if videos else None)
+    ids = torch.randint(3, 64, types.shape, generator=torch.Generator().manual_seed(22))
+
+    def run():
+        model.zero_grad()
+        out = model(input_ids=ids, position_ids=positions).last_hidden_state
+        out.square().mean().backward()
+        grad = model.layers[0].self_attn.q_proj.weight.grad.clone()
+        text = model(input_ids=ids).last_hidden_state.detach()
+        return out.detach(), grad, text
+
+    want, want_grad, want_text = run()
+    rh.patch(model)
+    try:
+        got, got_grad, got_text = run()
+    finally:
+        rh.unpatch(model)
+    # Qwen3-VL's QK-norm (an RMSNorm of q and k before RoPE) conditions the first layer's q_proj
+    # gradient: cos/sin one float32 ulp apart (hidden states within 3e-7) move it by ~5e-5. HF's own
+    # model with its cos/sin computed in double, as ropekit's table rows are, moves it as much
+    # (5.5e-5 on this model). The rotation's own gradient is held to 1e-5 in
+    # test_rotation_and_gradients_equal_hf.
+    grad_tol = 2e-4 if name == "qwen3_vl" else 1e-5
+    assert rel_err(got, want) <= 1e-5 and rel_err(got_text, want_text) <= 1e-5
+    assert rel_err(got_grad, want_grad) <= grad_tol
