@@ -438,3 +438,23 @@ def test_hf_patch_of_mrope_text_models(name, sections, interleaved):
     grad_tol = 2e-4 if name == "qwen3_vl" else 1e-5
     assert rel_err(got, want) <= 1e-5 and rel_err(got_text, want_text) <= 1e-5
     assert rel_err(got_grad, want_grad) <= grad_tol
+
+
+def test_hf_patch_refuses_glm4v_interleaved_pairs():
+    """GLM-4V's decoder rotates interleaved pairs with cos/sin repeated per element: the patch's probe
+    sees a layout other than the standard one and leaves the model as it is."""
+    import importlib
+
+    from ropekit import hf as rh
+
+    modeling = importlib.import_module("transformers.models.glm4v.modeling_glm4v")
+    configuration = importlib.import_module("transformers.models.glm4v.configuration_glm4v")
+    config = configuration.Glm4vTextConfig(
+        vocab_size=64, hidden_size=64, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, max_position_embeddings=256,
+        rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "partial_rotary_factor": 0.5,
+                         "mrope_section": [2, 1, 1]})
+    model = modeling.Glm4vTextModel(config).eval()
+    with pytest.raises(ValueError, match=r"not in the standard layout .* not patched"):
+        rh.patch(model)
+    assert not rh.is_patched(model)
