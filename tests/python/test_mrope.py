@@ -458,3 +458,23 @@ def test_hf_patch_refuses_glm4v_interleaved_pairs():
     with pytest.raises(ValueError, match=r"not in the standard layout .* not patched"):
         rh.patch(model)
     assert not rh.is_patched(model)
+
+
+def test_jax_arrays_with_three_axes():
+    """JAX q with (3, B, S) positions (JAX or numpy): the numpy call's answer (bf16: the fp32 answer
+    rounded once)."""
+    jnp = pytest.importorskip("jax.numpy")
+    module, config, rotary = hf_parts("qwen2_vl")
+    spec = spec_of(config)
+    positions = mm_positions(2, 20, seed=31)
+    rng = np.random.default_rng(32)
+    q = rng.standard_normal((2, 20, 4, head_dim_of(config))).astype(np.float32)
+    want = ropekit.apply_rope(q, spec=spec, positions=positions.numpy())
+    hq, _ = hf_rotate(module, rotary, torch.from_numpy(q), torch.from_numpy(q[:, :, :2]), positions)
+    assert rel_err(torch.from_numpy(want), hq) <= 1e-5
+    got = ropekit.apply_rope(jnp.asarray(q), spec=spec, positions=jnp.asarray(positions.numpy()))
+    assert np.array_equal(np.asarray(got), want)
+    got16 = ropekit.apply_rope(jnp.asarray(q, dtype=jnp.bfloat16), spec=spec, positions=positions.numpy())
+    assert np.array_equal(np.asarray(got16), np.asarray(jnp.asarray(
+        ropekit.apply_rope(np.asarray(jnp.asarray(q, dtype=jnp.bfloat16), dtype=np.float32), spec=spec,
+                           positions=positions.numpy())).astype(jnp.bfloat16)))
