@@ -202,6 +202,22 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (in.ConsumeIntegralInRange<int>(0, 3) == 0) sp.xpos = Xpos{};
   if (in.ConsumeIntegralInRange<int>(0, 3) == 0 && (sp.rotary_dim == 0 ? head_dim : sp.rotary_dim) > 2)
     sp.scaling = scaling::DynamicNtk{.factor = 2.0, .original_max = 16};
+  // Multi-axis maps (valid ones: the spec's own checks are fuzz_spec's): M-RoPE sections or axial.
+  const int64_t pairs = (sp.rotary_dim == 0 ? head_dim : sp.rotary_dim) / 2;
+  if (!sp.xpos) {
+    switch (in.ConsumeIntegralInRange<int>(0, 3)) {
+      case 1: {
+        const int64_t h = in.ConsumeIntegralInRange<int64_t>(0, (pairs + 1) / 3);
+        const int64_t w = in.ConsumeIntegralInRange<int64_t>(0, pairs / 3);
+        sp.mrope = MRope{{pairs - h - w, h, w}, in.ConsumeBool()};
+        break;
+      }
+      case 2:
+        if (pairs % 2 == 0 && std::holds_alternative<scaling::None>(sp.scaling)) sp.axial = Axial2d{in.ConsumeBool()};
+        break;
+      default: break;
+    }
+  }
   const RopeSpec spec(sp);
   // A table, or one derived from it (grown / rescaled): derived tables leave the original as it was.
   const RopeTable original(spec, in.ConsumeIntegralInRange<int64_t>(0, 96));
@@ -245,7 +261,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   switch (kind) {
     case 0: positions = Positions::from_offset(in.ConsumeIntegralInRange<int>(0, 3) == 0 ? nasty_int(in, -1, high) : in.ConsumeIntegralInRange<int64_t>(0, high)); break;
     case 1: positions = Positions::per_sequence(make_index(in, a64, a32, q_batch, high)); break;
-    case 2: positions = Positions::token_ids(make_index(in, a64, a32, std::clamp<int64_t>(q_batch, 0, 64) * std::clamp<int64_t>(q_seq, 0, 64), high)); break;
+    case 2: {  // one axis, the spec's axes, or any count (ids sized for it, or not)
+      const int64_t axes = in.ConsumeIntegralInRange<int>(0, 15) == 0 ? nasty_int(in, -1, 4)
+                           : in.ConsumeBool()                         ? spec.position_axes()
+                                                                      : 1;
+      const int64_t tokens = std::clamp<int64_t>(q_batch, 0, 64) * std::clamp<int64_t>(q_seq, 0, 64);
+      positions = Positions::token_ids(make_index(in, a64, a32, tokens * std::clamp<int64_t>(axes, 1, 3), high), axes);
+      break;
+    }
     case 3:
       positions = Positions::packed(make_cu(in, a64, a32, q_seq),
                                     in.ConsumeBool() ? IndexView{} : make_index(in, b64, b32, 3, high));

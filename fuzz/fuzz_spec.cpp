@@ -109,6 +109,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const int64_t rd = p.rotary_dim == 0 ? p.head_dim : p.rotary_dim;
   p.scaling = make_scaling(in, rd > 0 && rd < (1 << 20) ? rd / 2 : 4);
   if (in.ConsumeBool()) p.xpos = Xpos{nasty_double(in, 0.5, 4096), nasty_double(in, 0.01, 2)};
+  if (in.ConsumeIntegralInRange<int>(0, 3) == 0)
+    p.mrope = MRope{{nasty_int(in, -2, 70), nasty_int(in, -2, 70), nasty_int(in, -2, 70)}, in.ConsumeBool()};
+  if (in.ConsumeIntegralInRange<int>(0, 3) == 0) p.axial = Axial2d{in.ConsumeBool()};
 
   std::optional<RopeSpec> spec;
   try {
@@ -118,6 +121,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   current_spec = &*spec;
   (void)spec->describe();
+  for (int64_t j = 0; j < spec->pairs() && j < 4096; ++j) {  // an accepted map puts every pair on one of its axes
+    const int axis = spec->pair_axis(j);
+    if (axis < 0 || axis >= spec->position_axes()) violated("pair_axis(j) is an axis of the spec");
+  }
   if (spec->pairs() > 1024) return 0;  // keep tables small (the fuzzer's memory limit)
 
   check_frequencies(*spec, 0);
