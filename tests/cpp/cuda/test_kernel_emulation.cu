@@ -71,6 +71,7 @@ struct EmuCase {
   bool attention = false;    // YaRN: attention factor != 1 (inverse divides by its square)
   bool caller_rows = false;  // rotary_embedding: the caller's rows, no frequencies (set_caller_rows)
   bool query_scale = false;  // q times t(position); rotary_dim 0 with it: apply_query_scale (no pairs)
+  bool mrope = false;        // M-RoPE sections [16, 12, 12] (D = R = 80); Pos::ids then carry 3 axes
   // Expected specialisation.
   int n = 0;
   CosSin cos_sin = CosSin::mixed;
@@ -82,7 +83,8 @@ struct EmuCase {
       << " in_place=" << in_place << " D=" << head_dim << " R=" << rotary_dim << " pad=" << pad << " hpt=" << forced_hpt
       << " pos=" << static_cast<int>(positions) << " beyond=" << beyond_rows << " xpos=" << xpos << " sincos=" << sincos
       << " n=" << n << " cos_sin=" << static_cast<int>(cos_sin) << " xpos_mode=" << static_cast<int>(xpos_mode)
-      << " attention=" << attention << " caller_rows=" << caller_rows << " query_scale=" << query_scale;
+      << " attention=" << attention << " caller_rows=" << caller_rows << " query_scale=" << query_scale
+      << " mrope=" << mrope;
     return o.str();
   }
 };
@@ -143,6 +145,7 @@ EmuRun run(const EmuCase& c, uint64_t seed, const HostPos& hp, const HostPos* em
   sp.style = c.style;
   if (c.xpos) sp.xpos = Xpos{};
   if (c.attention) sp.scaling = ropekit::scaling::Yarn{4.0, 16};
+  if (c.mrope) sp.mrope = MRope{{16, 12, 12}, false};
   const RopeSpec spec(sp);
   const RopeTable table(spec, c.beyond_rows ? 12 : 64);
 
@@ -187,7 +190,7 @@ EmuRun run(const EmuCase& c, uint64_t seed, const HostPos& hp, const HostPos* em
   auto positions_of = [&](const HostPos& h) {
     switch (c.positions) {
       case Pos::offset: return Positions::from_offset(c.beyond_rows ? 9 : 6);
-      case Pos::ids: return Positions::token_ids(IndexView(h.ids.data(), B * S));
+      case Pos::ids: return Positions::token_ids(IndexView(h.ids.data(), static_cast<int64_t>(h.ids.size())), c.mrope ? 3 : 1);
       case Pos::offsets: return Positions::per_sequence(IndexView(h.offsets.data(), B));
       case Pos::packed:
         return Positions::packed(IndexView(h.cu.data(), static_cast<int64_t>(h.cu.size())),
@@ -196,6 +199,7 @@ EmuRun run(const EmuCase& c, uint64_t seed, const HostPos& hp, const HostPos* em
     return Positions{};
   };
   if (packed) p.num_sequences = static_cast<int64_t>(hp.cu.size()) - 1;
+  if (c.mrope) p.pair_axes = pair_axes_of(spec);
   auto operand = [&](const Buffer& in, Buffer& out, int64_t H, float sign) {
     Operand op;
     op.in = c.in_place ? static_cast<const void*>(out.data()) : in.data();
@@ -257,6 +261,10 @@ HostPos default_positions(const EmuCase& c) {
   HostPos h;
   const int64_t far = c.beyond_rows ? 40 : 0;  // the table has 12 rows then
   for (int64_t t = 0; t < 10; ++t) h.ids.push_back(static_cast<int32_t>((t * 7) % 11 + (t % 2 ? far : 0)));
+  if (c.mrope)  // height and width axes, axis-major after time; token 3 a text token (equal axes)
+    for (int64_t axis = 1; axis < 3; ++axis)
+      for (int64_t t = 0; t < 10; ++t)
+        h.ids.push_back(t == 3 ? h.ids[3] : static_cast<int32_t>((t * (3 + 2 * axis)) % 13 + (t % 3 ? far : 0)));
   h.offsets = {3, c.beyond_rows ? 20 : 9};
   h.cu = {0, 4, 4, 11};
   h.packed_offsets = {3, 0, c.beyond_rows ? 30 : 9};
@@ -467,6 +475,57 @@ TEST(CudaKernelEmulation, QueryScale) {
             if (HasFailure()) return;
           }
   EXPECT_EQ(cases, (2 * 3 + 2 * (3 + 4)) * 3 * 3);  // widths: f32 3 per style; f16, bf16 3 half, 4 interleaved
+}
+
+// M-RoPE ids (3 axes) through the kernel body: the plain loop's answer for every style, dtype and
+// width, rows and past them; a bad id on the width axis is reported with its flat index and only
+// its token is skipped.
+TEST(CudaKernelEmulation, MRopeAxes) {
+  int cases = 0;
+  for (DType t : {DType::f32, DType::f16, DType::bf16})
+    for (Style st : {Style::half, Style::interleaved})
+      for (const Width& w : widths(t, st))
+        for (bool beyond : {false, true}) {
+          EmuCase c;
+          c.dtype = t;
+          c.style = st;
+          c.pad = w.pad;
+          c.positions = Pos::ids;
+          c.mrope = true;
+          c.beyond_rows = beyond;
+          c.sincos = cases % 3 == 2;
+          c.in_place = cases % 2 == 0;
+          check(c, fresh_seed());
+          ++cases;
+          if (HasFailure()) return;
+        }
+  EXPECT_GT(cases, 0);
+  EmuCase c;
+  c.dtype = DType::f32;
+  c.positions = Pos::ids;
+  c.mrope = true;
+  const HostPos good = default_positions(c);
+  HostPos wrong = good;
+  wrong.ids[2 * 10 + 7] = -4;  // token 7's width id
+  const EmuRun r = run(c, fresh_seed(), good, &wrong);
+  EXPECT_EQ(r.record.ready, 1);
+  EXPECT_EQ(r.record.kind, static_cast<int32_t>(FaultKind::ids));
+  EXPECT_EQ(r.record.index, 27);
+  EXPECT_EQ(r.record.value, -4);
+  const size_t es = elem_size(c.dtype);
+  const int64_t heads[2] = {5, 3};
+  const std::vector<unsigned char>* got[2] = {&r.q_emu, &r.k_emu};
+  const std::vector<unsigned char>* want[2] = {&r.q_cpu, &r.k_cpu};
+  const std::vector<unsigned char>* initial[2] = {&r.q_initial, &r.k_initial};
+  for (int o = 0; o < 2; ++o) {
+    const size_t token_bytes = static_cast<size_t>(heads[o] * c.head_dim) * es;
+    for (size_t token = 0; token < 10; ++token) {
+      const auto begin = static_cast<std::ptrdiff_t>(token * token_bytes);
+      const auto end = begin + static_cast<std::ptrdiff_t>(token_bytes);
+      const auto& expected = token == 7 ? *initial[o] : *want[o];
+      EXPECT_TRUE(std::equal(got[o]->begin() + begin, got[o]->begin() + end, expected.begin() + begin)) << o << " " << token;
+    }
+  }
 }
 
 // Invalid device-resident positions: reported once (kind, index, value), their tokens left as
