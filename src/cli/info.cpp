@@ -207,19 +207,20 @@ void print_block(std::ostream& out, const SpecView& v) {
       << v.seq_len << "\n";
   out << "\n";
   char line[200];
-  const bool axes = !v.rows.empty() && !v.rows.front().axis.empty();  // an axis column for multi-axis specs
-  if (axes) std::snprintf(line, sizeof line, "%5s  %13s  %14s  %14s  %9s  %-12s  %s\n", "pair", "inv_freq", "wavelength",
-                          "orig_wavelen", "ratio", "regime", "axis");
-  else std::snprintf(line, sizeof line, "%5s  %13s  %14s  %14s  %9s  %s\n", "pair", "inv_freq", "wavelength",
-                     "orig_wavelen", "ratio", "regime");
-  out << line;
+  // The last columns: the regime, then the axis for multi-axis specs (padded to line up).
+  const bool axes = !v.rows.empty() && !v.rows.front().axis.empty();
+  auto last = [&](const std::string& regime, const std::string& axis) {
+    if (!axes) return regime + "\n";
+    char cell[64];
+    std::snprintf(cell, sizeof cell, "%-12s  %s\n", regime.c_str(), axis.c_str());
+    return std::string(cell);
+  };
+  std::snprintf(line, sizeof line, "%5s  %13s  %14s  %14s  %9s  ", "pair", "inv_freq", "wavelength", "orig_wavelen", "ratio");
+  out << line << last("regime", "axis");
   for (const auto& row : v.rows) {
-    const auto index = static_cast<long long>(row.index);
-    if (axes) std::snprintf(line, sizeof line, "%5lld  %13.6e  %14.2f  %14.2f  %9.4f  %-12s  %s\n", index, row.inv_freq,
-                            row.wavelength, row.original_wavelength, row.ratio, row.regime.c_str(), row.axis.c_str());
-    else std::snprintf(line, sizeof line, "%5lld  %13.6e  %14.2f  %14.2f  %9.4f  %s\n", index, row.inv_freq,
-                       row.wavelength, row.original_wavelength, row.ratio, row.regime.c_str());
-    out << line;
+    std::snprintf(line, sizeof line, "%5lld  %13.6e  %14.2f  %14.2f  %9.4f  ", static_cast<long long>(row.index),
+                  row.inv_freq, row.wavelength, row.original_wavelength, row.ratio);
+    out << line << last(row.regime, row.axis);
   }
 }
 

@@ -401,11 +401,13 @@ ROPEKIT_UNROLL
 }
 
 // Several position axes (M-RoPE, axial): cos/sin of pairs [p0, p0 + P), each at the position of its axis
-// (checked by token_position), read from the rows below rows_count and computed past them.
+// (`position`: axis 0; all checked by token_position), read from the rows below rows_count and
+// computed past them.
 template <int P>
-ROPEKIT_KERNEL_HD void axis_rows(const KernelArgs& a, int64_t b, int64_t s, int p0, float (&c)[P], float (&sn)[P]) {
+ROPEKIT_KERNEL_HD void axis_rows(const KernelArgs& a, int64_t b, int64_t s, int64_t position, int p0, float (&c)[P],
+                                 float (&sn)[P]) {
   int64_t at[3];
-  a.pos.axis_positions(b, s, a.pos.at_axis(b, s, 0), at);
+  a.pos.axis_positions(b, s, position, at);
 ROPEKIT_UNROLL
   for (int j = 0; j < P; ++j) {
     const int64_t position = at[a.pair_axes.of(p0 + j)];
@@ -530,7 +532,7 @@ ROPEKIT_UNROLL
   // q/k loads go out first; cos/sin (a row from L2, or computed) arrive while they are in flight.
   if (K::cos_sin == CosSin::mixed && a.pos.axes > 1) {  // several axes (never on the rows-only path)
     load_heads(in, count);
-    axis_rows<K::P>(a, b, s, p0, c, sn);
+    axis_rows<K::P>(a, b, s, position, p0, c, sn);
   } else if (K::cos_sin == CosSin::rows || position < a.rows_count) {
     load_heads(in, count);
     load_row<K::P>(a, position, p0, c, sn);
