@@ -130,7 +130,8 @@ int64_t check_positions(const Positions& pos, const TensorView& q, int64_t& num_
       if (pos.values.size != ids)
         fail("positions.ids.size",
              pos.axes == 1 ? cat(tokens, " (one per token of ", q.shape_string(), ")")
-                           : cat(ids, " (", pos.axes, " axes x ", tokens, " tokens of ", q.shape_string(), ")"),
+                           : cat(ids, " (", pos.axes, " axes x ", tokens, " tokens of ", q.shape_string(),
+                                 "; several axes come axis-major: (axes, B, S) or (axes, T))"),
              pos.values.size);
       if (pos.values.device.type != DeviceType::cpu) return -1;
       for (int64_t t = 0; t < ids; ++t) {
@@ -280,7 +281,9 @@ detail::CheckedCall check(const RopeTensors& t, const Positions& positions, cons
     if (positions.axes != spec.position_axes())
       fail("positions.axes",
            spec.position_axes() == 1 ? std::string("1 for a spec without mrope or axial (several axes turn their own pairs)")
-                                     : cat("1 or ", spec.position_axes(), " (the spec's ", spec.mrope() ? "M-RoPE" : "axial 2-D", " axes)"),
+                                     : cat("1 or ", spec.position_axes(), " (the spec's ", spec.mrope() ? "M-RoPE" : "axial 2-D",
+                                           " axes; several axes come axis-major: ids (", spec.position_axes(), ", B, S) or (",
+                                           spec.position_axes(), ", T), not (B, S, ", spec.position_axes(), "))"),
            positions.axes);
     p.pair_axes = detail::pair_axes_of(spec);
   }

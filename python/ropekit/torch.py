@@ -419,8 +419,8 @@ def _python_ops():
                              cos_sin_cache: torch.Tensor, is_neox: bool, rope_dim_offset: int, inverse: bool,
                              num_threads: int, mrope_section: list[int] | None = None,
                              mrope_interleaved: bool = False) -> None:
-        _C.rotary_embedding(positions, query, key, head_size, cos_sin_cache, is_neox, rope_dim_offset, inverse,
-                            num_threads=num_threads, stream=_stream(query), mrope_section=mrope_section,
+        _C.rotary_embedding(positions.contiguous(), query, key, head_size, cos_sin_cache, is_neox, rope_dim_offset,
+                            inverse, num_threads=num_threads, stream=_stream(query), mrope_section=mrope_section,
                             mrope_interleaved=mrope_interleaved)
 
     @_rotary_embedding_op.register_fake
@@ -483,8 +483,8 @@ def rotary_embedding(positions, query: torch.Tensor, key: torch.Tensor | None, h
         _rotary_embedding_op(positions, query, key, head_size, cos_sin_cache, is_neox, rope_dim_offset, inverse,
                              num_threads, mrope_section, mrope_interleaved)
     else:
-        _C.rotary_embedding(positions, query, key, head_size, cos_sin_cache, is_neox, rope_dim_offset, inverse,
-                            num_threads=num_threads, stream=_stream(query), mrope_section=mrope_section,
+        _C.rotary_embedding(positions.contiguous(), query, key, head_size, cos_sin_cache, is_neox, rope_dim_offset,
+                            inverse, num_threads=num_threads, stream=_stream(query), mrope_section=mrope_section,
                             mrope_interleaved=mrope_interleaved)
         # Written through DLPack: tell autograd, so a tensor it saved cannot be used stale.
         torch.autograd.graph.increment_version([query] if key is None else [query, key])

@@ -173,13 +173,13 @@ ropekit::IndexView index_of(const Array& a, const char* name) {
   const auto code = static_cast<nb::dlpack::dtype_code>(d.code);
   if (code != nb::dlpack::dtype_code::Int || d.lanes != 1 || (d.bits != 32 && d.bits != 64))
     throw nb::type_error((std::string(name) + ": expected dtype int32 or int64, got " + dtype_name(d)).c_str());
-  int64_t expected = 1;
   int64_t n = 1;
-  for (size_t i = a.ndim(); i-- > 0;) {
+  for (size_t i = 0; i < a.ndim(); ++i) n *= static_cast<int64_t>(a.shape(i));
+  int64_t expected = 1;
+  for (size_t i = a.ndim(); i-- > 0 && n > 0;) {  // (an empty array's strides are anything)
     if (a.shape(i) != 1 && a.stride(i) != expected)
       throw nb::value_error((std::string("ropekit: ") + name + ": expected a contiguous array").c_str());
     expected *= static_cast<int64_t>(a.shape(i));
-    n *= static_cast<int64_t>(a.shape(i));
   }
   const auto device = device_of(a.device_type(), a.device_id(), name);
   ropekit::IndexView v;

@@ -127,7 +127,7 @@ ropekit::IndexView index_of(const Tensor& t, const char* name) {
   TORCH_CHECK_TYPE(s == c10::ScalarType::Int || s == c10::ScalarType::Long, name,
                    ": expected dtype int32 or int64, got ", dtype_name(s));
   int64_t expected = 1;
-  for (int64_t i = t.dim(); i-- > 0;) {
+  for (int64_t i = t.dim(); i-- > 0 && t.numel() > 0;) {  // (an empty array's strides are anything)
     TORCH_CHECK_VALUE(t.size(i) == 1 || t.stride(i) == expected, "ropekit: ", name, ": expected a contiguous array");
     expected *= t.size(i);
   }
@@ -404,7 +404,8 @@ void rotary_kernel(const Tensor& positions, const Tensor& query, const OptTensor
   options.num_threads = static_cast<int>(int_arg(num_threads, "num_threads", 0, std::numeric_limits<int>::max()));
   options.stream = stream_of(query);
   options.mrope = mrope_of(mrope_section, mrope_interleaved);
-  const ropekit::IndexView pos = index_of(positions, "positions");
+  const Tensor dense_positions = positions.contiguous();  // expanded or strided ids, as apply_rope takes them
+  const ropekit::IndexView pos = index_of(dense_positions, "positions");
   const ropekit::CosSinCacheView cache = cache_of(cos_sin_cache);
   const ropekit::TensorView q = view_of(query, "query", true);
   std::optional<ropekit::TensorView> k;

@@ -172,8 +172,12 @@ def test_bad_positions_name_the_argument():
     spec = ropekit.RopeSpec(128, mrope=ropekit.MRope([16, 24, 24]))
     plain = ropekit.RopeSpec(128)
     q = torch.randn(2, 5, 2, 128)
-    with pytest.raises(ValueError, match=r"positions\.axes: expected 1 or 3 \(the spec's M-RoPE axes\), got 2"):
+    with pytest.raises(ValueError, match=r"positions\.axes: expected 1 or 3 \(the spec's M-RoPE axes; several axes "
+                                         r"come axis-major: ids \(3, B, S\) or \(3, T\), not \(B, S, 3\)\), got 2"):
         ropekit.apply_rope(q, spec=spec, positions=torch.zeros(2, 2, 5, dtype=torch.int64))
+    with pytest.raises(ValueError, match=r"positions\.ids\.size: expected 20 \(2 axes x 10 tokens of \[2, 5, 2, 128\]; "
+                                         r"several axes come axis-major: \(axes, B, S\) or \(axes, T\)\), got 30"):
+        ropekit.apply_rope(q, spec=spec, positions=torch.zeros(2, 5, 3, dtype=torch.int64))  # axis-last: read as B axes
     with pytest.raises(ValueError, match=r"positions\.axes: expected 1 for a spec without mrope"):
         ropekit.apply_rope(q, spec=plain, positions=torch.zeros(3, 2, 5, dtype=torch.int64))
     with pytest.raises(ValueError, match=r"positions\.ids\.size: expected 30 \(3 axes x 10 tokens"):
@@ -188,6 +192,52 @@ def test_bad_positions_name_the_argument():
         ropekit.RopeSpec(128, mrope=ropekit.MRope([16, 24, 23]))
     with pytest.raises(ValueError, match=r"mrope\.sections: expected 3 pair counts"):
         ropekit.MRope([32, 32])
+
+
+def test_empty_sequences_with_three_axes_are_a_no_op():
+    """S = 0 (or T = 0) with (3, B, 0) / (3, 0) ids rotates nothing and raises nothing (an empty
+    array's strides are not checked for contiguity)."""
+    spec = ropekit.RopeSpec(128, mrope=ropekit.MRope([16, 24, 24]))
+    cache = ropekit.cos_sin_cache(spec, 16)
+    for ids in (torch.zeros(3, 2, 0, dtype=torch.int64), torch.zeros(3, 2, 0, dtype=torch.int64).transpose(1, 2)):
+        q = torch.randn(2, 0, 2, 128)
+        assert ropekit.apply_rope(q, spec=spec, positions=ids).shape == q.shape
+        assert ropekit.apply_rope(q.numpy(), spec=spec, positions=ids.numpy()).shape == q.shape
+        assert ropekit.apply_rope(q, spec=spec, positions=ids, inplace=True) is q
+    for ids in (torch.zeros(3, 0, dtype=torch.int64), torch.zeros(0, 3, dtype=torch.int64).t()):
+        q, k = torch.randn(0, 256), torch.randn(0, 128)
+        ropekit.rotary_embedding(ids, q, k, 128, torch.from_numpy(cache), True, mrope_section=[16, 24, 24])
+        ropekit.rotary_embedding(ids.numpy(), q.numpy(), k.numpy(), 128, cache, True, mrope_section=[16, 24, 24])
+
+
+def test_engine_convention_takes_expanded_and_strided_positions():
+    """rotary_embedding takes ids as apply_rope does: expanded (text tokens' one row as 3 axes) and
+    transposed ((T, 3) storage read as [3, T]) ids equal their contiguous copies."""
+    spec = ropekit.RopeSpec(64, mrope=ropekit.MRope([8, 12, 12]))
+    cache = torch.from_numpy(ropekit.cos_sin_cache(spec, 64))
+    g = torch.Generator().manual_seed(4)
+    T = 9
+    q, k = torch.randn(T, 3 * 64, generator=g), torch.randn(T, 64, generator=g)
+    for ids in (torch.arange(T)[None].expand(3, T), torch.randint(0, 64, (T, 3), generator=g).t(),
+                torch.randint(0, 64, (3, 2 * T), generator=g)[:, ::2]):
+        assert not ids.is_contiguous()
+        want_q, want_k = q.clone(), k.clone()
+        ropekit.rotary_embedding(ids.contiguous(), want_q, want_k, 64, cache, True, mrope_section=[8, 12, 12])
+        for call in (ropekit.rotary_embedding, ropekit.torch.rotary_embedding):
+            got_q, got_k = q.clone(), k.clone()
+            call(ids, got_q, got_k, 64, cache, True, mrope_section=[8, 12, 12])
+            assert torch.equal(got_q, want_q) and torch.equal(got_k, want_k)
+        got_q, got_k = q.numpy().copy(), k.numpy().copy()
+        ropekit.rotary_embedding(ids.numpy(), got_q, got_k, 64, cache.numpy(), True, mrope_section=[8, 12, 12])
+        assert np.array_equal(got_q, want_q.numpy()) and np.array_equal(got_k, want_k.numpy())
+    if ropekit.torch.NATIVE_OPS:  # the op itself, as torch.compile calls it
+        got_q, got_k = q.clone(), k.clone()
+        torch.ops.ropekit.rotary_embedding(torch.arange(T)[None].expand(3, T), got_q, got_k, 64, cache, True, 0, False,
+                                           0, [8, 12, 12], False)
+        want_q, want_k = q.clone(), k.clone()
+        ropekit.rotary_embedding(torch.arange(T)[None].repeat(3, 1), want_q, want_k, 64, cache, True,
+                                 mrope_section=[8, 12, 12])
+        assert torch.equal(got_q, want_q) and torch.equal(got_k, want_k)
 
 
 @pytest.mark.skipif(not ropekit.torch.NATIVE_OPS, reason="ropekit built without _torch_ops.so (or ROPEKIT_TORCH_OPS=0)")

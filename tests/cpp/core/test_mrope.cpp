@@ -158,7 +158,7 @@ TEST(MRope, PositionsAreChecked) {
   std::vector<int64_t> ids(static_cast<size_t>(3 * tokens), 2);
   const IndexView all(ids.data(), 3 * tokens);
   EXPECT_NE(error_of([&] { ropekit::apply_rope(a.views(), Positions::token_ids(IndexView(ids.data(), 2 * tokens), 2), spec); })
-                .find("positions.axes: expected 1 or 3 (the spec's M-RoPE axes), got 2"),
+                .find("positions.axes: expected 1 or 3 (the spec's M-RoPE axes; several axes come axis-major: ids (3, B, S) or (3, T), not (B, S, 3)), got 2"),
             std::string::npos);
   EXPECT_NE(error_of([&] { ropekit::apply_rope(a.views(), Positions::token_ids(IndexView(ids.data(), tokens), 3), spec); })
                 .find("positions.ids.size: expected 36 (3 axes x 12 tokens"),
