@@ -34,7 +34,7 @@ bool valid_dtype(DType d) { return d == DType::f32 || d == DType::f16 || d == DT
 void check_view(const TensorView& v, const std::string& name, int64_t head_dim) {
   if (v.rank != 3 && v.rank != 4)
     fail(name + ".rank", "3 (tokens, heads, head_dim) or 4 (batch, seq, heads, head_dim)", v.rank);
-  if (!valid_dtype(v.dtype)) fail(name + ".dtype", "f32, f16, bf16 or f64", static_cast<int>(v.dtype));
+  if (!valid_dtype(v.dtype)) fail(name + ".dtype", "f32, f16, bf16 or f64", to_string(v.dtype));
   if (v.dtype == DType::f64 && v.device.type != DeviceType::cpu)
     fail(name + ".dtype", "f32, f16 or bf16 on a CUDA device (f64 runs on the CPU)", to_string(v.dtype));
   for (int d = 0; d < v.rank; ++d) {

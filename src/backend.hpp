@@ -2,6 +2,7 @@
 // The one parameter struct that crosses from apply() into every backend. apply() has checked
 // everything in it; a backend only loops.
 #include <cstdint>
+#include <functional>
 
 #include "ropekit/apply.hpp"
 #include "rope_math.hpp"
@@ -117,6 +118,11 @@ void for_each_token(const TokenPositions& pos, int64_t t0, int64_t t1, F&& fn) {
 
 // Points the params at the table's data; compute_sincos ignores its rows.
 void use_table(RopeParams& params, const TableData& table, bool compute_sincos);
+
+// fn(u0, u1) over the work units [0, units), in chunks handed out to up to `requested` threads
+// (0: every core; fewer when `bytes` of memory traffic would not keep them busy). fn runs on the
+// SIMD build's pool, so it must not start a threaded CPU call itself (num_threads 1 inside).
+void cpu_parallel_chunks(int64_t units, int64_t bytes, int requested, const std::function<void(int64_t, int64_t)>& fn);
 
 void apply_cpu(const RopeParams& params);
 void apply_cpu_scalar(const RopeParams& params);  // the reference loop (apply_cpu may vectorize)

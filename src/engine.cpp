@@ -3,15 +3,12 @@
 
 #include <numeric>
 
-#include "apply_call.hpp"
 #include "check.hpp"
+#include "engine_call.hpp"
 #include "half_float.hpp"
 
 namespace ropekit {
-namespace {
-
-using detail::cat;
-using detail::fail;
+namespace detail {
 
 // query/key as (tokens, heads, head_size) or (batch, seq, heads, head_size) views.
 TensorView heads_view(const TensorView& v, const std::string& name, int64_t head_size, int64_t tokens) {
@@ -45,6 +42,8 @@ TensorView heads_view(const TensorView& v, const std::string& name, int64_t head
     fail(name + ".shape", cat(tokens, " tokens (one per position)"), cat(v.shape_string(), " (", view_tokens, " tokens)"));
   return out;
 }
+
+namespace {
 
 // A [T, H, D] view as [B, S, H, D] with the (B, S) of `like` (T = B * S).
 TensorView split_tokens(const TensorView& v, const TensorView& like) {
@@ -111,9 +110,9 @@ const RopeSpec& window_spec(int64_t rot_dim, Style style, const std::optional<MR
 
 }  // namespace
 
-void rotary_embedding(const IndexView& positions, const TensorView& query, const std::optional<TensorView>& key,
-                      int64_t head_size, const CosSinCacheView& cos_sin_cache, bool is_neox, int64_t rope_dim_offset,
-                      bool inverse, const EngineOptions& options) {
+void prepare_engine_call(EngineCall& call, const IndexView& positions, const TensorView& query,
+                         const std::optional<TensorView>& key, int64_t head_size, const CosSinCacheView& cos_sin_cache,
+                         bool is_neox, int64_t rope_dim_offset, bool inverse, const EngineOptions& options) {
   if (head_size <= 0) fail("head_size", "> 0", head_size);
   if (options.num_threads < 0) fail("options.num_threads", ">= 0 (0: every core)", options.num_threads);
   if (positions.type != IndexType::i32 && positions.type != IndexType::i64)
@@ -127,10 +126,10 @@ void rotary_embedding(const IndexView& positions, const TensorView& query, const
   if (!(positions.device == query.device))
     fail("positions.device", cat(to_string(query.device), " (as query)"), to_string(positions.device));
   check_cache(cos_sin_cache, query, head_size, rope_dim_offset);
-  const int64_t axes = options.mrope ? 3 : 1;
-  if (positions.size % axes != 0)
+  call.axes = options.mrope ? 3 : 1;
+  if (positions.size % call.axes != 0)
     fail("positions.size", "3 T (M-RoPE's t, h, w ids of every token, axis-major)", positions.size);
-  const int64_t tokens = positions.size / axes;
+  const int64_t tokens = call.tokens = positions.size / call.axes;
   TensorView q = window(heads_view(query, "query", head_size, tokens), rope_dim_offset, cos_sin_cache.rot_dim);
   std::optional<TensorView> k;
   if (key) {
@@ -152,25 +151,24 @@ void rotary_embedding(const IndexView& positions, const TensorView& query, const
   const RopeTensors tensors{q, k, std::nullopt, std::nullopt};
 
   // f16/bf16 caches: the rows this call reads, widened, read by token index instead of position.
-  std::vector<float> widened;
-  std::vector<int64_t> token_index;
-  Positions by = Positions::token_ids(positions, axes);
+  call.widened.clear();
+  Positions by = Positions::token_ids(positions, call.axes);
   if (cos_sin_cache.dtype != DType::f32 && tokens > 0) {  // (M-RoPE: id i of every axis reads widened row i)
-    widened = widened_rows(cos_sin_cache, positions);
-    token_index.resize(static_cast<size_t>(positions.size));
-    std::iota(token_index.begin(), token_index.end(), int64_t{0});
-    by = Positions::token_ids(IndexView(token_index.data(), positions.size, positions.device), axes);
+    call.widened = widened_rows(cos_sin_cache, positions);
+    call.token_index.resize(static_cast<size_t>(positions.size));
+    std::iota(call.token_index.begin(), call.token_index.end(), int64_t{0});
+    by = Positions::token_ids(IndexView(call.token_index.data(), positions.size, positions.device), call.axes);
   }
   detail::CheckedCall c = detail::check_call(tensors, by, spec, {"query", "key"});
-  if (tokens == 0 || (q.numel() == 0 && (!k || k->numel() == 0))) return;
+  call.nothing_to_do = tokens == 0 || (q.numel() == 0 && (!k || k->numel() == 0));
 
-  auto& p = c.params;
+  auto& p = call.params = c.params;
   thread_local std::vector<double> no_frequencies;
   thread_local std::vector<float> no_frequencies_f32;
   no_frequencies.resize(static_cast<size_t>(spec.pairs()), 0.0);
   no_frequencies_f32.resize(static_cast<size_t>(spec.pairs()), 0.0f);
-  p.rows = widened.empty() ? static_cast<const float*>(cos_sin_cache.data) : widened.data();
-  p.rows_count = widened.empty() ? cos_sin_cache.max_position : positions.size;
+  p.rows = call.widened.empty() ? static_cast<const float*>(cos_sin_cache.data) : call.widened.data();
+  p.rows_count = call.widened.empty() ? cos_sin_cache.max_position : positions.size;
   // Every position reads a row (host positions were checked above; the CUDA kernel refuses device
   // positions at or past rows_count when there is no table): the frequencies are never used.
   p.inv_freq = no_frequencies.data();
@@ -179,7 +177,17 @@ void rotary_embedding(const IndexView& positions, const TensorView& query, const
   p.direction = inverse ? Direction::inverse : Direction::forward;  // attention factor 1: inverse = R(-theta)
   p.stream = options.stream;
   p.num_threads = options.num_threads;
-  detail::dispatch(p);
+}
+
+}  // namespace detail
+
+void rotary_embedding(const IndexView& positions, const TensorView& query, const std::optional<TensorView>& key,
+                      int64_t head_size, const CosSinCacheView& cos_sin_cache, bool is_neox, int64_t rope_dim_offset,
+                      bool inverse, const EngineOptions& options) {
+  thread_local detail::EngineCall call;  // its buffers' capacity outlives the call: decode allocates nothing
+  detail::prepare_engine_call(call, positions, query, key, head_size, cos_sin_cache, is_neox, rope_dim_offset, inverse,
+                              options);
+  if (!call.nothing_to_do) detail::dispatch(call.params);
 }
 
 std::vector<float> cos_sin_cache(const RopeSpec& spec, int64_t max_position, const TableOptions& options) {

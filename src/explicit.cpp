@@ -18,7 +18,7 @@ void check_x(const TensorView& v, const std::string& name, int64_t width) {
   if (v.rank != 3 && v.rank != 4)
     fail(name + ".rank", "3 (tokens, heads, head_dim) or 4 (batch, seq, heads, head_dim)", v.rank);
   if (v.dtype != DType::f32 && v.dtype != DType::f16 && v.dtype != DType::bf16 && v.dtype != DType::f64)
-    fail(name + ".dtype", "f32, f16, bf16 or f64", static_cast<int>(v.dtype));
+    fail(name + ".dtype", "f32, f16, bf16 or f64", to_string(v.dtype));
   if (v.device.type != DeviceType::cpu) fail(name + ".device", "cpu (explicit coefficients run on the CPU)", to_string(v.device));
   for (int d = 0; d < v.rank; ++d) {
     const auto i = static_cast<size_t>(d);

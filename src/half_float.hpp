@@ -1,7 +1,8 @@
 #pragma once
-// fp16 / bf16 storage conversions, round to nearest even, NaN stays NaN; and the host loops'
-// storage formats.
+// fp16 / bf16 (and FP8 cache) storage conversions, round to nearest even, NaN stays NaN; and the
+// host loops' storage formats.
 #include <bit>
+#include <cmath>
 #include <cstdint>
 
 #include "ropekit/tensor_view.hpp"
@@ -43,6 +44,45 @@ inline uint16_t float_to_half(float f) {
   return static_cast<uint16_t>(sign | (std::bit_cast<uint32_t>(shifted) - 0x3f000000u));
 }
 
+// OCP FP8 (e4m3 "fn": bias 7, no infinities, 0x7f NaN, max 448; e5m2: bias 15, max 57344), for
+// KV caches: round to nearest even, saturating to the largest finite value (as vLLM and FlashInfer
+// quantise; torch's casts give NaN / inf past it), NaN stays NaN. kMantissa bits, kBias, the
+// smallest normal exponent 1 - kBias; subnormals are multiples of 2^(1 - kBias - kMantissa).
+template <int kMantissa, int kBias, uint32_t kMaxBits, uint8_t kNan>
+struct Fp8Format {
+  static constexpr float kMaxFinite = std::bit_cast<float>(
+      (((kMaxBits >> kMantissa) + 127u - kBias) << 23) | ((kMaxBits & ((1u << kMantissa) - 1u)) << (23 - kMantissa)));
+  static float to_float(uint8_t v) {
+    const uint32_t sign = static_cast<uint32_t>(v & 0x80u) << 24;
+    const uint32_t exponent = (v & 0x7fu) >> kMantissa;
+    const uint32_t mantissa = v & ((1u << kMantissa) - 1u);
+    if ((v & 0x7fu) > kMaxBits) return std::bit_cast<float>(sign | 0x7fc00000u);  // NaN (e5m2: inf too)
+    if (exponent != 0)
+      return std::bit_cast<float>(sign | ((exponent + 127u - kBias) << 23) | (mantissa << (23 - kMantissa)));
+    const float magnitude = std::ldexp(static_cast<float>(mantissa), 1 - kBias - kMantissa);
+    return sign ? -magnitude : magnitude;
+  }
+  static uint8_t from_float(float f) {
+    const uint32_t bits = std::bit_cast<uint32_t>(f);
+    const auto sign = static_cast<uint8_t>((bits >> 24) & 0x80u);
+    const uint32_t abs = bits & 0x7fffffffu;
+    if (abs > 0x7f800000u) return static_cast<uint8_t>(sign | kNan);
+    if (std::bit_cast<float>(abs) >= kMaxFinite) return static_cast<uint8_t>(sign | kMaxBits);
+    constexpr uint32_t kMinNormal = static_cast<uint32_t>(127 + 1 - kBias) << 23;
+    if (abs >= kMinNormal) {  // round the fp32 mantissa to kMantissa bits, then rebias
+      const uint32_t dropped = 23 - kMantissa;
+      const uint32_t rounded = abs + ((1u << (dropped - 1)) - 1u) + ((abs >> dropped) & 1u);
+      return static_cast<uint8_t>(sign | ((rounded >> dropped) - (static_cast<uint32_t>(127 - kBias) << kMantissa)));
+    }
+    // Subnormal: the count of 2^(1 - kBias - kMantissa) steps, nearest even (exact scaling by a
+    // power of two, then the default rounding mode); 1 << kMantissa is the smallest normal's code.
+    const float steps = std::nearbyint(std::ldexp(std::bit_cast<float>(abs), kBias - 1 + kMantissa));
+    return static_cast<uint8_t>(sign | static_cast<uint8_t>(steps));
+  }
+};
+using Fp8E4m3 = Fp8Format<3, 7, 0x7eu, 0x7fu>;
+using Fp8E5m2 = Fp8Format<2, 15, 0x7bu, 0x7eu>;
+
 // A storage format for the host's plain loops: its element, the type it is computed in (double
 // only for f64) and the conversions, rounded once.
 template <class S, class M, M (*Load)(S), S (*Store)(M)>
@@ -69,6 +109,8 @@ void with_storage_format(DType dtype, F&& f) {
     case DType::f16: return f.template operator()<StoredF16>();
     case DType::bf16: return f.template operator()<StoredBf16>();
     case DType::f64: return f.template operator()<StoredF64>();
+    case DType::f8_e4m3:
+    case DType::f8_e5m2: break;  // cache storage only: apply() refuses FP8 q and k
   }
 }
 

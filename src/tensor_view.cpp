@@ -12,8 +12,10 @@ int64_t dtype_size(DType dtype) {
     case DType::f16:
     case DType::bf16: return 2;
     case DType::f64: return 8;
+    case DType::f8_e4m3:
+    case DType::f8_e5m2: return 1;
   }
-  detail::fail("dtype", "f32, f16, bf16 or f64", static_cast<int>(dtype));
+  detail::fail("dtype", "f32, f16, bf16, f64, f8_e4m3 or f8_e5m2", static_cast<int>(dtype));
 }
 
 std::string to_string(DType dtype) {
@@ -22,6 +24,8 @@ std::string to_string(DType dtype) {
     case DType::f16: return "f16";
     case DType::bf16: return "bf16";
     case DType::f64: return "f64";
+    case DType::f8_e4m3: return "f8_e4m3";
+    case DType::f8_e5m2: return "f8_e5m2";
   }
   return detail::cat("dtype(", static_cast<int>(dtype), ")");
 }

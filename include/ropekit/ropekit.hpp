@@ -3,6 +3,7 @@
 #include "ropekit/apply.hpp"
 #include "ropekit/cuda.hpp"
 #include "ropekit/engine.hpp"
+#include "ropekit/kv_cache.hpp"
 #include "ropekit/table.hpp"
 #include "ropekit/error.hpp"
 #include "ropekit/frequencies.hpp"

@@ -10,8 +10,10 @@
 namespace ropekit {
 
 // f64 runs on the CPU only, in double with the table's fp32 cos/sin (for gradient checks and
-// scientific users); every other dtype computes in fp32 and rounds once on store.
-enum class DType : uint8_t { f32, f16, bf16, f64 };
+// scientific users); every other dtype computes in fp32 and rounds once on store. The FP8 types
+// (OCP e4m3 "fn": no infinities, max 448; e5m2: max 57344) are KV-cache storage only
+// (ropekit/kv_cache.hpp); q and k are never FP8.
+enum class DType : uint8_t { f32, f16, bf16, f64, f8_e4m3, f8_e5m2 };
 enum class DeviceType : uint8_t { cpu, cuda };
 
 struct Device {

@@ -124,6 +124,7 @@ void apply_cpu_scalar(const RopeParams& params) {
 
 #if !defined(ROPEKIT_HAS_CPU_SIMD)  // else src/cpu_simd chooses between this loop and the vector one
 void apply_cpu(const RopeParams& params) { apply_cpu_scalar(params); }
+void cpu_parallel_chunks(int64_t units, int64_t, int, const std::function<void(int64_t, int64_t)>& fn) { fn(0, units); }
 #endif
 
 }  // namespace ropekit::detail

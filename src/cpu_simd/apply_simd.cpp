@@ -757,6 +757,8 @@ void RunUnits(const SimdPlan& plan, int64_t u0, int64_t u1) {
     case DType::f16: return RunUnitsT<F16>(plan, u0, u1);
     case DType::bf16: return RunUnitsT<BF16>(plan, u0, u1);
     case DType::f64: break;  // apply_cpu sends f64 to the plain loop
+    case DType::f8_e4m3:
+    case DType::f8_e5m2: break;  // refused by apply()
   }
 }
 

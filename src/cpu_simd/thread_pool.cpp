@@ -1,5 +1,7 @@
 #include "cpu_simd/thread_pool.hpp"
 
+#include "backend.hpp"
+
 #include <pthread.h>
 
 #include <algorithm>
@@ -88,6 +90,18 @@ std::atomic<int64_t> min_bytes_per_thread{kCpuMinBytesPerThread};
 }  // namespace
 
 void set_cpu_min_bytes_per_thread(int64_t bytes) { min_bytes_per_thread = std::max<int64_t>(bytes, 1); }
+
+void cpu_parallel_chunks(int64_t units, int64_t bytes, int requested, const std::function<void(int64_t, int64_t)>& fn) {
+  const int threads = static_cast<int>(std::min<int64_t>(cpu_threads_for(bytes, requested), std::max<int64_t>(units, 1)));
+  if (threads <= 1) return fn(0, units);
+  // A shared counter: a thread that gets its core late takes fewer chunks.
+  const int64_t chunk = std::max<int64_t>(1, units / (4 * static_cast<int64_t>(threads)));
+  std::atomic<int64_t> next{0};
+  ThreadPool::instance().run(threads, [&](int) {
+    for (int64_t begin; (begin = next.fetch_add(chunk, std::memory_order_relaxed)) < units;)
+      fn(begin, std::min(units, begin + chunk));
+  });
+}
 
 int cpu_threads_for(int64_t bytes, int requested) {
   const int64_t kMinBytesPerThread = min_bytes_per_thread.load(std::memory_order_relaxed);

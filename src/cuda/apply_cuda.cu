@@ -131,6 +131,8 @@ void apply_cuda(const RopeParams& p) {
     case DType::f16: launch_f16(a, p, state, stream); break;
     case DType::bf16: launch_bf16(a, p, state, stream); break;
     case DType::f64: fail("q.dtype", "f32, f16 or bf16", "f64 (runs on the CPU)");  // refused by apply()
+    case DType::f8_e4m3:
+    case DType::f8_e5m2: fail("q.dtype", "f32, f16 or bf16", to_string(p.dtype));  // refused by apply()
   }
   // A captured launch is not recorded: the caller keeps the table alive as long as the graph.
   if (!capturing && table != nullptr) record_use(*p.table, *table, stream);
