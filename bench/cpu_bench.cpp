@@ -16,6 +16,8 @@
 #include <vector>
 
 #include "ropekit/apply.hpp"
+#include "ropekit/engine.hpp"
+#include "ropekit/kv_cache.hpp"
 #include "ropekit/table.hpp"
 #if defined(ROPEKIT_HAS_CPU_SIMD)
 #include "cpu_simd/simd.hpp"
@@ -224,6 +226,109 @@ void decode_args(benchmark::internal::Benchmark* b) {
   b->Args({1, 0, 32, 1, 1, kPlain});  // B = 32 on one thread, against the default (all cores)
   b->ArgNames({"dtype", "interleaved", "B", "S", "threads", "variant"});
 }
+
+// RoPE + paged KV-cache write (rotary_embedding_with_kv_cache), Llama-3-8B heads, NHD pages of 16,
+// each request's pages shuffled in the cache. args: dtype (0 f32, 1 bf16), cache (0 as k, 1 FP8
+// e4m3), tokens, threads, mode (0 fused, 1 unfused: rotary_embedding in place, then each token's k
+// and v rows copied to its slot, threaded as the fused op). The limit, timed in the same
+// iteration: an in-place RMW stream over q's bytes plus a memcpy of k's and v's bytes (what the
+// fused op must read and write with a cache of k's dtype; an FP8 cache writes half of that).
+void BM_KvAppend(benchmark::State& state) {
+  const DType dtype = state.range(0) == 0 ? DType::f32 : DType::bf16;
+  const bool fp8 = state.range(1) == 1;
+  const int64_t T = state.range(2);
+  const int threads = static_cast<int>(state.range(3));
+  const bool fused = state.range(4) == 0;
+  const int64_t e = dtype_size(dtype), page = 16, pages = T / page + 2;
+  const int64_t q_row = kQHeads * kHeadDim, kv_row = kKHeads * kHeadDim;
+  std::vector<uint16_t> q(static_cast<size_t>(T * q_row * e / 2)), k(static_cast<size_t>(T * kv_row * e / 2)),
+      v(k.size());
+  fill_random(q, dtype);
+  fill_random(k, dtype);
+  fill_random(v, dtype);
+  const DType cache_dtype = fp8 ? DType::f8_e4m3 : dtype;
+  const int64_t ce = dtype_size(cache_dtype);
+  std::vector<unsigned char> kc(static_cast<size_t>(pages * page * kv_row * ce), 0), vc(kc.size(), 0);
+  std::vector<int64_t> order(static_cast<size_t>(pages));
+  for (int64_t i = 0; i < pages; ++i) order[static_cast<size_t>(i)] = i;
+  std::shuffle(order.begin(), order.end(), std::mt19937(7));
+  std::vector<int64_t> slots(static_cast<size_t>(T)), positions(static_cast<size_t>(T));
+  for (int64_t t = 0; t < T; ++t) {
+    slots[static_cast<size_t>(t)] = order[static_cast<size_t>(t / page)] * page + t % page;
+    positions[static_cast<size_t>(t)] = t;
+  }
+  SpecParams sp;
+  sp.head_dim = kHeadDim;
+  sp.base = 500000.0;
+  const std::vector<float> rows = cos_sin_cache(RopeSpec(sp), T);
+  const CosSinCacheView table{rows.data(), DType::f32, Device::cpu(), T, kHeadDim};
+  const TensorView qv = TensorView::contiguous(q.data(), dtype, {T, q_row});
+  const TensorView kv = TensorView::contiguous(k.data(), dtype, {T, kv_row});
+  const TensorView vv = TensorView::contiguous(v.data(), dtype, {T, kv_row});
+  const auto cache_view = [&](std::vector<unsigned char>& c) {
+    return TensorView{c.data(), cache_dtype, Device::cpu(), 4, {pages, page, kKHeads, kHeadDim},
+                      {page * kv_row, kv_row, kHeadDim, 1}};
+  };
+  const float scale = 0.05f;
+  PagedKvCache cache{cache_view(kc), cache_view(vc), KvLayout::nhd};
+  if (fp8) cache.k_scale = cache.v_scale = std::span<const float>(&scale, 1);
+  EngineOptions options;
+  options.num_threads = threads;
+  const IndexView pos(positions.data(), T), slot_view(slots.data(), T);
+  const auto run = [&] {
+    if (fused) {
+      rotary_embedding_with_kv_cache(pos, qv, kv, vv, kHeadDim, table, true, slot_view, cache, 0, options);
+      return;
+    }
+    rotary_embedding(pos, qv, kv, kHeadDim, table, true, 0, false, options);
+    const size_t row = static_cast<size_t>(kv_row * e);
+    run_slices(threads, [&](int i) {
+      for (int64_t t = T * i / threads; t < T * (i + 1) / threads; ++t) {
+        const auto at = static_cast<size_t>(slots[static_cast<size_t>(t)]) * row;
+        std::memcpy(kc.data() + at, reinterpret_cast<const unsigned char*>(k.data()) + static_cast<size_t>(t) * row, row);
+        std::memcpy(vc.data() + at, reinterpret_cast<const unsigned char*>(v.data()) + static_cast<size_t>(t) * row, row);
+      }
+    });
+  };
+  if (!fused && fp8) {
+    state.SkipWithError("the unfused sequence is timed with a cache of k's dtype");
+    return;
+  }
+  const size_t q_bytes = static_cast<size_t>(T * q_row * e), kv_bytes = static_cast<size_t>(2 * T * kv_row * e);
+  std::vector<uint64_t> rmw((q_bytes + 7) / 8, 0);
+  std::vector<unsigned char> src(kv_bytes, 1), dst(kv_bytes, 0);
+  run();  // warm: pages, threads
+  copy_with_threads(src.data(), dst.data(), kv_bytes, threads);
+  std::vector<double> times, limits;
+  for (auto _ : state) {
+    const auto t0 = Clock::now();
+    run();
+    const auto t1 = Clock::now();
+    rmw_with_threads(reinterpret_cast<unsigned char*>(rmw.data()), q_bytes, threads);
+    copy_with_threads(src.data(), dst.data(), kv_bytes, threads);
+    benchmark::DoNotOptimize(dst.data());
+    const auto t2 = Clock::now();
+    times.push_back(std::chrono::duration<double>(t1 - t0).count());
+    limits.push_back(std::chrono::duration<double>(t2 - t1).count());
+    state.SetIterationTime(times.back());
+  }
+  state.counters["median_us"] = median(times) * 1e6;
+  state.counters["limit_us"] = median(limits) * 1e6;
+  state.counters["limit_ratio"] = median(limits) / median(times);
+}
+
+void kv_append_args(benchmark::internal::Benchmark* b) {
+  for (int64_t dtype : {1, 0})
+    for (int64_t mode : {0, 1}) b->Args({dtype, 0, 4096, 2, mode});
+  b->Args({1, 1, 4096, 2, 0});
+  b->Args({1, 0, 16384, 2, 0});
+  b->Args({1, 0, 16384, 2, 1});
+  for (int64_t mode : {0, 1}) b->Args({1, 0, 32, 2, mode});  // decode, 32 requests
+  b->Args({1, 1, 32, 2, 0});
+  b->ArgNames({"dtype", "fp8", "T", "threads", "unfused"});
+}
+
+BENCHMARK(BM_KvAppend)->Name("kv_append")->Apply(kv_append_args)->UseManualTime()->Unit(benchmark::kMicrosecond);
 
 BENCHMARK(BM_Rope)->Name("prefill")->Apply(prefill_args)->UseManualTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_Rope)->Name("decode")->Apply(decode_args)->UseManualTime()->Unit(benchmark::kMicrosecond);

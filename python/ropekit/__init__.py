@@ -49,6 +49,7 @@ __all__ = [
     "Axial2d", "Direction", "DynamicNtk", "Linear", "Llama3", "LongRope", "MRope", "NoScaling", "NtkAware", "Proportional",
     "RopeSpec", "RopeTable", "Style", "Truncated", "Xpos", "Yarn", "apply_rope", "attention_factor", "cos_sin_cache",
     "cuda_check_errors", "default_inv_freq", "mrope_index", "rotary_embedding", "vision_position_ids",
+    "paged_kv_slots", "rotary_embedding_with_kv_cache",
     "find_correction_dim", "find_correction_range", "get_mscale", "inv_freq", "linear_ramp_mask", "xpos_zeta",
     "GgufRopeInfo", "gguf_rope_info", "gguf_rope_info_bytes", "spec_from_gguf",
     "HfConfigInfo", "LayerRope", "ModelRope", "hf_config_info", "hf_config_info_json",
@@ -212,6 +213,82 @@ def rotary_embedding(positions, query, key, head_size: int, cos_sin_cache, is_ne
     _C.rotary_embedding(positions, query, key, head_size, cos_sin_cache, is_neox, rope_dim_offset, inverse,
                         num_threads=num_threads, mrope_section=mrope_section, mrope_interleaved=mrope_interleaved)
     return query, key
+
+
+def _fp8_cache(cache, kv_cache_dtype: str):
+    """A torch float8 cache as its uint8 codes, with the kv_cache_dtype it implies."""
+    kind = getattr(cache, "dtype", None)
+    names = {"torch.float8_e4m3fn": "fp8_e4m3", "torch.float8_e5m2": "fp8_e5m2"}
+    if str(kind) not in names:
+        return cache, kv_cache_dtype
+    implied = names[str(kind)]
+    if kv_cache_dtype not in ("auto", implied) and not (kv_cache_dtype == "fp8" and implied == "fp8_e4m3"):
+        raise ValueError(f"kv_cache_dtype: expected \"auto\" or \"{implied}\" for a {kind} cache, got \"{kv_cache_dtype}\"")
+    import torch
+
+    return cache.view(torch.uint8), implied
+
+
+def _scales(v, name: str) -> list:
+    if v is None:
+        return []
+    if hasattr(v, "tolist"):
+        v = v.tolist()
+    values = [v] if isinstance(v, (int, float)) else list(v)
+    if not all(isinstance(x, (int, float)) for x in values):
+        raise TypeError(f"{name}: expected a float, a sequence of floats (one per head) or None")
+    return [float(x) for x in values]
+
+
+def rotary_embedding_with_kv_cache(positions, query, key, value, head_size: int, cos_sin_cache, is_neox: bool,
+                                   slot_mapping, k_cache, v_cache, *, layout: str = "NHD",
+                                   kv_cache_dtype: str = "auto", k_scale=None, v_scale=None,
+                                   rope_dim_offset: int = 0, num_threads: int = 0, mrope_section=None,
+                                   mrope_interleaved: bool = False):
+    """rotary_embedding fused with the paged KV-cache write (vLLM's rotary_embedding followed by
+    reshape_and_cache_flash, in one pass): query rotated in place; key rotated and value written to
+    k_cache / v_cache at slot_mapping[t] (slot s: page s // page_size, token s % page_size; negative:
+    skipped); key and value are left as they are. On the CPU.
+
+    k_cache, v_cache: [pages, page_size, heads, head_dim] (layout "NHD") or [pages, heads, page_size,
+    head_dim] ("HND"), any strides with a contiguous last axis: a combined [pages, 2, ...] cache is
+    passed as cache[:, 0], cache[:, 1]. v_cache None with value None (a k-only cache). MLA: key is
+    k_pe (one head), value the latent ckv (one head of its own width). kv_cache_dtype "auto" (the
+    caches' float dtype: float32, float16, bfloat16) or "fp8" / "fp8_e4m3" / "fp8_e5m2" with uint8
+    caches (torch float8_e4m3fn / float8_e5m2 caches are taken as they are); FP8 stores x / scale
+    rounded to nearest even and clamped to the largest finite value, k_scale and v_scale one float
+    or one per head. Everything is checked before anything is written."""
+    k_cache, kv_cache_dtype = _fp8_cache(k_cache, kv_cache_dtype)
+    if v_cache is not None:
+        v_cache, kv_cache_dtype = _fp8_cache(v_cache, kv_cache_dtype)
+    for name, t in (("query", query), ("key", key), ("value", value)):
+        if t is not None and _framework(t) == "jax":
+            raise TypeError(f"{name}: JAX arrays are immutable; rotary_embedding_with_kv_cache writes in place")
+    mrope_section = None if mrope_section is None else [int(v) for v in mrope_section]
+    _C.rotary_embedding_with_kv_cache(
+        _args.index_array(positions, "positions"), query, key, value, head_size, cos_sin_cache, is_neox,
+        _args.index_array(slot_mapping, "slot_mapping"), k_cache, v_cache, layout=layout,
+        kv_cache_dtype=kv_cache_dtype, k_scale=_scales(k_scale, "k_scale"), v_scale=_scales(v_scale, "v_scale"),
+        rope_dim_offset=rope_dim_offset, num_threads=num_threads, mrope_section=mrope_section,
+        mrope_interleaved=mrope_interleaved)
+    if _framework(query) == "torch":
+        import torch
+
+        torch.autograd.graph.increment_version([t for t in (query, k_cache, v_cache) if t is not None])
+
+
+def paged_kv_slots(batch_indices, kv_positions, kv_indices, kv_indptr, kv_last_page_len, page_size: int,
+                   num_pages: int):
+    """FlashInfer's page table as the slot mapping rotary_embedding_with_kv_cache takes (int64 numpy):
+    token t of request batch_indices[t] at kv_positions[t] goes to page
+    kv_indices[kv_indptr[b] + kv_positions[t] // page_size], slot kv_positions[t] % page_size of it.
+    Positions past a request's filled pages (kv_last_page_len), page ids outside [0, num_pages) and a
+    decreasing kv_indptr are ValueErrors naming the entry."""
+    arrays = [_args.index_array(v, name) for v, name in ((batch_indices, "batch_indices"),
+                                                         (kv_positions, "kv_positions"), (kv_indices, "kv_indices"),
+                                                         (kv_indptr, "kv_indptr"),
+                                                         (kv_last_page_len, "kv_last_page_len"))]
+    return _C.paged_kv_slots(*arrays, page_size, num_pages)
 
 
 def _empty_like(x, kind: str):

@@ -147,10 +147,19 @@ ropekit::Device device_of(int32_t type, int32_t id, const char* name) {
                          std::to_string(type)).c_str());
 }
 
+// cache_dtype: the FP8 type of a uint8 KV-cache array (kv_cache_dtype); other arrays are floats.
 template <typename Array>
-TensorView view_of(const Array& a, const char* name) {
+TensorView view_of(const Array& a, const char* name, std::optional<DType> cache_dtype = std::nullopt) {
   TensorView v;
-  v.dtype = float_dtype(a.dtype(), name);
+  if (cache_dtype) {
+    const auto d = a.dtype();
+    if (static_cast<nb::dlpack::dtype_code>(d.code) != nb::dlpack::dtype_code::UInt || d.bits != 8 || d.lanes != 1)
+      throw nb::type_error((std::string(name) + ": expected dtype uint8 (FP8 codes) for kv_cache_dtype " +
+                            ropekit::to_string(*cache_dtype) + ", got " + dtype_name(d)).c_str());
+    v.dtype = *cache_dtype;
+  } else {
+    v.dtype = float_dtype(a.dtype(), name);
+  }
   v.device = device_of(a.device_type(), a.device_id(), name);
   // Ranks 2 to 4 reach the core, which says which it takes (rotary_embedding also takes 2).
   const size_t ndim = a.ndim();
@@ -302,6 +311,13 @@ TensorView in_view(Operands& ops, nb::handle h, const char* name, bool written) 
   }
   ops.held_in.push_back(cast_array<InArray>(h, name, "a DLPack array (numpy, torch, JAX, CuPy)"));
   return view_of(ops.held_in.back(), name);
+}
+
+// A KV cache: float arrays as they are (kv_cache_dtype "auto"), FP8 ones as uint8 codes.
+TensorView cache_tensor_arg(Operands& ops, nb::handle h, const char* name, std::optional<DType> fp8) {
+  if (!fp8) return in_view(ops, h, name, true);
+  ops.held_out.push_back(cast_array<OutArray>(h, name, "a writable DLPack array (the cache)"));
+  return view_of(ops.held_out.back(), name, fp8);
 }
 
 ropekit::IndexView index_arg(Operands& ops, nb::handle h, const char* name) {
@@ -803,6 +819,73 @@ NB_MODULE(_C, m) {
       "x"_a, "cos"_a, "sin"_a, "out"_a = nb::none(), nb::kw_only(), "style"_a = ropekit::Style::half,
       "direction"_a = ropekit::Direction::forward,
       "Rotate x (B, S, H, D) or (T, H, D) with per-(seq, element) float32 cos/sin tables (CPU).");
+
+  m.def(
+      "rotary_embedding_with_kv_cache",
+      [](nb::handle positions, nb::handle query, nb::handle key, nb::handle value, PyInt head_size,
+         nb::handle cos_sin_cache, bool is_neox, nb::handle slot_mapping, nb::handle k_cache, nb::handle v_cache,
+         const std::string& layout, const std::string& kv_cache_dtype, std::vector<float> k_scale,
+         std::vector<float> v_scale, PyInt rope_dim_offset, PyInt num_threads,
+         std::optional<std::vector<int64_t>> mrope_section, bool mrope_interleaved) {
+        const int64_t size = int_arg(head_size, "head_size");
+        const int64_t offset = int_arg(rope_dim_offset, "rope_dim_offset");
+        ropekit::EngineOptions options;
+        if (mrope_section && !mrope_section->empty()) {
+          if (mrope_section->size() != 3)
+            throw nb::value_error(("ropekit: mrope_section: expected 3 section sizes (t, h, w), got " +
+                                   std::to_string(mrope_section->size())).c_str());
+          options.mrope = ropekit::MRope{{(*mrope_section)[0], (*mrope_section)[1], (*mrope_section)[2]}, mrope_interleaved};
+        }
+        options.num_threads = static_cast<int>(int_arg(num_threads, "num_threads", 0, std::numeric_limits<int>::max()));
+        std::optional<DType> fp8;
+        if (kv_cache_dtype == "fp8" || kv_cache_dtype == "fp8_e4m3") fp8 = DType::f8_e4m3;
+        else if (kv_cache_dtype == "fp8_e5m2") fp8 = DType::f8_e5m2;
+        else if (kv_cache_dtype != "auto")
+          throw nb::value_error(("ropekit: kv_cache_dtype: expected \"auto\" (the caches' own float dtype), \"fp8\", "
+                                 "\"fp8_e4m3\" or \"fp8_e5m2\" (uint8 caches), got \"" + kv_cache_dtype + "\"").c_str());
+        ropekit::PagedKvCache cache;
+        if (layout == "NHD" || layout == "nhd") cache.layout = ropekit::KvLayout::nhd;
+        else if (layout == "HND" || layout == "hnd") cache.layout = ropekit::KvLayout::hnd;
+        else throw nb::value_error(("ropekit: layout: expected \"NHD\" or \"HND\", got \"" + layout + "\"").c_str());
+        Operands ops;
+        ops.held_in.reserve(5);
+        ops.held_out.reserve(3);
+        const ropekit::IndexView pos = index_arg(ops, positions, "positions");
+        const ropekit::IndexView slots = index_arg(ops, slot_mapping, "slot_mapping");
+        const ropekit::CosSinCacheView table = cache_arg(ops, cos_sin_cache);
+        const TensorView q = in_view(ops, query, "query", true);
+        const TensorView k = in_view(ops, key, "key", false);
+        std::optional<TensorView> v;
+        if (!value.is_none()) v = in_view(ops, value, "value", false);
+        cache.k_cache = cache_tensor_arg(ops, k_cache, "k_cache", fp8);
+        if (!v_cache.is_none()) cache.v_cache = cache_tensor_arg(ops, v_cache, "v_cache", fp8);
+        cache.k_scale = k_scale;
+        cache.v_scale = v_scale;
+        nb::gil_scoped_release release;
+        ropekit::rotary_embedding_with_kv_cache(pos, q, k, v, size, table, is_neox, slots, cache, offset, options);
+      },
+      "positions"_a, "query"_a, "key"_a, "value"_a.none(), "head_size"_a, "cos_sin_cache"_a, "is_neox"_a,
+      "slot_mapping"_a, "k_cache"_a, "v_cache"_a.none(), nb::kw_only(), "layout"_a = "NHD", "kv_cache_dtype"_a = "auto",
+      "k_scale"_a = std::vector<float>{}, "v_scale"_a = std::vector<float>{}, "rope_dim_offset"_a = 0,
+      "num_threads"_a = 0, "mrope_section"_a = nb::none(), "mrope_interleaved"_a = false,
+      "Rotate query in place and write key rotated and value into a paged KV cache at slot_mapping.");
+
+  m.def(
+      "paged_kv_slots",
+      [](nb::handle batch_indices, nb::handle kv_positions, nb::handle kv_indices, nb::handle kv_indptr,
+         nb::handle kv_last_page_len, PyInt page_size, PyInt num_pages) {
+        Operands ops;
+        ops.held_in.reserve(5);
+        const auto slots = ropekit::paged_kv_slots(
+            index_arg(ops, batch_indices, "batch_indices"), index_arg(ops, kv_positions, "kv_positions"),
+            index_arg(ops, kv_indices, "kv_indices"), index_arg(ops, kv_indptr, "kv_indptr"),
+            index_arg(ops, kv_last_page_len, "kv_last_page_len"), int_arg(page_size, "page_size"),
+            int_arg(num_pages, "num_pages"));
+        const size_t n = slots.size();
+        return to_numpy(slots, {n});
+      },
+      "batch_indices"_a, "kv_positions"_a, "kv_indices"_a, "kv_indptr"_a, "kv_last_page_len"_a, "page_size"_a,
+      "num_pages"_a, "FlashInfer's page table as a slot mapping (int64): page * page_size + position % page_size.");
 
   m.def(
       "rotary_embedding",
