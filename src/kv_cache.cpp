@@ -221,7 +221,7 @@ void rotary_embedding_with_kv_cache(const IndexView& positions, const TensorView
 
   // Chunks of k small enough to stay in the core's cache between the rotation and the write.
   const int64_t key_bytes = hk * head_size * dtype_size(key.dtype);
-  const int64_t chunk = std::clamp<int64_t>(int64_t{32768} / std::max<int64_t>(key_bytes, 1), 1, 256);
+  const int64_t chunk = std::clamp<int64_t>(int64_t{131072} / std::max<int64_t>(key_bytes, 1), 1, 256);
   const int64_t q_bytes = call.params.q.heads * head_size * dtype_size(query.dtype);
   const int64_t v_bytes = value ? v_heads.shape[1] * v_heads.shape[2] * dtype_size(value->dtype) : 0;
   const int64_t bytes = tokens * (2 * q_bytes + 2 * key_bytes + 2 * v_bytes);
@@ -229,13 +229,17 @@ void rotary_embedding_with_kv_cache(const IndexView& positions, const TensorView
   const int64_t rot_offset = rope_dim_offset;
   const int64_t k_elt = dtype_size(key.dtype);
   const int64_t axes = call.axes;
+  const bool whole_rows_rotated = cos_sin_cache.rot_dim == head_size;
+  // NHD caches with dense heads take a token's heads in one copy.
+  const bool k_rows = kc.copy && kc.head_stride == head_size;
+  const bool v_rows = value && vc.copy && vc.head_stride == vc.head_dim && v_heads.strides[1] == vc.head_dim;
   detail::cpu_parallel_chunks(tokens, bytes, options.num_threads, [&](int64_t u0, int64_t u1) {
     thread_local std::vector<unsigned char> scratch;
     thread_local std::vector<int64_t> ids;
     scratch.resize(static_cast<size_t>(chunk * key_bytes));
     for (int64_t t0 = u0; t0 < u1; t0 += chunk) {
       const int64_t n = std::min(chunk, u1 - t0);
-      for (int64_t t = 0; t < n; ++t) {  // key rows -> scratch [n, Hk, head_size]
+      for (int64_t t = 0; t < n && !whole_rows_rotated; ++t) {  // key rows -> scratch [n, Hk, head_size]
         for (int64_t h = 0; h < hk; ++h) {
           std::memcpy(scratch.data() + (t * hk + h) * head_size * k_elt,
                       static_cast<const char*>(k_heads.data) + ((t0 + t) * k_heads.strides[0] + h * k_heads.strides[1]) * k_elt,
@@ -250,14 +254,15 @@ void rotary_embedding_with_kv_cache(const IndexView& positions, const TensorView
         p.q.in = static_cast<const char*>(whole.q.in) + t0 * whole.q.in_stride[1] * q_elt;
         p.q.out = static_cast<char*>(whole.q.out) + t0 * whole.q.out_stride[1] * q_elt;
       }
-      if (p.has_k && p.k.heads > 0) {
+      if (p.has_k && p.k.heads > 0) {  // rotated into scratch: from key itself when that is the whole row
         char* window = reinterpret_cast<char*>(scratch.data()) + rot_offset * k_elt;
-        p.k.in = window;
+        p.k.in = whole_rows_rotated ? static_cast<const char*>(whole.k.in) + t0 * whole.k.in_stride[1] * k_elt : window;
+        if (!whole_rows_rotated) p.k.in_stride[1] = hk * head_size, p.k.in_stride[2] = head_size;
         p.k.out = window;
-        p.k.in_stride[0] = p.k.out_stride[0] = 0;
-        p.k.in_stride[1] = p.k.out_stride[1] = hk * head_size;
-        p.k.in_stride[2] = p.k.out_stride[2] = head_size;
-        p.k.in_place = true;
+        p.k.out_stride[0] = 0;
+        p.k.out_stride[1] = hk * head_size;
+        p.k.out_stride[2] = head_size;
+        p.k.in_place = !whole_rows_rotated;
       }
       const IndexView& all_ids = whole.positions.values;
       if (axes == 1) {
@@ -273,18 +278,20 @@ void rotary_embedding_with_kv_cache(const IndexView& positions, const TensorView
         const int64_t slot = slot_mapping[t0 + t];
         if (slot < 0) continue;
         const int64_t page = slot / kc.page_size, in_page = slot % kc.page_size;
-        for (int64_t h = 0; h < hk; ++h) {
+        for (int64_t h = 0; h < (k_rows ? 1 : hk); ++h) {
           const unsigned char* src = scratch.data() + (t * hk + h) * head_size * k_elt;
           char* dst = kc.data + (page * kc.page_stride + in_page * kc.token_stride + h * kc.head_stride) * dtype_size(kc.dtype);
-          if (kc.copy) std::memcpy(dst, src, static_cast<size_t>(head_size * k_elt));
+          if (k_rows) std::memcpy(dst, src, static_cast<size_t>(hk * head_size * k_elt));
+          else if (kc.copy) std::memcpy(dst, src, static_cast<size_t>(head_size * k_elt));
           else kc.store(src, dst, head_size, kc.scales[static_cast<size_t>(h)]);
         }
         if (!value) continue;
         const int64_t v_elt = dtype_size(value->dtype);
-        for (int64_t h = 0; h < vc.heads; ++h) {
+        for (int64_t h = 0; h < (v_rows ? 1 : vc.heads); ++h) {
           const char* src = static_cast<const char*>(v_heads.data) + ((t0 + t) * v_heads.strides[0] + h * v_heads.strides[1]) * v_elt;
           char* dst = vc.data + (page * vc.page_stride + in_page * vc.token_stride + h * vc.head_stride) * dtype_size(vc.dtype);
-          if (vc.copy) std::memcpy(dst, src, static_cast<size_t>(vc.head_dim * v_elt));
+          if (v_rows) std::memcpy(dst, src, static_cast<size_t>(vc.heads * vc.head_dim * v_elt));
+          else if (vc.copy) std::memcpy(dst, src, static_cast<size_t>(vc.head_dim * v_elt));
           else vc.store(src, dst, vc.head_dim, vc.scales[static_cast<size_t>(h)]);
         }
       }

@@ -123,7 +123,8 @@ def test_bad_axial_input_names_the_argument():
         ropekit.RopeSpec(64, axial=ropekit.Axial2d(), scaling=ropekit.Linear(2.0))
     spec = ropekit.RopeSpec(64, axial=ropekit.Axial2d())
     q = torch.randn(6, 2, 64)
-    with pytest.raises(ValueError, match=r"positions\.axes: expected 1 or 2 \(the spec's axial 2-D axes\), got 3"):
+    with pytest.raises(ValueError, match=r"positions\.axes: expected 1 or 2 \(the spec's axial 2-D axes; several axes "
+                                         r"come axis-major: ids \(2, B, S\) or \(2, T\), not \(B, S, 2\)\), got 3"):
         ropekit.apply_rope(q, spec=spec, positions=torch.zeros(3, 6, dtype=torch.int64))
     with pytest.raises(ValueError, match=r"grids\[1\]: expected h and w divisible by spatial_merge_size \(2\)"):
         ropekit.vision_position_ids([[1, 4, 4], [1, 3, 4]], spatial_merge_size=2)
