@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 
 #include "check.hpp"
 #include "engine_call.hpp"
@@ -304,6 +305,9 @@ std::vector<int64_t> paged_kv_slots(const IndexView& batch_indices, const IndexV
                                     const IndexView& kv_last_page_len, int64_t page_size, int64_t num_pages) {
   if (page_size <= 0) fail("page_size", "> 0", page_size);
   if (num_pages < 0) fail("num_pages", ">= 0", num_pages);
+  int64_t capacity = 0;
+  if (__builtin_mul_overflow(num_pages, page_size, &capacity))
+    fail("num_pages", cat("a count whose slots (num_pages * page_size ", page_size, ") fit in int64"), num_pages);
   for (const auto& [v, name] : {std::pair<const IndexView*, const char*>{&batch_indices, "batch_indices"},
                                 {&kv_positions, "kv_positions"}, {&kv_indices, "kv_indices"},
                                 {&kv_indptr, "kv_indptr"}, {&kv_last_page_len, "kv_last_page_len"}}) {
@@ -334,7 +338,10 @@ std::vector<int64_t> paged_kv_slots(const IndexView& batch_indices, const IndexV
     const int64_t b = batch_indices[t];
     if (b < 0 || b >= requests) fail(cat("batch_indices[", t, "]"), cat("in [0, ", requests, ")"), b);
     const int64_t owned = kv_indptr[b + 1] - kv_indptr[b];
-    const int64_t filled = owned == 0 ? 0 : (owned - 1) * page_size + kv_last_page_len[b];
+    int64_t filled = 0;  // (saturated: such a request holds every position an int64 can name)
+    if (owned > 0 && (__builtin_mul_overflow(owned - 1, page_size, &filled) ||
+                      __builtin_add_overflow(filled, kv_last_page_len[b], &filled)))
+      filled = std::numeric_limits<int64_t>::max();
     const int64_t pos = kv_positions[t];
     if (pos < 0 || pos >= filled)
       fail(cat("kv_positions[", t, "]"), cat("in [0, ", filled, ") (request ", b, "'s pages, filled)"), pos);

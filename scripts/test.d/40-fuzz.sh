@@ -13,7 +13,7 @@ echo "--- fuzz build: $((SECONDS - start)) s"
 export ASAN_OPTIONS=halt_on_error=1:abort_on_error=1:detect_leaks=1
 export UBSAN_OPTIONS=halt_on_error=1:abort_on_error=1:print_stacktrace=1
 failed=()
-for target in fuzz_spec fuzz_apply fuzz_hf_config fuzz_gguf; do
+for target in fuzz_spec fuzz_apply fuzz_kv_cache fuzz_hf_config fuzz_gguf; do
   if [[ ! -x $build/$target ]]; then
     echo "--- $target: not built ($build/$target)"
     failed+=("$target")
