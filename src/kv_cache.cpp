@@ -300,6 +300,55 @@ void rotary_embedding_with_kv_cache(const IndexView& positions, const TensorView
   });
 }
 
+void rerotate_kv_cache(const IndexView& slots, const IndexView& from_positions, const IndexView& to_positions,
+                       const CosSinCacheView& cos_sin_cache, bool is_neox, const TensorView& k_cache, KvLayout layout,
+                       std::span<const float> k_scale, int64_t rope_dim_offset, const EngineOptions& options) {
+  if (options.mrope) fail("options.mrope", "absent (re-rotation takes one position a token)", "M-RoPE sections");
+  if (k_cache.rank != 4) fail("k_cache.rank", "4 (NHD or HND pages)", k_cache.rank);
+  const int64_t heads = k_cache.shape[layout == KvLayout::nhd ? 2 : 1], head_dim = k_cache.shape[3];
+  const CacheSide kc = check_cache_side(k_cache, "k_cache", layout, heads, head_dim, DType::f32, k_scale, "k_scale");
+  int64_t capacity = 0;
+  if (__builtin_mul_overflow(kc.pages, kc.page_size, &capacity))
+    fail("k_cache.shape", "pages * page_size that fits in int64", k_cache.shape_string());
+  const int64_t n = slots.size;
+  check_slots(slots, n, capacity, Device::cpu());
+  for (const auto& [v, name] : {std::pair<const IndexView*, const char*>{&from_positions, "from_positions"},
+                                {&to_positions, "to_positions"}}) {
+    if (v->type != IndexType::i32 && v->type != IndexType::i64) fail(cat(name, ".type"), "i32 or i64", static_cast<int>(v->type));
+    if (v->device.type != DeviceType::cpu) fail(cat(name, ".device"), "cpu", to_string(v->device));
+    if (v->size != n) fail(cat(name, ".size"), cat(n, " (one per slot)"), v->size);
+    if (n > 0 && v->data == nullptr) fail(cat(name, ".data"), "a non-null pointer", "nullptr");
+    for (int64_t i = 0; i < n; ++i)
+      if ((*v)[i] < 0 || (*v)[i] >= cos_sin_cache.max_position)
+        fail(cat(name, "[", i, "]"), cat("in [0, ", cos_sin_cache.max_position, ") (the rows of cos_sin_cache)"), (*v)[i]);
+  }
+  // The rows in fp32 [n, heads, head_dim], rotated back from `from`, then forward to `to` (each
+  // call checks its positions; nothing is written to the cache before both pass).
+  std::vector<float> rows(static_cast<size_t>(std::max<int64_t>(n * heads * head_dim, 0)));
+  const int64_t ce = dtype_size(kc.dtype);
+  const auto at = [&](int64_t slot, int64_t h) {
+    return kc.data + ((slot / kc.page_size) * kc.page_stride + (slot % kc.page_size) * kc.token_stride + h * kc.head_stride) * ce;
+  };
+  const RowStore load = row_store(kc.dtype, DType::f32), store = row_store(DType::f32, kc.dtype);
+  for (int64_t i = 0; i < n; ++i) {
+    if (slots[i] < 0) continue;
+    for (int64_t h = 0; h < heads; ++h) {
+      float* row = rows.data() + (i * heads + h) * head_dim;
+      load(at(slots[i], h), row, head_dim, 1.0f);
+      if (is_fp8(kc.dtype))
+        for (int64_t d = 0; d < head_dim; ++d) row[d] *= kc.scales[static_cast<size_t>(h)];
+    }
+  }
+  const TensorView view = TensorView::contiguous(rows.data(), DType::f32, {n, heads, head_dim});
+  rotary_embedding(from_positions, view, std::nullopt, head_dim, cos_sin_cache, is_neox, rope_dim_offset, true, options);
+  rotary_embedding(to_positions, view, std::nullopt, head_dim, cos_sin_cache, is_neox, rope_dim_offset, false, options);
+  for (int64_t i = 0; i < n; ++i) {
+    if (slots[i] < 0) continue;
+    for (int64_t h = 0; h < heads; ++h)
+      store(rows.data() + (i * heads + h) * head_dim, at(slots[i], h), head_dim, kc.scales[static_cast<size_t>(h)]);
+  }
+}
+
 std::vector<int64_t> paged_kv_slots(const IndexView& batch_indices, const IndexView& kv_positions,
                                     const IndexView& kv_indices, const IndexView& kv_indptr,
                                     const IndexView& kv_last_page_len, int64_t page_size, int64_t num_pages) {

@@ -49,6 +49,17 @@ ROPEKIT_API void rotary_embedding_with_kv_cache(const IndexView& positions, cons
                                                 const IndexView& slot_mapping, const PagedKvCache& cache,
                                                 int64_t rope_dim_offset = 0, const EngineOptions& options = {});
 
+// Re-rotates cached keys in place (llama.cpp's context shift; a cached prefix reused at other
+// positions): the k heads at slots[i], rotated for from_positions[i], become rotated for
+// to_positions[i], as R(to) R(from)^-1 with the cache's rows (exact when they are unit rows: no
+// attention factor folded in). Computed in fp32 and rounded once into the cache (FP8: dequantised
+// with k_scale, requantised). A negative slot is skipped; slots must be distinct; positions as
+// rotary_embedding's. Everything is checked first; an Error leaves the cache untouched. CPU.
+ROPEKIT_API void rerotate_kv_cache(const IndexView& slots, const IndexView& from_positions,
+                                   const IndexView& to_positions, const CosSinCacheView& cos_sin_cache, bool is_neox,
+                                   const TensorView& k_cache, KvLayout layout, std::span<const float> k_scale = {},
+                                   int64_t rope_dim_offset = 0, const EngineOptions& options = {});
+
 // FlashInfer's page-table addressing as a slot mapping: token t of request batch_indices[t] at
 // kv_positions[t] (its place in that request's KV sequence) goes to page
 // kv_indices[kv_indptr[b] + kv_positions[t] / page_size], token kv_positions[t] % page_size of it.

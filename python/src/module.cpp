@@ -421,6 +421,20 @@ std::vector<ropekit::VisionGrid> grids(const std::vector<std::vector<int64_t>>& 
   return out;
 }
 
+// The engine convention's options from Python: threads and an optional M-RoPE section triple.
+ropekit::EngineOptions engine_options(PyInt num_threads, const std::optional<std::vector<int64_t>>& mrope_section,
+                                      bool mrope_interleaved) {
+  ropekit::EngineOptions options;
+  if (mrope_section && !mrope_section->empty()) {
+    if (mrope_section->size() != 3)
+      throw nb::value_error(("ropekit: mrope_section: expected 3 section sizes (t, h, w), got " +
+                             std::to_string(mrope_section->size())).c_str());
+    options.mrope = ropekit::MRope{{(*mrope_section)[0], (*mrope_section)[1], (*mrope_section)[2]}, mrope_interleaved};
+  }
+  options.num_threads = static_cast<int>(int_arg(num_threads, "num_threads", 0, std::numeric_limits<int>::max()));
+  return options;
+}
+
 ropekit::Style style_arg(nb::handle h) {
   if (nb::isinstance<nb::str>(h)) return ropekit::style_from_string(nb::cast<std::string>(h));
   return nb::cast<ropekit::Style>(h);
@@ -829,14 +843,7 @@ NB_MODULE(_C, m) {
          std::optional<std::vector<int64_t>> mrope_section, bool mrope_interleaved) {
         const int64_t size = int_arg(head_size, "head_size");
         const int64_t offset = int_arg(rope_dim_offset, "rope_dim_offset");
-        ropekit::EngineOptions options;
-        if (mrope_section && !mrope_section->empty()) {
-          if (mrope_section->size() != 3)
-            throw nb::value_error(("ropekit: mrope_section: expected 3 section sizes (t, h, w), got " +
-                                   std::to_string(mrope_section->size())).c_str());
-          options.mrope = ropekit::MRope{{(*mrope_section)[0], (*mrope_section)[1], (*mrope_section)[2]}, mrope_interleaved};
-        }
-        options.num_threads = static_cast<int>(int_arg(num_threads, "num_threads", 0, std::numeric_limits<int>::max()));
+        ropekit::EngineOptions options = engine_options(num_threads, mrope_section, mrope_interleaved);
         std::optional<DType> fp8;
         if (kv_cache_dtype == "fp8" || kv_cache_dtype == "fp8_e4m3") fp8 = DType::f8_e4m3;
         else if (kv_cache_dtype == "fp8_e5m2") fp8 = DType::f8_e5m2;
@@ -894,15 +901,7 @@ NB_MODULE(_C, m) {
          std::optional<std::vector<int64_t>> mrope_section, bool mrope_interleaved) {
         const int64_t size = int_arg(head_size, "head_size");
         const int64_t offset = int_arg(rope_dim_offset, "rope_dim_offset");
-        ropekit::EngineOptions options;
-        if (mrope_section && !mrope_section->empty()) {
-          if (mrope_section->size() != 3)
-            throw nb::value_error(("ropekit: mrope_section: expected 3 section sizes (t, h, w), got " +
-                                   std::to_string(mrope_section->size()))
-                                      .c_str());
-          options.mrope = ropekit::MRope{{(*mrope_section)[0], (*mrope_section)[1], (*mrope_section)[2]}, mrope_interleaved};
-        }
-        options.num_threads = static_cast<int>(int_arg(num_threads, "num_threads", 0, std::numeric_limits<int>::max()));
+        ropekit::EngineOptions options = engine_options(num_threads, mrope_section, mrope_interleaved);
         options.stream = reinterpret_cast<void*>(stream);
         Operands ops;
         ops.held_in.reserve(2);

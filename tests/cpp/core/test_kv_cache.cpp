@@ -393,6 +393,98 @@ TEST(KvCache, BadInputIsAnErrorThatWritesNothing) {
   EXPECT_EQ(kcache, k0);
 }
 
+TEST(KvCache, RerotationTurnsCachedKeysToNewPositions) {
+  RT_SEEDED_RNG(rng);
+  const int64_t H = 2, D = 32, pages = 4, ps = 4, max_pos = 64, n = 10;
+  ropekit::SpecParams sp;
+  sp.head_dim = D;
+  const std::vector<float> table = ropekit::cos_sin_cache(ropekit::RopeSpec(sp), max_pos);
+  const CosSinCacheView cache{table.data(), DType::f32, ropekit::Device::cpu(), max_pos, D};
+  for (DType cdt : {DType::f32, DType::bf16, DType::f8_e4m3}) {
+    for (KvLayout layout : {KvLayout::nhd, KvLayout::hnd}) {
+      SCOPED_TRACE(ropekit::to_string(cdt) + (layout == KvLayout::nhd ? " NHD" : " HND"));
+      // Keys k_t, written rotated at `from` by the fused op; re-rotated to `to`; compared with k_t
+      // rotated at `to` in float64 and stored.
+      Buffer k(DType::f32, n * H * D);
+      k.fill_random(rng);
+      std::vector<int64_t> from(n), to(n), slots(n);
+      std::vector<int64_t> order(pages * ps);
+      std::iota(order.begin(), order.end(), 0);
+      std::shuffle(order.begin(), order.end(), rng.gen);
+      for (int64_t i = 0; i < n; ++i) {
+        from[i] = rng.integer(0, max_pos - 1);
+        to[i] = rng.integer(0, max_pos - 1);
+        slots[i] = order[i];
+      }
+      const float scale = 0.01f;
+      const bool fp8 = cdt == DType::f8_e4m3;
+      std::vector<float> scales = fp8 ? std::vector<float>{scale} : std::vector<float>{};
+      const int64_t ce = esize(cdt);
+      std::vector<unsigned char> bytes(static_cast<size_t>(pages * ps * H * D * ce));
+      for (auto& b : bytes) b = static_cast<unsigned char>(rng.integer(0, 255));
+      const TensorView kc = cache_view(bytes.data(), cdt, layout, pages, ps, H, D, ps * H * D);
+      std::vector<float> q0;
+      ropekit::rotary_embedding_with_kv_cache(IndexView(from.data(), n), TensorView::contiguous(q0.data(), DType::f32, {n, 0}),
+                                              TensorView::contiguous(k.data(), DType::f32, {n, H * D}), std::nullopt, D,
+                                              cache, true, IndexView(slots.data(), n), PagedKvCache{kc, {}, layout, scales});
+      slots[3] = -1;  // skipped: stays rotated at from[3]
+      const auto before = bytes;
+      ropekit::rerotate_kv_cache(IndexView(slots.data(), n), IndexView(from.data(), n), IndexView(to.data(), n), cache,
+                                 true, kc, layout, scales);
+      std::vector<bool> owned(bytes.size(), false);
+      for (int64_t i = 0; i < n; ++i) {
+        const int64_t slot = i == 3 ? order[3] : slots[i];
+        const int64_t page = slot / ps, in_page = slot % ps;
+        for (int64_t h = 0; h < H; ++h) {
+          const int64_t base = layout == KvLayout::nhd ? ((page * ps + in_page) * H + h) * D : ((page * H + h) * ps + in_page) * D;
+          const int64_t p = i == 3 ? from[i] : to[i];
+          for (int64_t d = 0; d < D; ++d) {
+            owned[static_cast<size_t>((base + d) * ce)] = true;
+            const int64_t j = d % (D / 2);
+            const double c = table[p * D + j], sn = table[p * D + D / 2 + j];
+            const double a = k.get((i * H + h) * D + j), b = k.get((i * H + h) * D + D / 2 + j);
+            const double want = d < D / 2 ? a * c - b * sn : b * c + a * sn;
+            double got;
+            if (fp8) {
+              got = fp8_value(cdt, bytes[static_cast<size_t>(base + d)]) * scale;
+            } else {
+              Buffer one(cdt, 1);
+              std::memcpy(one.data(), bytes.data() + (base + d) * ce, static_cast<size_t>(ce));
+              got = one.get(0);
+            }
+            // Quantised twice (written, re-rotated): two of the format's steps at the pair's size
+            // (a rotation mixes the errors of both elements; it keeps the pair's norm).
+            const double norm = std::hypot(a, b);
+            const double step = fp8 ? norm / 8 + scale * std::ldexp(1.0, -9)
+                                    : cdt == DType::bf16 ? norm / 128 : 1e-5 * norm + 1e-7;
+            ASSERT_LE(std::fabs(got - want), 2 * step) << "slot " << slot << " head " << h << " d " << d;
+          }
+        }
+      }
+      for (size_t i = 0; i < bytes.size(); i += static_cast<size_t>(ce)) {
+        if (!owned[i]) ASSERT_EQ(std::memcmp(bytes.data() + i, before.data() + i, static_cast<size_t>(ce)), 0) << "byte " << i;
+      }
+      // Errors leave the cache as it was.
+      const auto kept = bytes;
+      std::vector<int64_t> twice = slots;
+      twice[1] = twice[0];
+      EXPECT_NE(error_of([&] {
+                  ropekit::rerotate_kv_cache(IndexView(twice.data(), n), IndexView(from.data(), n), IndexView(to.data(), n),
+                                             cache, true, kc, layout, scales);
+                }).find("slot_mapping[1]: expected a slot no other token writes"),
+                std::string::npos);
+      std::vector<int64_t> far = to;
+      far[n - 1] = max_pos;
+      EXPECT_NE(error_of([&] {
+                  ropekit::rerotate_kv_cache(IndexView(slots.data(), n), IndexView(from.data(), n), IndexView(far.data(), n),
+                                             cache, true, kc, layout, scales);
+                }).find("to_positions[9]: expected in [0, 64)"),
+                std::string::npos);
+      EXPECT_EQ(bytes, kept);
+    }
+  }
+}
+
 TEST(KvCache, PageTableToSlots) {
   // Two requests: 0 owns pages {3, 1} (last filled to 2 of 4), 1 owns page {0} (filled to 4).
   std::vector<int64_t> indices{3, 1, 0}, indptr{0, 2, 3}, last{2, 4};
