@@ -1,4 +1,4 @@
-// Fuzz target 5: rotary_embedding_with_kv_cache and paged_kv_slots on arbitrary shapes, strides,
+// Fuzz target 5: rotary_embedding_with_kv_cache, rerotate_kv_cache and paged_kv_slots on arbitrary shapes, strides,
 // dtypes (FP8 caches included), layouts, slots, positions and scales. Every view lies inside one
 // real buffer (fresh each run, so ASan guards both ends); views may overlap each other. Invariants:
 //  - on ropekit::Error the whole buffer is unchanged;
@@ -126,6 +126,23 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   EngineOptions options;
   options.num_threads = in.ConsumeIntegralInRange<int>(0, 3);
   const auto before = buffer;
+  if (in.ConsumeIntegralInRange<int>(0, 3) == 0) {  // re-rotation of the k cache: only it may change
+    std::vector<int64_t> to(positions.size());
+    for (auto& p : to) p = nasty_int(in, 0, max_pos);
+    try {
+      rerotate_kv_cache(IndexView(slots.data(), static_cast<int64_t>(slots.size())), IndexView(positions.data(), tokens),
+                        IndexView(to.data(), tokens), cache, in.ConsumeBool(), *k_cache, kv.layout, k_scale,
+                        in.ConsumeIntegralInRange<int64_t>(0, 8), options);
+    } catch (const Error&) {
+      if (buffer != before) violated("an Error of rerotate_kv_cache left the buffer changed");
+      return 0;
+    }
+    std::vector<bool> writable(buffer.size(), false);
+    mark(*k_cache, base, writable);
+    for (size_t i = 0; i < buffer.size(); ++i)
+      if (buffer[i] != before[i] && !writable[i]) violated("rerotate_kv_cache changed a byte outside k_cache");
+    return 0;
+  }
   try {
     rotary_embedding_with_kv_cache(IndexView(positions.data(), tokens), *query, *key, value, head_size, cache,
                                    in.ConsumeBool(), IndexView(slots.data(), static_cast<int64_t>(slots.size())), kv,

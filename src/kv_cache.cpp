@@ -126,25 +126,26 @@ IndexView slice(const IndexView& v, int64_t begin, int64_t n) {
   return out;
 }
 
-void check_slots(const IndexView& slots, int64_t tokens, int64_t capacity, const Device& query_device) {
+void check_slots(const IndexView& slots, int64_t tokens, int64_t capacity, const Device& query_device,
+                 const std::string& name = "slot_mapping") {
   if (slots.type != IndexType::i32 && slots.type != IndexType::i64)
-    fail("slot_mapping.type", "i32 or i64", static_cast<int>(slots.type));
+    fail(name + ".type", "i32 or i64", static_cast<int>(slots.type));
   if (!(slots.device == query_device))
-    fail("slot_mapping.device", cat(to_string(query_device), " (as query)"), to_string(slots.device));
-  if (slots.size != tokens) fail("slot_mapping.size", cat(tokens, " (one slot per token)"), slots.size);
-  if (tokens > 0 && slots.data == nullptr) fail("slot_mapping.data", "a non-null pointer", "nullptr");
+    fail(name + ".device", cat(to_string(query_device), " (as query)"), to_string(slots.device));
+  if (slots.size != tokens) fail(name + ".size", cat(tokens, " (one slot per token)"), slots.size);
+  if (tokens > 0 && slots.data == nullptr) fail(name + ".data", "a non-null pointer", "nullptr");
   std::vector<std::pair<int64_t, int64_t>> written;  // (slot, token)
   written.reserve(static_cast<size_t>(tokens));
   for (int64_t t = 0; t < tokens; ++t) {
     const int64_t s = slots[t];
     if (s >= capacity)
-      fail(cat("slot_mapping[", t, "]"), cat("negative (skip) or below pages * page_size (", capacity, ")"), s);
+      fail(cat(name, "[", t, "]"), cat("negative (skip) or below pages * page_size (", capacity, ")"), s);
     if (s >= 0) written.emplace_back(s, t);
   }
   std::sort(written.begin(), written.end());
   for (size_t i = 1; i < written.size(); ++i)
     if (written[i].first == written[i - 1].first)
-      fail(cat("slot_mapping[", written[i].second, "]"), cat("a slot no other token writes (token ", written[i - 1].second,
+      fail(cat(name, "[", written[i].second, "]"), cat("a slot no other token writes (token ", written[i - 1].second,
                                                               " writes it too)"), written[i].first);
 }
 
@@ -311,7 +312,7 @@ void rerotate_kv_cache(const IndexView& slots, const IndexView& from_positions, 
   if (__builtin_mul_overflow(kc.pages, kc.page_size, &capacity))
     fail("k_cache.shape", "pages * page_size that fits in int64", k_cache.shape_string());
   const int64_t n = slots.size;
-  check_slots(slots, n, capacity, Device::cpu());
+  check_slots(slots, n, capacity, Device::cpu(), "slots");
   for (const auto& [v, name] : {std::pair<const IndexView*, const char*>{&from_positions, "from_positions"},
                                 {&to_positions, "to_positions"}}) {
     if (v->type != IndexType::i32 && v->type != IndexType::i64) fail(cat(name, ".type"), "i32 or i64", static_cast<int>(v->type));

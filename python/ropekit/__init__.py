@@ -49,7 +49,7 @@ __all__ = [
     "Axial2d", "Direction", "DynamicNtk", "Linear", "Llama3", "LongRope", "MRope", "NoScaling", "NtkAware", "Proportional",
     "RopeSpec", "RopeTable", "Style", "Truncated", "Xpos", "Yarn", "apply_rope", "attention_factor", "cos_sin_cache",
     "cuda_check_errors", "default_inv_freq", "mrope_index", "rotary_embedding", "vision_position_ids",
-    "paged_kv_slots", "rotary_embedding_with_kv_cache",
+    "paged_kv_slots", "rerotate_kv_cache", "rotary_embedding_with_kv_cache",
     "find_correction_dim", "find_correction_range", "get_mscale", "inv_freq", "linear_ramp_mask", "xpos_zeta",
     "GgufRopeInfo", "gguf_rope_info", "gguf_rope_info_bytes", "spec_from_gguf",
     "HfConfigInfo", "LayerRope", "ModelRope", "hf_config_info", "hf_config_info_json",
@@ -275,6 +275,24 @@ def rotary_embedding_with_kv_cache(positions, query, key, value, head_size: int,
         import torch
 
         torch.autograd.graph.increment_version([t for t in (query, k_cache, v_cache) if t is not None])
+
+
+def rerotate_kv_cache(slots, from_positions, to_positions, cos_sin_cache, is_neox: bool, k_cache, *,
+                      layout: str = "NHD", kv_cache_dtype: str = "auto", k_scale=None, rope_dim_offset: int = 0,
+                      num_threads: int = 0):
+    """Turn the cached keys at slots (llama.cpp's context shift, or a cached prefix reused at new
+    positions) from from_positions to to_positions in place: R(to) R(from)^-1 with the cache's rows,
+    in fp32, rounded once into k_cache (FP8: dequantised with k_scale and requantised). Negative
+    slots are skipped; slots must be distinct. Exact for unit rows (no attention factor folded in)."""
+    k_cache, kv_cache_dtype = _fp8_cache(k_cache, kv_cache_dtype)
+    _C.rerotate_kv_cache(_args.index_array(slots, "slots"), _args.index_array(from_positions, "from_positions"),
+                         _args.index_array(to_positions, "to_positions"), cos_sin_cache, is_neox, k_cache,
+                         layout=layout, kv_cache_dtype=kv_cache_dtype, k_scale=_scales(k_scale, "k_scale"),
+                         rope_dim_offset=rope_dim_offset, num_threads=num_threads)
+    if _framework(k_cache) == "torch":
+        import torch
+
+        torch.autograd.graph.increment_version([k_cache])
 
 
 def paged_kv_slots(batch_indices, kv_positions, kv_indices, kv_indptr, kv_last_page_len, page_size: int,

@@ -435,6 +435,22 @@ ropekit::EngineOptions engine_options(PyInt num_threads, const std::optional<std
   return options;
 }
 
+// vLLM's kv_cache_dtype: "auto" (the cache's float dtype) or the FP8 type of uint8 caches.
+std::optional<DType> fp8_arg(const std::string& kv_cache_dtype) {
+  if (kv_cache_dtype == "fp8" || kv_cache_dtype == "fp8_e4m3") return DType::f8_e4m3;
+  if (kv_cache_dtype == "fp8_e5m2") return DType::f8_e5m2;
+  if (kv_cache_dtype != "auto")
+    throw nb::value_error(("ropekit: kv_cache_dtype: expected \"auto\" (the caches' own float dtype), \"fp8\", "
+                           "\"fp8_e4m3\" or \"fp8_e5m2\" (uint8 caches), got \"" + kv_cache_dtype + "\"").c_str());
+  return std::nullopt;
+}
+
+ropekit::KvLayout layout_arg(const std::string& layout) {
+  if (layout == "NHD" || layout == "nhd") return ropekit::KvLayout::nhd;
+  if (layout == "HND" || layout == "hnd") return ropekit::KvLayout::hnd;
+  throw nb::value_error(("ropekit: layout: expected \"NHD\" or \"HND\", got \"" + layout + "\"").c_str());
+}
+
 ropekit::Style style_arg(nb::handle h) {
   if (nb::isinstance<nb::str>(h)) return ropekit::style_from_string(nb::cast<std::string>(h));
   return nb::cast<ropekit::Style>(h);
@@ -844,16 +860,9 @@ NB_MODULE(_C, m) {
         const int64_t size = int_arg(head_size, "head_size");
         const int64_t offset = int_arg(rope_dim_offset, "rope_dim_offset");
         ropekit::EngineOptions options = engine_options(num_threads, mrope_section, mrope_interleaved);
-        std::optional<DType> fp8;
-        if (kv_cache_dtype == "fp8" || kv_cache_dtype == "fp8_e4m3") fp8 = DType::f8_e4m3;
-        else if (kv_cache_dtype == "fp8_e5m2") fp8 = DType::f8_e5m2;
-        else if (kv_cache_dtype != "auto")
-          throw nb::value_error(("ropekit: kv_cache_dtype: expected \"auto\" (the caches' own float dtype), \"fp8\", "
-                                 "\"fp8_e4m3\" or \"fp8_e5m2\" (uint8 caches), got \"" + kv_cache_dtype + "\"").c_str());
+        const std::optional<DType> fp8 = fp8_arg(kv_cache_dtype);
         ropekit::PagedKvCache cache;
-        if (layout == "NHD" || layout == "nhd") cache.layout = ropekit::KvLayout::nhd;
-        else if (layout == "HND" || layout == "hnd") cache.layout = ropekit::KvLayout::hnd;
-        else throw nb::value_error(("ropekit: layout: expected \"NHD\" or \"HND\", got \"" + layout + "\"").c_str());
+        cache.layout = layout_arg(layout);
         Operands ops;
         ops.held_in.reserve(5);
         ops.held_out.reserve(3);
@@ -876,6 +885,30 @@ NB_MODULE(_C, m) {
       "k_scale"_a = std::vector<float>{}, "v_scale"_a = std::vector<float>{}, "rope_dim_offset"_a = 0,
       "num_threads"_a = 0, "mrope_section"_a = nb::none(), "mrope_interleaved"_a = false,
       "Rotate query in place and write key rotated and value into a paged KV cache at slot_mapping.");
+
+  m.def(
+      "rerotate_kv_cache",
+      [](nb::handle slots, nb::handle from_positions, nb::handle to_positions, nb::handle cos_sin_cache, bool is_neox,
+         nb::handle k_cache, const std::string& layout, const std::string& kv_cache_dtype, std::vector<float> k_scale,
+         PyInt rope_dim_offset, PyInt num_threads) {
+        const ropekit::EngineOptions options = engine_options(num_threads, std::nullopt, false);
+        const std::optional<DType> fp8 = fp8_arg(kv_cache_dtype);
+        const ropekit::KvLayout kv_layout = layout_arg(layout);
+        const int64_t offset = int_arg(rope_dim_offset, "rope_dim_offset");
+        Operands ops;
+        ops.held_in.reserve(4);
+        ops.held_out.reserve(1);
+        const ropekit::IndexView s = index_arg(ops, slots, "slots");
+        const ropekit::IndexView from = index_arg(ops, from_positions, "from_positions");
+        const ropekit::IndexView to = index_arg(ops, to_positions, "to_positions");
+        const ropekit::CosSinCacheView table = cache_arg(ops, cos_sin_cache);
+        const TensorView kc = cache_tensor_arg(ops, k_cache, "k_cache", fp8);
+        nb::gil_scoped_release release;
+        ropekit::rerotate_kv_cache(s, from, to, table, is_neox, kc, kv_layout, k_scale, offset, options);
+      },
+      "slots"_a, "from_positions"_a, "to_positions"_a, "cos_sin_cache"_a, "is_neox"_a, "k_cache"_a, nb::kw_only(),
+      "layout"_a = "NHD", "kv_cache_dtype"_a = "auto", "k_scale"_a = std::vector<float>{}, "rope_dim_offset"_a = 0,
+      "num_threads"_a = 0, "Turn the cached keys at slots from from_positions to to_positions, in place.");
 
   m.def(
       "paged_kv_slots",

@@ -243,3 +243,38 @@ def test_page_table_errors():
         ropekit.paged_kv_slots([0], [0], indices, [2, 0, 3], last, 4, 3)
     with pytest.raises(ValueError, match=r"kv_indices\[0\]: expected in \[0, num_pages \(2\)\), got 2"):
         ropekit.paged_kv_slots([0], [0], indices, indptr, last, 4, 2)
+
+
+@pytest.mark.parametrize("cache_dtype", [torch.float32, torch.bfloat16, torch.float8_e4m3fn])
+@pytest.mark.parametrize("layout", ["NHD", "HND"])
+def test_rerotation_is_a_context_shift(cache_dtype, layout):
+    """llama.cpp's context shift: keys cached at positions 40..79 moved to 8..47 (tokens 8..39 of the
+    context dropped) equal the keys written at 8..47 directly, within the cache format's rounding."""
+    g = torch.Generator().manual_seed(21)
+    T, H, D, ps, P = 40, 2, 64, 16, 8
+    cos_sin = torch.from_numpy(ropekit.cos_sin_cache(ropekit.RopeSpec(D), 128))
+    k = torch.randn(T, H * D, generator=g)
+    q = torch.empty(T, 0)
+    shape = (P, ps, H, D) if layout == "NHD" else (P, H, ps, D)
+    slots = torch.randperm(P * ps, generator=g)[:T]
+    scale = 0.01 if cache_dtype == torch.float8_e4m3fn else None
+    shifted, direct = torch.zeros(shape, dtype=cache_dtype), torch.zeros(shape, dtype=cache_dtype)
+    old, new = torch.arange(40, 80), torch.arange(8, 48)
+    ropekit.rotary_embedding_with_kv_cache(old, q, k, None, D, cos_sin, True, slots, shifted, None, layout=layout,
+                                           k_scale=scale)
+    ropekit.rotary_embedding_with_kv_cache(new, q, k, None, D, cos_sin, True, slots, direct, None, layout=layout,
+                                           k_scale=scale)
+    untouched = shifted.clone()
+    ropekit.rerotate_kv_cache(slots, old, new, cos_sin, True, shifted, layout=layout, k_scale=scale)
+    s, d = shifted.float() * (scale or 1), direct.float() * (scale or 1)
+    tol = {torch.float32: 1e-5, torch.bfloat16: 2e-2, torch.float8_e4m3fn: 0.3}[cache_dtype]
+    assert (s - d).abs().max() <= tol * k.abs().max(), (s - d).abs().max()
+    assert not torch.equal(shifted.view(torch.uint8), untouched.view(torch.uint8))
+    bad = slots.clone()
+    bad[5] = bad[4]
+    before = shifted.clone()
+    with pytest.raises(ValueError, match=r"slots\[5\]: expected a slot no other token writes"):
+        ropekit.rerotate_kv_cache(bad, new, old, cos_sin, True, shifted, layout=layout, k_scale=scale)
+    with pytest.raises(ValueError, match=r"from_positions\[0\]: expected in \[0, 128\)"):
+        ropekit.rerotate_kv_cache(slots, new + 200, old, cos_sin, True, shifted, layout=layout, k_scale=scale)
+    assert torch.equal(shifted.view(torch.uint8), before.view(torch.uint8))

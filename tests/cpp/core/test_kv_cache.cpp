@@ -471,7 +471,7 @@ TEST(KvCache, RerotationTurnsCachedKeysToNewPositions) {
       EXPECT_NE(error_of([&] {
                   ropekit::rerotate_kv_cache(IndexView(twice.data(), n), IndexView(from.data(), n), IndexView(to.data(), n),
                                              cache, true, kc, layout, scales);
-                }).find("slot_mapping[1]: expected a slot no other token writes"),
+                }).find("slots[1]: expected a slot no other token writes"),
                 std::string::npos);
       std::vector<int64_t> far = to;
       far[n - 1] = max_pos;
