@@ -1,7 +1,8 @@
-// RoPE + paged KV-cache append on the CPU. Threads take chunks of tokens; each chunk's k is copied
-// into a small per-thread buffer, rotated there together with q (the rotation kernels, unchanged),
-// and written to its slots with v, so q, k and v are read once from memory and q and the cache
-// written once (the buffer stays in the core's cache).
+// RoPE + paged KV-cache append on the CPU. Threads take chunks of tokens; each chunk's k is rotated
+// into a small per-thread buffer (copied there first when only a window of the head turns) together
+// with q in place (the rotation kernels, unchanged), then written to its slots with v, so q, k and
+// v are read once from memory and q and the cache written once (the buffer stays in the core's
+// cache). Re-rotation of cached keys gathers their rows, turns them and scatters them back.
 #include "ropekit/kv_cache.hpp"
 
 #include <algorithm>
