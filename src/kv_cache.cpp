@@ -153,9 +153,12 @@ void check_slots(const IndexView& slots, int64_t tokens, int64_t capacity, const
 // The parts of views that the fused op writes must not share memory with anything it reads.
 void check_apart(const std::vector<std::pair<const TensorView*, std::string>>& written,
                  const std::vector<std::pair<const TensorView*, std::string>>& all) {
+  const auto present = [](const TensorView* v) { return v->rank > 0 && v->numel() > 0; };  // (an absent v cache: rank 0)
+  for (const auto& [v, name] : all)
+    if (present(v)) detail::check_extent(*v, name);
   for (size_t i = 0; i < written.size(); ++i) {
     for (const auto& [other, other_name] : all) {
-      if (other == written[i].first || other->numel() == 0 || written[i].first->numel() == 0) continue;
+      if (other == written[i].first || !present(other) || !present(written[i].first)) continue;
       if (detail::may_overlap(*written[i].first, *other))
         fail(written[i].second, cat("memory apart from ", other_name, " (the op reads one while writing the other)"),
              "overlapping views");
@@ -213,7 +216,7 @@ void rotary_embedding_with_kv_cache(const IndexView& positions, const TensorView
   check_slots(slot_mapping, tokens, capacity, query.device);
   {
     const std::vector<std::pair<const TensorView*, std::string>> written{{&cache.k_cache, "cache.k_cache"},
-                                                                        {&cache.v_cache, "cache.v_cache"}};
+                                                                        {&cache.v_cache, "cache.v_cache"}};  // (v: rank 0 when absent)
     std::vector<std::pair<const TensorView*, std::string>> all{{&query, "query"}, {&key, "key"},
                                                                {&cache.k_cache, "cache.k_cache"}};
     if (value) all.emplace_back(&*value, "value"), all.emplace_back(&cache.v_cache, "cache.v_cache");
